@@ -1,0 +1,49 @@
+# `make run`  : create .venv if needed, install, run the daemon on config/monitor.toml (SQLite).
+# `make test` : create .venv if needed, install dev deps, run lint, types, migration check, tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/monitor.toml
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+DEV_STAMP := $(STAMP)-dev
+
+.PHONY: run test lint types migrations-check pytest install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP) $@
+
+install: $(STAMP)
+install-dev: $(DEV_STAMP)
+
+run: $(STAMP)
+	$(BIN)/monitor --config $(CONFIG) run
+
+test: $(DEV_STAMP)
+	$(MAKE) lint types migrations-check pytest
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+
+types: $(DEV_STAMP)
+	$(BIN)/mypy
+
+# Models and migrations must agree: upgrade a scratch SQLite database, then `alembic check`.
+migrations-check: $(DEV_STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  MONITOR_DATABASE_URL="sqlite:///$$tmp/check.db" $(BIN)/alembic upgrade head >/dev/null 2>&1 && \
+	  MONITOR_DATABASE_URL="sqlite:///$$tmp/check.db" $(BIN)/alembic check
+
+pytest: $(DEV_STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

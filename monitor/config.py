@@ -1,0 +1,509 @@
+"""Settings: load the TOML config once, validate everything, return frozen values.
+
+Nothing else in the package reads files or the environment for settings; the
+CLI calls :func:`load_settings` once and passes the result down.
+
+Relative paths (the ``[seeds] path`` and a relative SQLite file in
+``[database] url``) resolve against the working directory the command runs in,
+the way ``sqlite:///data/monitor.db`` reads: run from the project root, or use
+absolute paths (the systemd unit sets ``WorkingDirectory``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from monitor import __version__
+from monitor.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/monitor.toml")
+ENV_CONFIG = "MONITOR_CONFIG"
+ENV_DATABASE_URL = "MONITOR_DATABASE_URL"
+
+DEFAULT_USER_AGENT = (
+    f"monitor/{__version__} (media-monitoring feed reader; +https://example.org/monitor)"
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str
+    from_env: bool = False
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    name: str
+    url: str
+    interval: int  # seconds
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    name: str
+    query: str
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DigestSettings:
+    schedule: str = "0 7 * * *"
+    timezone: str = "UTC"
+    sender: str = "monitor@localhost"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 25
+    security: str = "none"
+    username: str = ""
+    password_env: str = "MONITOR_SMTP_PASSWORD"  # noqa: S105 (a variable name, not a secret)
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    user_agent: str = DEFAULT_USER_AGENT
+    timeout: float = 30.0  # whole request, seconds
+    connect_timeout: float = 10.0
+    max_feed_bytes: int = 10 * 1024 * 1024
+    max_page_bytes: int = 5 * 1024 * 1024
+    max_redirects: int = 5
+    concurrency: int = 16  # requests in flight, all hosts together
+    per_host: int = 2  # requests in flight to one host
+    default_interval: int = 15 * 60
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    workers: int = 0  # 0 = one per CPU core
+    min_text_chars: int = 250  # shorter page text counts as a failed extraction
+    worker_max_tasks: int = 200  # recycle a worker after this many pages (trafilatura caches)
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    database: DatabaseSettings
+    seeds_path: Path
+    feeds: tuple[FeedSettings, ...] = ()
+    rules: tuple[RuleSettings, ...] = ()
+    digest: DigestSettings = field(default_factory=DigestSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    extract: ExtractSettings = field(default_factory=ExtractSettings)
+    log_level: str = "INFO"
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as plain data, with secrets shown as "(hidden)"."""
+        url = make_url(self.database.url)
+        shown_url = url.render_as_string(hide_password=True) if url.password else str(url)
+        return {
+            "config_file": str(self.path),
+            "database": {"url": shown_url, "from_env": self.database.from_env},
+            "seeds": {"path": str(self.seeds_path)},
+            "log_level": self.log_level,
+            "fetch": _asdict(self.fetch),
+            "extract": _asdict(self.extract),
+            "feeds": [_asdict(f) for f in self.feeds],
+            "rules": [{**_asdict(r), "recipients": list(r.recipients)} for r in self.rules],
+            "digest": _asdict(self.digest),
+            "smtp": {**_asdict(self.smtp), "password": "(hidden)"},
+        }
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    return {k: getattr(obj, k) for k in obj.__dataclass_fields__}
+
+
+def config_path(explicit: str | None, environ: Mapping[str, str]) -> Path:
+    """Which config file to read: ``--config``, else ``$MONITOR_CONFIG``, else the default."""
+    if explicit:
+        return Path(explicit)
+    if environ.get(ENV_CONFIG):
+        return Path(environ[ENV_CONFIG])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_settings(
+    path: Path, environ: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> Settings:
+    """Read and validate ``path``.
+
+    Returns the frozen :class:`Settings`. Raises :class:`ConfigError` naming
+    the file, the key and the reason for the first problem found.
+    """
+    environ = os.environ if environ is None else environ
+    base = Path.cwd() if base_dir is None else base_dir
+    file = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(file, "", "no such file (use --config PATH or MONITOR_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, "", f"cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "", f"invalid TOML: {exc}") from exc
+    return _parse(raw, file, environ, base, path)
+
+
+class _Table:
+    """One TOML table being validated; remembers which keys were read."""
+
+    def __init__(self, file: str, name: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(file, name, f"must be a table, not {_type_name(data)}")
+        self.file, self.name, self.data = file, name, data
+        self.used: set[str] = set()
+
+    def key(self, k: str) -> str:
+        return f"{self.name}.{k}" if self.name else k
+
+    def fail(self, k: str, reason: str) -> ConfigError:
+        return ConfigError(self.file, self.key(k), reason)
+
+    def get(self, k: str, typ: type[T], default: T | None = None, required: bool = False) -> T:
+        self.used.add(k)
+        if k not in self.data:
+            if required or default is None:
+                raise self.fail(k, "is required")
+            return default
+        value = self.data[k]
+        # TOML has no bool/int ambiguity, but Python's bool is an int: reject it explicitly.
+        ok = isinstance(value, typ) and not (typ in (int, float) and isinstance(value, bool))
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise self.fail(k, f"must be {_type_name_of(typ)}, not {_type_name(value)}")
+        return value  # type: ignore[no-any-return]
+
+    def check(self, k: str, value: T, test: Callable[[T], bool], reason: str) -> T:
+        if not test(value):
+            raise self.fail(k, reason)
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.fail(unknown[0], f"unknown key (known keys: {', '.join(sorted(self.used))})")
+
+
+def _type_name_of(typ: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            list: "an array", dict: "a table"}.get(typ, typ.__name__)
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return _type_name_of(type(value))
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` -> seconds. Raises ValueError."""
+    m = _DURATION_RE.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a duration like \"90s\", \"15m\", \"2h\" or \"1d\"")
+    return int(m.group(1)) * _DURATION_UNITS[m.group(2)]
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+               "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(value: int | str) -> int:
+    """``10485760``, ``"10 MiB"``, ``"5MB"`` -> bytes. Raises ValueError."""
+    if isinstance(value, int):
+        return value
+    m = _SIZE_RE.match(value)
+    if not m:
+        raise ValueError(f"{value!r} is not a size like 5242880, \"5 MiB\" or \"500 KB\"")
+    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()]
+
+
+_EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
+
+
+def _duration(t: _Table, k: str, default: int, minimum: int = 1) -> int:
+    if k not in t.data:
+        t.used.add(k)
+        return default
+    text = t.get(k, str)
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise t.fail(k, str(exc)) from None
+    return t.check(k, seconds, lambda s: s >= minimum, f"must be at least {minimum}s")
+
+
+def _size(t: _Table, k: str, default: int) -> int:
+    t.used.add(k)
+    if k not in t.data:
+        return default
+    value = t.data[k]
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise t.fail(k, f"must be a byte count or a size string, not {_type_name(value)}")
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise t.fail(k, str(exc)) from None
+    return t.check(k, size, lambda s: s >= 1024, "must be at least 1 KiB")
+
+
+def _positive(t: _Table, k: str, default: int, minimum: int = 1) -> int:
+    return t.check(k, t.get(k, int, default), lambda v: v >= minimum, f"must be >= {minimum}")
+
+
+def _database(doc: _Table, environ: Mapping[str, str], base: Path) -> DatabaseSettings:
+    t = _Table(doc.file, "database", doc.data.get("database", {}))
+    doc.used.add("database")
+    url = t.get("url", str, "sqlite:///data/monitor.db")
+    t.finish()
+    from_env = bool(environ.get(ENV_DATABASE_URL))
+    if from_env:
+        url = environ[ENV_DATABASE_URL]
+    key = ENV_DATABASE_URL if from_env else "database.url"
+    where = ConfigError(doc.file, key, "")
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(doc.file, key, f"not a database URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:" and not Path(parsed.database).is_absolute():
+            parsed = parsed.set(database=str(base / parsed.database))
+    elif backend == "postgresql":
+        # Only psycopg 3 is shipped (the `postgres` extra); plain postgresql:// means psycopg2.
+        if parsed.drivername in ("postgresql", "postgresql+psycopg2"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+    else:
+        raise ConfigError(where.file, key, f"unsupported database {backend!r}: use sqlite or postgresql")
+    return DatabaseSettings(url=parsed.render_as_string(hide_password=False), from_env=from_env)
+
+
+def _fetch(doc: _Table) -> FetchSettings:
+    t = _Table(doc.file, "fetch", doc.data.get("fetch", {}))
+    doc.used.add("fetch")
+    d = FetchSettings()
+    ua = t.check("user_agent", t.get("user_agent", str, d.user_agent),
+                 lambda s: bool(s.strip()) and "\n" not in s and "\r" not in s,
+                 "must be a non-empty single line")
+    timeout = _duration(t, "timeout", int(d.timeout))
+    connect = _duration(t, "connect_timeout", int(d.connect_timeout))
+    s = FetchSettings(
+        user_agent=ua,
+        timeout=float(timeout),
+        connect_timeout=float(connect),
+        max_feed_bytes=_size(t, "max_feed_bytes", d.max_feed_bytes),
+        max_page_bytes=_size(t, "max_page_bytes", d.max_page_bytes),
+        max_redirects=_positive(t, "max_redirects", d.max_redirects, 0),
+        concurrency=_positive(t, "concurrency", d.concurrency),
+        per_host=_positive(t, "per_host", d.per_host),
+        default_interval=_duration(t, "default_interval", d.default_interval, minimum=30),
+    )
+    t.finish()
+    return s
+
+
+def _extract(doc: _Table) -> ExtractSettings:
+    t = _Table(doc.file, "extract", doc.data.get("extract", {}))
+    doc.used.add("extract")
+    d = ExtractSettings()
+    s = ExtractSettings(
+        workers=_positive(t, "workers", d.workers, 0),
+        min_text_chars=_positive(t, "min_text_chars", d.min_text_chars, 0),
+        worker_max_tasks=_positive(t, "worker_max_tasks", d.worker_max_tasks),
+    )
+    t.finish()
+    return s
+
+
+def _feeds(doc: _Table, default_interval: int) -> tuple[FeedSettings, ...]:
+    doc.used.add("feeds")
+    raw = doc.data.get("feeds", [])
+    if not isinstance(raw, list):
+        raise ConfigError(doc.file, "feeds", "must be an array of tables ([[feeds]])")
+    feeds: list[FeedSettings] = []
+    seen_urls: dict[str, int] = {}
+    seen_names: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        t = _Table(doc.file, f"feeds[{i}]", item)
+        name = t.check("name", t.get("name", str, required=True), lambda s: bool(s.strip()),
+                       "must not be empty")
+        url = t.get("url", str, required=True).strip()
+        t.check("url", url, lambda u: re.match(r"^https?://[^/\s]+", u) is not None,
+                f"{url!r} is not an http(s) URL")
+        interval = _duration(t, "interval", default_interval, minimum=30)
+        enabled = t.get("enabled", bool, True)
+        t.finish()
+        if url in seen_urls:
+            raise t.fail("url", f"duplicate feed URL {url!r}, already used by feeds[{seen_urls[url]}]")
+        if name in seen_names:
+            raise t.fail("name", f"duplicate feed name {name!r}, already used by feeds[{seen_names[name]}]")
+        seen_urls[url], seen_names[name] = i, i
+        feeds.append(FeedSettings(name=name.strip(), url=url, interval=interval, enabled=enabled))
+    return tuple(feeds)
+
+
+def _rules(doc: _Table) -> tuple[RuleSettings, ...]:
+    doc.used.add("rules")
+    raw = doc.data.get("rules", [])
+    if not isinstance(raw, list):
+        raise ConfigError(doc.file, "rules", "must be an array of tables ([[rules]])")
+    rules: list[RuleSettings] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        t = _Table(doc.file, f"rules[{i}]", item)
+        name = t.check("name", t.get("name", str, required=True), lambda s: bool(s.strip()),
+                       "must not be empty")
+        query = t.check("query", t.get("query", str, required=True), lambda s: bool(s.strip()),
+                        "must not be empty")
+        recipients = t.get("recipients", list, required=True)
+        for j, addr in enumerate(recipients):
+            if not isinstance(addr, str) or not _EMAIL_RE.match(addr):
+                raise t.fail(f"recipients[{j}]", f"{addr!r} is not an email address")
+        t.check("recipients", recipients, bool, "must list at least one address")
+        t.finish()
+        if name in seen:
+            raise t.fail("name", f"duplicate rule name {name!r}, already used by rules[{seen[name]}]")
+        seen[name] = i
+        rules.append(RuleSettings(name=name.strip(), query=query, recipients=tuple(recipients)))
+    return tuple(rules)
+
+
+def _digest(doc: _Table) -> DigestSettings:
+    t = _Table(doc.file, "digest", doc.data.get("digest", {}))
+    doc.used.add("digest")
+    d = DigestSettings()
+    schedule = t.get("schedule", str, d.schedule)
+    problem = cron_problem(schedule)
+    if problem:
+        raise t.fail("schedule", problem)
+    tz = t.get("timezone", str, d.timezone)
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise t.fail("timezone", f"unknown IANA time zone {tz!r}") from None
+    sender = t.check("sender", t.get("sender", str, d.sender), lambda s: bool(_EMAIL_RE.match(s)),
+                     "is not an email address")
+    t.finish()
+    return DigestSettings(schedule=schedule, timezone=tz, sender=sender)
+
+
+def _smtp(doc: _Table) -> SmtpSettings:
+    t = _Table(doc.file, "smtp", doc.data.get("smtp", {}))
+    doc.used.add("smtp")
+    d = SmtpSettings()
+    s = SmtpSettings(
+        host=t.check("host", t.get("host", str, d.host), lambda s: bool(s.strip()), "must not be empty"),
+        port=t.check("port", t.get("port", int, d.port), lambda p: 0 < p < 65536,
+                     "must be between 1 and 65535"),
+        security=t.check("security", t.get("security", str, d.security),
+                         lambda s: s in ("none", "starttls", "tls"),
+                         "must be one of: none, starttls, tls"),
+        username=t.get("username", str, d.username),
+        password_env=t.check("password_env", t.get("password_env", str, d.password_env),
+                             lambda s: re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", s) is not None,
+                             "must be the name of an environment variable"),
+    )
+    t.finish()
+    return s
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Path,
+           path: Path) -> Settings:
+    doc = _Table(file, "", raw)
+    database = _database(doc, environ, base)
+    seeds_t = _Table(file, "seeds", raw.get("seeds", {}))
+    doc.used.add("seeds")
+    seeds_path = Path(seeds_t.get("path", str, "seeds"))
+    seeds_t.finish()
+    if not seeds_path.is_absolute():
+        seeds_path = base / seeds_path
+    log_t = _Table(file, "logging", raw.get("logging", {}))
+    doc.used.add("logging")
+    level = log_t.check("level", log_t.get("level", str, "INFO").upper(),
+                        lambda v: v in _LOG_LEVELS, f"must be one of: {', '.join(_LOG_LEVELS)}")
+    log_t.finish()
+    fetch = _fetch(doc)
+    settings = Settings(
+        path=path,
+        database=database,
+        seeds_path=seeds_path,
+        feeds=_feeds(doc, fetch.default_interval),
+        rules=_rules(doc),
+        digest=_digest(doc),
+        smtp=_smtp(doc),
+        fetch=fetch,
+        extract=_extract(doc),
+        log_level=level,
+    )
+    doc.finish()
+    return settings
+
+
+# --- cron ----------------------------------------------------------------------------------
+
+_CRON_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day of month", 1, 31, {}),
+    ("month", 1, 12, {m: i + 1 for i, m in enumerate(
+        "jan feb mar apr may jun jul aug sep oct nov dec".split())}),
+    ("day of week", 0, 7, {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}),
+)
+
+
+def cron_problem(expr: str) -> str | None:
+    """Why ``expr`` is not a valid 5-field cron expression, or None when it is."""
+    parts = expr.split()
+    if len(parts) != 5:
+        return f"{expr!r} must have 5 fields (minute hour day-of-month month day-of-week)"
+    for text, (name, lo, hi, names) in zip(parts, _CRON_FIELDS, strict=True):
+        for item in text.split(","):
+            rng, _, step = item.partition("/")
+            if step and (not step.isdigit() or int(step) == 0):
+                return f"{name} field {text!r}: bad step {step!r}"
+            if rng == "*":
+                continue
+            bounds = rng.split("-")
+            if len(bounds) > 2:
+                return f"{name} field {text!r}: bad range {rng!r}"
+            values = []
+            for b in bounds:
+                v = names.get(b.lower()) if not b.isdigit() else int(b)
+                if v is None or not lo <= v <= hi:
+                    return f"{name} field {text!r}: {b!r} is not in {lo}-{hi}"
+                values.append(v)
+            if len(values) == 2 and values[0] > values[1]:
+                return f"{name} field {text!r}: range {rng!r} runs backwards"
+    return None

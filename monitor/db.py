@@ -1,0 +1,120 @@
+"""Engine and session factories, and schema upgrades. Nothing happens at import.
+
+SQLite runs in WAL mode with foreign keys on and a busy timeout, so a reader
+(``monitor items list``) never blocks the daemon. PostgreSQL is used through
+psycopg 3. Migrations are Alembic revisions in the top-level ``alembic/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from alembic import command
+from monitor.errors import MigrationError, StoreError
+
+log = logging.getLogger(__name__)
+
+ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+# Any constant will do; it only has to be the same for every monitor process.
+_PG_MIGRATION_LOCK = 0x6D6F6E69746F72
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An Engine for ``url``; creates the SQLite file's directory if needed."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses no committed data
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def describe(engine: Engine) -> str:
+    """The engine's URL with any password hidden, for messages."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def check_connection(engine: Engine) -> None:
+    """Raise :class:`StoreError` unless the database answers."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot connect to {describe(engine)}: {_reason(exc)}") from exc
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig or exc).strip().splitlines()[0]
+
+
+def alembic_config(engine: Engine | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    if engine is not None:
+        cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str | None]:
+    """Bring the schema to the newest revision. Returns (before, after) revisions.
+
+    On PostgreSQL an advisory lock makes concurrent starts of several workers
+    take turns. Raises :class:`MigrationError`.
+    """
+    check_connection(engine)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                conn.commit()
+            try:
+                before = MigrationContext.configure(conn).get_current_revision()
+                cfg = alembic_config()
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+                after = MigrationContext.configure(conn).get_current_revision()
+            finally:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                    conn.commit()
+    except SQLAlchemyError as exc:
+        raise MigrationError(f"{describe(engine)}: upgrade failed: {_reason(exc)}") from exc
+    if before != after:
+        log.info("database %s upgraded from %s to %s", describe(engine), before, after)
+    return before, after

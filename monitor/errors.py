@@ -1,0 +1,125 @@
+"""The one error hierarchy of monitor.
+
+Every error the package raises on purpose derives from :class:`MonitorError`.
+Library errors (httpx, SQLAlchemy, feedparser, trafilatura) are wrapped at
+the edge with ``raise ... from exc`` so callers only ever catch ours::
+
+    MonitorError
+    ├── ConfigError            bad config file/value: names file, key, reason
+    ├── StoreError             the database cannot be reached or used
+    │   └── MigrationError     the schema could not be brought up to date
+    ├── SeedError              a seed file cannot be read
+    ├── FetchError             an HTTP fetch failed (names the URL)
+    │   ├── NetworkError       DNS, connect, TLS, reset
+    │   ├── FetchTimeout       connect/read timeout
+    │   ├── HTTPStatusError    a non-success status (carries status, Retry-After)
+    │   ├── TooLargeError      body over the configured cap
+    │   └── RedirectError      too many redirects, or a loop
+    ├── FeedParseError         a body that is no usable feed
+    └── ExtractionError        article extraction failed
+
+Each class has a ``hint`` telling the user what to do about it, shown by the CLI.
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Root of every error monitor raises on purpose."""
+
+    hint: str = ""
+
+
+class ConfigError(MonitorError):
+    """A config file is missing, unreadable or invalid."""
+
+    hint = "fix the config file; `monitor config show` prints the effective settings"
+
+    def __init__(self, file: str, key: str, reason: str) -> None:
+        self.file = file
+        self.key = key
+        self.reason = reason
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {reason}")
+
+
+class StoreError(MonitorError):
+    """The database cannot be reached or a statement failed."""
+
+    hint = "check [database] url / MONITOR_DATABASE_URL and that the server is running"
+
+
+class MigrationError(StoreError):
+    """The schema could not be upgraded."""
+
+    hint = "run `monitor db upgrade` and read its error"
+
+
+class SeedError(MonitorError):
+    """A seed file cannot be read or decoded."""
+
+    hint = "seed files must be UTF-8 text; check [seeds] path"
+
+
+class FetchError(MonitorError):
+    """An HTTP fetch failed. ``kind`` is a short, stable label for counters."""
+
+    kind = "fetch"
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url}: {reason}")
+
+
+class NetworkError(FetchError):
+    kind = "network"
+
+
+class FetchTimeout(FetchError):
+    kind = "timeout"
+
+
+class HTTPStatusError(FetchError):
+    kind = "http"
+
+    def __init__(self, url: str, status: int, retry_after: str | None = None) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        reason = f"HTTP {status}"
+        if retry_after:
+            reason += f" (Retry-After: {retry_after})"
+        super().__init__(url, reason)
+
+
+class TooLargeError(FetchError):
+    kind = "too_large"
+
+
+class RedirectError(FetchError):
+    kind = "redirect"
+
+
+class FeedParseError(MonitorError):
+    """The body could not be read as a feed at all."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url}: not a usable feed: {reason}")
+
+    def __reduce__(self) -> tuple[type[FeedParseError], tuple[str, str]]:
+        # Raised inside worker processes: must survive pickling back to the parent.
+        return (type(self), (self.url, self.reason))
+
+
+class ExtractionError(MonitorError):
+    """trafilatura could not extract an article."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"{url}: extraction failed: {reason}")
+
+    def __reduce__(self) -> tuple[type[ExtractionError], tuple[str, str]]:
+        return (type(self), (self.url, self.reason))

@@ -1,0 +1,122 @@
+"""Feed parsing with feedparser: bytes in, plain values out (pure).
+
+No network here: the body comes from :mod:`monitor.fetcher`. feedparser is
+lenient, so a malformed but usable feed ("bozo") still yields entries; the
+oddity is returned as ``ParsedFeed.warning`` for the caller to record.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+
+from monitor.errors import FeedParseError
+from monitor.html_text import html_to_text
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    guid: str
+    link: str | None  # absolute, as the feed gives it (not canonicalized)
+    title: str | None
+    author: str | None
+    published_at: datetime | None
+    content: str | None  # plain text of the entry's full content, if any
+    summary: str | None  # plain text of the summary/description, if any
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    title: str | None
+    version: str
+    language: str | None  # as the feed declares it (RSS <language>, Atom xml:lang)
+    entries: tuple[FeedEntry, ...]
+    warning: str | None  # what was wrong with a malformed but usable feed
+
+
+def _struct_to_datetime(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (OverflowError, ValueError, TypeError, OSError):
+        return None
+
+
+def _text(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    text = html_to_text(value)
+    return text or None
+
+
+def _entry(raw: Any, feed_url: str) -> FeedEntry:
+    raw_link = raw.get("link")
+    link = urljoin(feed_url, raw_link.strip()) if isinstance(raw_link, str) and raw_link.strip() else None
+    title = _text(raw.get("title"))
+    contents = raw.get("content") or []
+    content = max((_text(c.get("value")) or "" for c in contents), key=len, default="") or None
+    summary = _text(raw.get("summary"))
+    guid = raw.get("id") if isinstance(raw.get("id"), str) else None
+    if not guid or not guid.strip():
+        # No id: the link identifies the entry; failing that, its words do.
+        basis = link or "\n".join(filter(None, (title, summary, content)))
+        guid = link or "sha1:" + hashlib.sha1(basis.encode("utf-8"), usedforsecurity=False).hexdigest()
+    published = _struct_to_datetime(raw.get("published_parsed")) or _struct_to_datetime(
+        raw.get("updated_parsed")
+    )
+    author = raw.get("author") if isinstance(raw.get("author"), str) else None
+    return FeedEntry(
+        guid=guid.strip(),
+        link=link,
+        title=title,
+        author=author or None,
+        published_at=published,
+        content=content,
+        summary=summary,
+    )
+
+
+def parse_feed(body: bytes, url: str, content_type: str | None = None) -> ParsedFeed:
+    """Parse a feed body fetched from ``url``.
+
+    Returns the entries in feed order. Raises :class:`FeedParseError` when the
+    body is no feed at all (HTML, empty, unrecoverable XML).
+    """
+    if not body.strip():
+        raise FeedParseError(url, "empty body")
+    headers = {"content-location": url}
+    if content_type:
+        headers["content-type"] = content_type
+    try:
+        parsed = feedparser.parse(body, response_headers=headers, sanitize_html=True)
+    except Exception as exc:  # feedparser promises not to raise; wrap if it ever does
+        raise FeedParseError(url, f"parser crashed: {exc!r}") from exc
+    warning = None
+    if parsed.get("bozo"):
+        oddity = parsed.get("bozo_exception")
+        warning = f"{type(oddity).__name__}: {oddity}" if oddity else "malformed feed"
+    version = parsed.get("version") or ""
+    entries = parsed.get("entries") or []
+    if not version and not entries:
+        reason = warning or "no RSS or Atom content"
+        raise FeedParseError(url, reason)
+    meta = parsed.get("feed", {})
+    language = meta.get("language")
+    if isinstance(language, str) and language.strip():
+        language = language.strip().split("-")[0].split("_")[0].lower()[:8]
+    else:
+        language = None
+    return ParsedFeed(
+        title=_text(meta.get("title")),
+        version=version,
+        language=language,
+        entries=tuple(_entry(e, url) for e in entries),
+        warning=warning,
+    )

@@ -1,0 +1,181 @@
+"""HTTP fetching: the only module that uses httpx.
+
+Conditional GET, redirects (remembering permanent ones), a total deadline per
+request, a cap on the *decoded* body size (so a gzip bomb stops at the cap),
+and concurrency limits overall and per host. Every failure is one of the
+:class:`monitor.errors.FetchError` subclasses, naming the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from types import TracebackType
+
+import httpx
+
+from monitor.config import FetchSettings
+from monitor.errors import (
+    FetchError,
+    FetchTimeout,
+    HTTPStatusError,
+    NetworkError,
+    RedirectError,
+    TooLargeError,
+)
+
+log = logging.getLogger(__name__)
+
+FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json;q=0.9, "
+    "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+)
+PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    url: str  # what was asked for
+    final_url: str  # after redirects
+    status: int  # 200-class, or 304 for "not modified"
+    body: bytes  # decoded (no Content-Encoding); empty for 304
+    content_type: str | None
+    etag: str | None
+    last_modified: str | None
+    permanent_redirect: str | None  # where a 301/308 chain from `url` ends, if it starts with one
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+class Fetcher:
+    """An HTTP client with the limits from ``[fetch]``. Use as an async context manager.
+
+    ``transport`` lets tests swap the network layer; production uses httpx's default.
+    """
+
+    def __init__(
+        self, settings: FetchSettings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.settings = settings
+        self._client = httpx.AsyncClient(
+            follow_redirects=True,
+            max_redirects=settings.max_redirects,
+            timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+            headers={"User-Agent": settings.user_agent},
+            limits=httpx.Limits(
+                max_connections=settings.concurrency,
+                max_keepalive_connections=settings.concurrency,
+            ),
+            transport=transport,
+        )
+        self._all = asyncio.Semaphore(settings.concurrency)
+        self._hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(settings.per_host)
+        )
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        accept: str = PAGE_ACCEPT,
+        etag: str | None = None,
+        last_modified: str | None = None,
+    ) -> FetchResult:
+        """GET ``url``. Returns a 2xx or 304 result; raises a FetchError subclass otherwise."""
+        try:
+            host = httpx.URL(url).host
+        except httpx.InvalidURL as exc:
+            raise NetworkError(url, f"invalid URL: {exc}") from exc
+        headers = {"Accept": accept}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        async with self._all, self._hosts[host]:
+            try:
+                async with asyncio.timeout(self.settings.timeout):
+                    return await self._get(url, headers, max_bytes)
+            except TimeoutError as exc:
+                raise FetchTimeout(url, f"no complete answer within {self.settings.timeout:g}s") from exc
+            except httpx.TimeoutException as exc:
+                raise FetchTimeout(url, f"{type(exc).__name__}: {exc or 'timed out'}") from exc
+            except httpx.TooManyRedirects as exc:
+                raise RedirectError(url, f"more than {self.settings.max_redirects} redirects") from exc
+            except httpx.DecodingError as exc:
+                raise NetworkError(url, f"body could not be decoded: {exc}") from exc
+            except (httpx.TransportError, httpx.InvalidURL) as exc:
+                raise NetworkError(url, _describe_network_error(exc, host)) from exc
+
+    async def _get(self, url: str, headers: dict[str, str], max_bytes: int) -> FetchResult:
+        async with self._client.stream("GET", url, headers=headers) as resp:
+            if resp.status_code != 304 and not resp.is_success:
+                raise HTTPStatusError(url, resp.status_code, resp.headers.get("Retry-After"))
+            declared = resp.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes and not resp.headers.get(
+                "Content-Encoding"
+            ):
+                raise TooLargeError(url, f"Content-Length {declared} is over the {max_bytes}-byte cap")
+            chunks: list[bytes] = []
+            size = 0
+            if resp.status_code != 304:
+                async for chunk in resp.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise TooLargeError(url, f"body is over the {max_bytes}-byte cap")
+                    chunks.append(chunk)
+            return FetchResult(
+                url=url,
+                final_url=str(resp.url),
+                status=resp.status_code,
+                body=b"".join(chunks),
+                content_type=resp.headers.get("Content-Type"),
+                etag=resp.headers.get("ETag"),
+                last_modified=resp.headers.get("Last-Modified"),
+                permanent_redirect=_permanent_target(resp),
+            )
+
+
+_DNS_FAILURES = ("Name or service not known", "Temporary failure in name resolution",
+                 "nodename nor servname", "No address associated with hostname")
+
+
+def _describe_network_error(exc: Exception, host: str) -> str:
+    text = str(exc) or type(exc).__name__
+    if any(marker in text for marker in _DNS_FAILURES):
+        return f"cannot resolve host {host!r} (DNS lookup failed)"
+    if "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text:
+        return f"TLS error with {host!r}: {text}"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect to {host!r}: {text}"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _permanent_target(resp: httpx.Response) -> str | None:
+    """Where the leading run of 301/308 hops ends, or None if the first hop is not permanent."""
+    hops = [*resp.history, resp]
+    target = None
+    for hop, nxt in itertools.pairwise(hops):
+        if hop.status_code not in (301, 308):
+            break
+        target = str(nxt.url)
+    return target
+
+
+__all__ = ["FEED_ACCEPT", "PAGE_ACCEPT", "FetchError", "FetchResult", "Fetcher"]

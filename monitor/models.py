@@ -1,0 +1,174 @@
+"""SQLAlchemy declarations only: no queries here (they live in :mod:`monitor.store`).
+
+Every change to these classes needs an Alembic revision; ``make test`` runs
+``alembic check`` to prove the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so migrations are reproducible on every backend.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TEXT_SOURCES = ("page", "feed_content", "feed_summary", "title", "none")
+ITEM_STATUSES = ("new", "duplicate")
+DEDUP_METHODS = ("guid", "url", "exact", "near")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware values")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# BIGINT on PostgreSQL; SQLite only auto-increments a column declared INTEGER.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+class Feed(Base):
+    """A feed from the config, and the state of fetching it."""
+
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url: Mapped[str] = mapped_column(Text, unique=True)  # as configured: the feed's identity
+    name: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    # Where a permanent redirect moved the feed; fetched instead of `url` from then on.
+    fetch_url: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)  # as the feed names itself
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    body_hash: Mapped[str | None] = mapped_column(String(64))
+    last_attempt_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    parse_warning: Mapped[str | None] = mapped_column(Text)  # a malformed-but-usable feed
+    next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+    created_at: Mapped[datetime]
+
+
+class Seed(Base):
+    """An article of the seed corpus: known before any feed is polled."""
+
+    __tablename__ = "seeds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)  # file name
+    title: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    text_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    source_url: Mapped[str | None] = mapped_column(Text, index=True)  # canonical form
+    published_at: Mapped[datetime | None]
+    loaded_at: Mapped[datetime]
+
+
+class Item(Base):
+    """One feed entry, with its article text and dedup verdict."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("feed_id", "guid"),
+        CheckConstraint(_in("status", ITEM_STATUSES), name="status"),
+        CheckConstraint(_in("text_source", TEXT_SOURCES), name="text_source"),
+        CheckConstraint(f"dedup_method IS NULL OR {_in('dedup_method', DEDUP_METHODS)}",
+                        name="dedup_method"),
+        CheckConstraint(
+            "(status = 'new' AND duplicate_of_item_id IS NULL AND duplicate_of_seed_id IS NULL)"
+            " OR (status = 'duplicate' AND dedup_method IS NOT NULL AND"
+            " (duplicate_of_item_id IS NULL) <> (duplicate_of_seed_id IS NULL))",
+            name="duplicate_of",
+        ),
+        Index("ix_items_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id"), index=True)
+    guid: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)  # the entry's link as the feed gave it
+    final_url: Mapped[str | None] = mapped_column(Text)  # after redirects, when fetched
+    canonical_url: Mapped[str | None] = mapped_column(Text, index=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime | None]
+    fetched_at: Mapped[datetime | None]  # when the page was fetched; null if it was not
+    created_at: Mapped[datetime]
+    language: Mapped[str | None] = mapped_column(String(16))
+    site_name: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text, default="")
+    text_source: Mapped[str] = mapped_column(String(16))
+    text_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    page_status: Mapped[int | None] = mapped_column(Integer)
+    page_error: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    duplicate_of_item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
+    duplicate_of_seed_id: Mapped[int | None] = mapped_column(ForeignKey("seeds.id"), index=True)
+    dedup_method: Mapped[str | None] = mapped_column(String(16))
+    similarity: Mapped[float | None] = mapped_column(Float)
+
+
+class Rule(Base):
+    """An alert rule as last loaded from the config."""
+
+    __tablename__ = "rules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    query: Mapped[str] = mapped_column(Text)
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # false once gone from config
+    updated_at: Mapped[datetime]

@@ -1,0 +1,323 @@
+"""One feed's poll, end to end, and the seed load. Owns the transaction boundaries.
+
+    fetch feed (conditional GET) -> unchanged? stop
+    -> parse (worker process) -> drop GUIDs this feed already has
+    -> entries whose URL is already known: duplicates, page not fetched
+    -> fetch the other pages concurrently -> extract (worker processes)
+    -> one short transaction: exact dedup (guid, url, text hash) + insert + feed state
+
+Only the final step writes, and it re-checks everything it decided earlier, so
+two feeds carrying the same story in one run still store it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor import store
+from monitor.articles import Article
+from monitor.config import Settings
+from monitor.dedup import text_hash
+from monitor.errors import (
+    ExtractionError,
+    FeedParseError,
+    FetchError,
+    HTTPStatusError,
+    StoreError,
+)
+from monitor.feeds import FeedEntry, ParsedFeed
+from monitor.fetcher import FEED_ACCEPT, PAGE_ACCEPT, Fetcher, FetchResult
+from monitor.seeds import read_seeds
+from monitor.urls import canonical_url, choose_canonical
+from monitor.workers import Processor
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class Context:
+    """What a poll needs from outside: all side effects are passed in here."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    fetcher: Fetcher
+    processor: Processor
+    clock: Clock
+
+
+@dataclass
+class FeedReport:
+    feed: str
+    url: str
+    outcome: str  # "parsed" | "not_modified" | "unchanged" | "failed"
+    entries: int = 0
+    known: int = 0  # entries this feed had already (same GUID): skipped
+    new: int = 0
+    duplicates: int = 0
+    pages_fetched: int = 0
+    page_failures: int = 0
+    error: str | None = None
+
+
+@dataclass
+class _Candidate:
+    entry: FeedEntry
+    link_canonical: str | None
+    known_as: store.Ref | None = None  # duplicate found before fetching the page
+    known_by: str | None = None
+    page: FetchResult | None = None
+    page_error: str | None = None
+    article: Article | None = None
+    fetched_at: datetime | None = None
+
+
+@dataclass
+class _Verdict:
+    ref: store.Ref | None = None
+    method: str | None = None
+    similarity: float | None = None
+
+
+def _global_guid(guid: str) -> bool:
+    """GUIDs that mean the same article in any feed (URLs, tag: and urn: URIs)."""
+    return guid.startswith(("http://", "https://", "tag:", "urn:"))
+
+
+def choose_text(entry: FeedEntry, article: Article | None, min_chars: int) -> tuple[str, str]:
+    """The item's text and where it came from (``text_source``).
+
+    The page's extracted text wins unless it is implausibly short; then the
+    longest of the entry's content, its summary and the short page text.
+    """
+    if article is not None and len(article.text) >= min_chars:
+        return article.text, "page"
+    options = [
+        (entry.content or "", "feed_content"),
+        (entry.summary or "", "feed_summary"),
+        (article.text if article else "", "page"),
+    ]
+    text, source = max(options, key=lambda o: len(o[0]))
+    if text:
+        return text, source
+    if entry.title:
+        return entry.title, "title"
+    return "", "none"
+
+
+async def poll_feed(ctx: Context, feed: store.FeedState) -> FeedReport:
+    """Poll one feed and store its new entries. Never raises for a feed's own failures:
+    they are recorded on the feed and returned in the report."""
+    url = feed.effective_url
+    report = FeedReport(feed=feed.name, url=feed.url, outcome="failed")
+    now = ctx.clock()
+    next_poll = now + timedelta(seconds=feed.interval_seconds)
+    log.info("feed %r <%s>: polling", feed.name, url)
+    try:
+        res = await ctx.fetcher.fetch(
+            url, max_bytes=ctx.settings.fetch.max_feed_bytes, accept=FEED_ACCEPT,
+            etag=feed.etag, last_modified=feed.last_modified,
+        )
+    except FetchError as exc:
+        status = exc.status if isinstance(exc, HTTPStatusError) else None
+        return _failed(ctx, feed, report, now, next_poll, status, str(exc.reason))
+
+    if res.permanent_redirect and res.permanent_redirect != url:
+        log.warning("feed %r <%s>: moved permanently to <%s>; fetching that from now on",
+                    feed.name, url, res.permanent_redirect)
+        with ctx.sessions.begin() as s:
+            store.record_permanent_redirect(s, feed.id, res.permanent_redirect)
+
+    if res.not_modified:
+        report.outcome = "not_modified"
+        with ctx.sessions.begin() as s:
+            store.record_feed_success(s, feed.id, now=now, status=304, next_poll_at=next_poll,
+                                      etag=res.etag, last_modified=res.last_modified)
+        log.info("feed %r <%s>: not modified (304)", feed.name, url)
+        return report
+
+    body_hash = hashlib.sha256(res.body).hexdigest()
+    if body_hash == feed.body_hash:
+        report.outcome = "unchanged"
+        with ctx.sessions.begin() as s:
+            store.record_feed_success(s, feed.id, now=now, status=res.status,
+                                      next_poll_at=next_poll, etag=res.etag,
+                                      last_modified=res.last_modified)
+        log.info("feed %r <%s>: body unchanged, not parsed", feed.name, url)
+        return report
+
+    try:
+        parsed = await ctx.processor.parse_feed(res.body, res.final_url, res.content_type)
+    except FeedParseError as exc:
+        return _failed(ctx, feed, report, now, next_poll, res.status, exc.reason)
+    if parsed.warning:
+        log.warning("feed %r <%s>: malformed but usable: %s", feed.name, url, parsed.warning)
+
+    report.outcome = "parsed"
+    report.entries = len(parsed.entries)
+    candidates = _plan(ctx, feed, parsed, report)
+    await asyncio.gather(*(_fetch_article(ctx, feed, c) for c in candidates if c.known_as is None))
+    report.pages_fetched = sum(1 for c in candidates if c.page is not None)
+    report.page_failures = sum(1 for c in candidates if c.page_error is not None)
+
+    try:
+        with ctx.sessions.begin() as s:
+            for c in candidates:
+                _store_candidate(ctx, s, feed, parsed, c, report)
+            store.record_feed_success(
+                s, feed.id, now=now, status=res.status, next_poll_at=next_poll,
+                etag=res.etag, last_modified=res.last_modified, body_hash=body_hash,
+                title=parsed.title, parse_warning=parsed.warning, parsed=True,
+            )
+    except SQLAlchemyError as exc:
+        # Nothing of this poll was written; the feed is parsed again next time.
+        raise StoreError(f"feed {feed.name!r} <{url}>: storing entries failed: {exc}") from exc
+    log.info("feed %r <%s>: %d entries, %d already seen, %d new, %d duplicates, %d pages fetched",
+             feed.name, url, report.entries, report.known, report.new, report.duplicates,
+             report.pages_fetched)
+    return report
+
+
+def _failed(ctx: Context, feed: store.FeedState, report: FeedReport, now: datetime,
+            next_poll: datetime, status: int | None, error: str) -> FeedReport:
+    report.error = error
+    log.warning("feed %r <%s>: %s (failure %d in a row)", feed.name, feed.effective_url, error,
+                feed.consecutive_failures + 1)
+    with ctx.sessions.begin() as s:
+        store.record_feed_failure(s, feed.id, now=now, status=status, error=error,
+                                  next_poll_at=next_poll)
+    return report
+
+
+def _plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed,
+          report: FeedReport) -> list[_Candidate]:
+    """Entries not seen before in this feed, with duplicates-by-URL found before any fetch."""
+    with ctx.sessions() as s:
+        seen = store.known_guids(s, feed.id, (e.guid for e in parsed.entries))
+        report.known = len(seen)
+        candidates: list[_Candidate] = []
+        for entry in parsed.entries:
+            if entry.guid in seen:
+                continue
+            seen.add(entry.guid)  # a GUID repeated inside one feed counts once
+            c = _Candidate(entry, canonical_url(entry.link) if entry.link else None)
+            if _global_guid(entry.guid):
+                c.known_as = store.find_by_guid_elsewhere(s, feed.id, entry.guid)
+                c.known_by = "guid" if c.known_as else None
+            if c.known_as is None and c.link_canonical:
+                c.known_as = store.find_by_url(s, c.link_canonical)
+                c.known_by = "url" if c.known_as else None
+            if c.known_as is not None:
+                log.info("feed %r: entry <%s> is a known article (%s %s, by %s); page not fetched",
+                         feed.name, entry.link, c.known_as.kind, c.known_as.seed or c.known_as.id,
+                         c.known_by)
+            candidates.append(c)
+    return candidates
+
+
+async def _fetch_article(ctx: Context, feed: store.FeedState, c: _Candidate) -> None:
+    link = c.entry.link
+    if not link:
+        return
+    try:
+        c.page = await ctx.fetcher.fetch(link, max_bytes=ctx.settings.fetch.max_page_bytes,
+                                         accept=PAGE_ACCEPT)
+        c.fetched_at = ctx.clock()
+        c.article = await ctx.processor.extract(c.page.body, c.page.final_url)
+    except (FetchError, ExtractionError) as exc:
+        c.page_error = str(exc.reason)
+        log.warning("feed %r: article <%s>: %s; using the feed's text", feed.name, link,
+                    c.page_error)
+
+
+def _verdict(s: Session, feed: store.FeedState, c: _Candidate, canonical: str | None,
+             thash: str | None) -> _Verdict:
+    if c.known_as is not None:
+        return _Verdict(c.known_as, c.known_by)
+    if _global_guid(c.entry.guid):
+        ref = store.find_by_guid_elsewhere(s, feed.id, c.entry.guid)
+        if ref:
+            return _Verdict(ref, "guid")
+    if canonical:
+        ref = store.find_by_url(s, canonical)
+        if ref:
+            return _Verdict(ref, "url")
+    if thash:
+        ref = store.find_by_text_hash(s, thash)
+        if ref:
+            return _Verdict(ref, "exact", 1.0)
+    return _Verdict()
+
+
+def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: ParsedFeed,
+                     c: _Candidate, report: FeedReport) -> None:
+    if store.known_guids(s, feed.id, [c.entry.guid]):
+        report.known += 1  # another worker stored it meanwhile
+        return
+    entry, article, page = c.entry, c.article, c.page
+    text, source = choose_text(entry, article, ctx.settings.extract.min_text_chars)
+    canonical = c.link_canonical
+    if page is not None:
+        canonical = choose_canonical(page.final_url, article.canonical_url if article else None)
+    thash = text_hash(text) if source != "title" else None
+    v = _verdict(s, feed, c, canonical, thash)
+    use_page = source == "page" and article is not None
+    store.add_item(s, store.NewItem(
+        feed_id=feed.id,
+        guid=entry.guid,
+        url=entry.link,
+        final_url=page.final_url if page else None,
+        canonical_url=canonical,
+        title=entry.title or (article.title if article else None),
+        author=entry.author or (article.author if article else None),
+        published_at=entry.published_at or (article.published_at if article else None),
+        fetched_at=c.fetched_at,
+        language=(article.language if use_page and article else None) or parsed.language,
+        site_name=article.site_name if article else None,
+        text=text,
+        text_source=source,
+        text_hash=thash,
+        page_status=page.status if page else None,
+        page_error=c.page_error,
+        duplicate_of=v.ref,
+        dedup_method=v.method,
+        similarity=v.similarity,
+    ), ctx.clock())
+    if v.ref is None:
+        report.new += 1
+    else:
+        report.duplicates += 1
+        log.info("feed %r: entry <%s> duplicates %s %s (by %s)", feed.name, entry.link,
+                 v.ref.kind, v.ref.seed or v.ref.id, v.method)
+
+
+def load_seeds(sessions: sessionmaker[Session], settings: Settings, now: datetime) -> dict[str, int]:
+    """Load (or refresh) the seed corpus. Idempotent. Returns counts per outcome.
+
+    Raises :class:`monitor.errors.SeedError` or :class:`StoreError`.
+    """
+    docs = read_seeds(settings.seeds_path)
+    counts = {"added": 0, "updated": 0, "unchanged": 0}
+    try:
+        with sessions.begin() as s:
+            for doc in docs:
+                outcome = store.upsert_seed(
+                    s, name=doc.name, file_sha256=doc.file_sha256,
+                    title=doc.title, text=doc.text, text_hash=text_hash(doc.text),
+                    source_url=doc.source_url, published_at=doc.published_at, now=now,
+                )
+                counts[outcome] += 1
+    except SQLAlchemyError as exc:
+        raise StoreError(f"loading seeds failed: {exc}") from exc
+    log.info("seeds from %s: %d added, %d updated, %d unchanged", settings.seeds_path,
+             counts["added"], counts["updated"], counts["unchanged"])
+    return counts

@@ -1,0 +1,87 @@
+"""Worker processes for the CPU-bound steps: feed parsing and article extraction.
+
+trafilatura is not thread-safe, so extraction never runs on threads: it runs
+in a :class:`concurrent.futures.ProcessPoolExecutor`. Workers reset
+trafilatura's caches every few pages and are replaced after
+``worker_max_tasks`` tasks, so memory stays flat over months.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from monitor.articles import Article, extract_article, reset_caches
+from monitor.errors import ExtractionError, FeedParseError
+from monitor.feeds import ParsedFeed, parse_feed
+
+log = logging.getLogger(__name__)
+
+_RESET_EVERY = 25
+_done_in_this_worker = 0
+
+
+def _extract_task(html: bytes, url: str) -> Article:
+    global _done_in_this_worker
+    try:
+        return extract_article(html, url)
+    finally:
+        _done_in_this_worker += 1
+        if _done_in_this_worker % _RESET_EVERY == 0:
+            reset_caches()
+
+
+class Processor:
+    """Runs parsing and extraction off the event loop, in worker processes.
+
+    The pool starts on first use, so a poll where every feed answers 304
+    never pays for it.
+    """
+
+    def __init__(self, workers: int = 0, max_tasks_per_worker: int = 200) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.max_tasks = max_tasks_per_worker
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                # spawn: a forked child would inherit the parent's sockets and DB connections.
+                mp_context=multiprocessing.get_context("spawn"),
+                max_tasks_per_child=self.max_tasks,
+            )
+        return self._pool
+
+    def _broken(self) -> None:
+        log.error("a worker process died; starting a new pool")
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+
+    async def parse_feed(self, body: bytes, url: str, content_type: str | None) -> ParsedFeed:
+        """:func:`monitor.feeds.parse_feed` in a worker. Raises FeedParseError."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor(), parse_feed, body, url, content_type)
+        except BrokenProcessPool as exc:
+            self._broken()
+            raise FeedParseError(url, "parser process died") from exc
+
+    async def extract(self, html: bytes, url: str) -> Article:
+        """:func:`monitor.articles.extract_article` in a worker. Raises ExtractionError."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor(), _extract_task, html, url)
+        except BrokenProcessPool as exc:
+            self._broken()
+            raise ExtractionError(url, "extraction process died") from exc
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
