@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
+from feedparser.exceptions import NonXMLContentType
 
 from monitor.errors import FeedParseError
 from monitor.html_text import html_to_text
@@ -99,8 +100,9 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
     except Exception as exc:  # feedparser promises not to raise; wrap if it ever does
         raise FeedParseError(url, f"parser crashed: {exc!r}") from exc
     warning = None
-    if parsed.get("bozo"):
-        oddity = parsed.get("bozo_exception")
+    oddity = parsed.get("bozo_exception")
+    # A feed served as text/html or text/plain is common and harmless: not worth a warning.
+    if parsed.get("bozo") and not isinstance(oddity, NonXMLContentType):
         warning = f"{type(oddity).__name__}: {oddity}" if oddity else "malformed feed"
     version = parsed.get("version") or ""
     entries = parsed.get("entries") or []

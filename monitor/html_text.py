@@ -19,7 +19,7 @@ def html_to_text(fragment: str) -> str:
 
     Text that is not HTML comes back with its whitespace tidied. Never raises.
     """
-    if "<" not in fragment:
+    if "<" not in fragment and "&" not in fragment:
         return _tidy(fragment)
     try:
         root = html.fragment_fromstring(fragment, create_parent="div")

@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -53,6 +53,9 @@ class Context:
     fetcher: Fetcher
     processor: Processor
     clock: Clock
+    # Article fetches in flight, by canonical URL: when two entries (in one feed or in
+    # feeds polled together) link to the same article, the page is fetched only once.
+    pages: dict[str, asyncio.Future[_PageResult]] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,6 +70,14 @@ class FeedReport:
     pages_fetched: int = 0
     page_failures: int = 0
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class _PageResult:
+    page: FetchResult | None
+    article: Article | None
+    error: str | None
+    fetched_at: datetime | None
 
 
 @dataclass
@@ -166,7 +177,7 @@ async def poll_feed(ctx: Context, feed: store.FeedState) -> FeedReport:
     report.entries = len(parsed.entries)
     candidates = _plan(ctx, feed, parsed, report)
     await asyncio.gather(*(_fetch_article(ctx, feed, c) for c in candidates if c.known_as is None))
-    report.pages_fetched = sum(1 for c in candidates if c.page is not None)
+    report.pages_fetched = len({c.page.final_url for c in candidates if c.page is not None})
     report.page_failures = sum(1 for c in candidates if c.page_error is not None)
 
     try:
@@ -228,15 +239,34 @@ async def _fetch_article(ctx: Context, feed: store.FeedState, c: _Candidate) -> 
     link = c.entry.link
     if not link:
         return
+    key = c.link_canonical or link
+    shared = ctx.pages.get(key)
+    if shared is None:
+        shared = ctx.pages[key] = asyncio.get_running_loop().create_future()
+        try:
+            shared.set_result(await _fetch_and_extract(ctx, feed, link))
+        except BaseException as exc:  # cancelled: waiters must not hang
+            shared.set_exception(exc)
+            raise
+        finally:
+            del ctx.pages[key]
+    result = await asyncio.shield(shared)
+    c.page, c.article, c.page_error, c.fetched_at = (
+        result.page, result.article, result.error, result.fetched_at)
+
+
+async def _fetch_and_extract(ctx: Context, feed: store.FeedState, link: str) -> _PageResult:
+    page = fetched_at = None
     try:
-        c.page = await ctx.fetcher.fetch(link, max_bytes=ctx.settings.fetch.max_page_bytes,
-                                         accept=PAGE_ACCEPT)
-        c.fetched_at = ctx.clock()
-        c.article = await ctx.processor.extract(c.page.body, c.page.final_url)
+        page = await ctx.fetcher.fetch(link, max_bytes=ctx.settings.fetch.max_page_bytes,
+                                       accept=PAGE_ACCEPT)
+        fetched_at = ctx.clock()
+        article = await ctx.processor.extract(page.body, page.final_url)
     except (FetchError, ExtractionError) as exc:
-        c.page_error = str(exc.reason)
         log.warning("feed %r: article <%s>: %s; using the feed's text", feed.name, link,
-                    c.page_error)
+                    exc.reason)
+        return _PageResult(page, None, str(exc.reason), fetched_at)
+    return _PageResult(page, article, None, fetched_at)
 
 
 def _verdict(s: Session, feed: store.FeedState, c: _Candidate, canonical: str | None,

@@ -321,6 +321,7 @@ def add_item(session: Session, new: NewItem, now: datetime) -> int:
 @dataclass(frozen=True)
 class ItemRow:
     id: int
+    guid: str
     url: str | None
     canonical_url: str | None
     final_url: str | None
@@ -369,7 +370,8 @@ def list_items(
         elif item.duplicate_of_seed_id is not None:
             ref = Ref("seed", item.duplicate_of_seed_id, seed_url, seed_name)
         rows.append(ItemRow(
-            id=item.id, url=item.url, canonical_url=item.canonical_url, final_url=item.final_url,
+            id=item.id, guid=item.guid, url=item.url, canonical_url=item.canonical_url,
+            final_url=item.final_url,
             title=item.title, author=item.author, feed=feed_name,
             published_at=item.published_at, fetched_at=item.fetched_at,
             created_at=item.created_at, language=item.language, site_name=item.site_name,

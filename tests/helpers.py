@@ -1,0 +1,140 @@
+"""Builders shared by tests: config files and feeds in the documented formats."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SEEDS = ROOT / "seeds"
+PAGES = FIXTURES / "pages"
+
+
+def write_config(
+    path: Path,
+    *,
+    db_url: str,
+    feeds: list[dict[str, object]],
+    seeds: Path = SEEDS,
+    fetch: dict[str, object] | None = None,
+    extract: dict[str, object] | None = None,
+) -> Path:
+    """Write a config file with the documented keys. Returns its path."""
+    fetch = {"timeout": "10s", "connect_timeout": "5s", **(fetch or {})}
+    extract = {"workers": 2, **(extract or {})}
+    lines = [
+        "[database]", f"url = {_toml(db_url)}", "",
+        "[seeds]", f"path = {_toml(str(seeds))}", "",
+        "[fetch]", *(f"{k} = {_toml(v)}" for k, v in fetch.items()), "",
+        "[extract]", *(f"{k} = {_toml(v)}" for k, v in extract.items()), "",
+    ]
+    for f in feeds:
+        lines += ["[[feeds]]", *(f"{k} = {_toml(v)}" for k, v in f.items()), ""]
+    lines += [
+        "[[rules]]", 'name = "Venezuela leadership"', "query = 'Maduro OR \"Delcy Rodriguez\"'",
+        'recipients = ["desk@example.org"]', "",
+        "[digest]", 'schedule = "0 7 * * *"', 'timezone = "America/Caracas"',
+        'sender = "monitor@example.org"', "",
+        "[smtp]", 'host = "localhost"', "port = 25", 'security = "none"', 'username = ""',
+        'password_env = "MONITOR_SMTP_PASSWORD"', "",
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _toml(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return json.dumps(str(v))  # a JSON string is a valid TOML basic string
+
+
+@dataclass
+class Entry:
+    title: str
+    link: str | None
+    guid: str | None = None
+    summary: str = ""
+    content: str = ""
+    published: str = "Tue, 06 Jan 2026 10:00:00 GMT"
+
+
+def rss(title: str, entries: list[Entry], language: str = "en") -> bytes:
+    items = []
+    for e in entries:
+        parts = [f"<title>{escape(e.title)}</title>"]
+        if e.link:
+            parts.append(f"<link>{escape(e.link)}</link>")
+        if e.guid:
+            parts.append(f'<guid isPermaLink="false">{escape(e.guid)}</guid>')
+        if e.summary:
+            parts.append(f"<description>{escape(e.summary)}</description>")
+        if e.content:
+            parts.append(f"<content:encoded>{escape(e.content)}</content:encoded>")
+        parts.append(f"<pubDate>{e.published}</pubDate>")
+        items.append("<item>" + "".join(parts) + "</item>")
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        '<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">'
+        f"<channel><title>{escape(title)}</title><link>http://example.org/</link>"
+        f"<description>test feed</description><language>{language}</language>"
+        + "".join(items) + "</channel></rss>"
+    ).encode("utf-8")
+
+
+def atom(title: str, entries: list[Entry]) -> bytes:
+    out = []
+    for i, e in enumerate(entries):
+        link = f'<link rel="alternate" href="{escape(e.link)}"/>' if e.link else ""
+        out.append(
+            f"<entry><title>{escape(e.title)}</title>{link}"
+            f"<id>{escape(e.guid or f'urn:test:{title}:{i}')}</id>"
+            "<updated>2026-01-06T10:00:00Z</updated>"
+            + (f'<summary type="html">{escape(e.summary)}</summary>' if e.summary else "")
+            + (f'<content type="html">{escape(e.content)}</content>' if e.content else "")
+            + "</entry>"
+        )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">'
+        f"<title>{escape(title)}</title><id>urn:test:{escape(title)}</id>"
+        "<updated>2026-01-06T10:00:00Z</updated>" + "".join(out) + "</feed>"
+    ).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Page:
+    key: str  # sha256 of the page, its file name
+    url: str  # where the page originally lived
+    body: str  # ground-truth article body
+    html_gz: bytes
+
+
+def pages() -> list[Page]:
+    truth = json.loads((PAGES / "ground-truth.json").read_text(encoding="utf-8"))
+    return [
+        Page(key, truth[key]["url"], truth[key]["articleBody"],
+             (PAGES / f"{key}.html.gz").read_bytes())
+        for key in sorted(truth)
+    ]
+
+
+def page_html(page: Page) -> bytes:
+    return gzip.decompress(page.html_gz)
+
+
+_TOKEN = re.compile(r"\w+")
+
+
+def token_recall(truth: str, extracted: str) -> float:
+    """Share of the ground truth's tokens (as a multiset) found in the extracted text."""
+    want = Counter(_TOKEN.findall(truth.lower()))
+    got = Counter(_TOKEN.findall(extracted.lower()))
+    total = sum(want.values())
+    return sum(min(n, got[t]) for t, n in want.items()) / total if total else 0.0
