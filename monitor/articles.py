@@ -30,7 +30,7 @@ class Article:
     canonical_url: str | None  # from rel=canonical / og:url, as the page declares it
 
 
-_HTML_LANG = re.compile(rb"<html\b[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]+)?",
+_HTML_LANG = re.compile(rb"<html\b[^>]*?(?<![:\w])lang\s*=\s*[\"']?([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]+)?",
                         re.IGNORECASE)
 _META_LANG = re.compile(
     rb"<meta\b[^>]*?(?:http-equiv\s*=\s*[\"']?content-language|property\s*=\s*[\"']?og:locale)"

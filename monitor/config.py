@@ -364,10 +364,11 @@ def _feeds(doc: _Table, default_interval: int) -> tuple[FeedSettings, ...]:
         t.finish()
         if url in seen_urls:
             raise t.fail("url", f"duplicate feed URL {url!r}, already used by feeds[{seen_urls[url]}]")
+        name = name.strip()
         if name in seen_names:
             raise t.fail("name", f"duplicate feed name {name!r}, already used by feeds[{seen_names[name]}]")
         seen_urls[url], seen_names[name] = i, i
-        feeds.append(FeedSettings(name=name.strip(), url=url, interval=interval, enabled=enabled))
+        feeds.append(FeedSettings(name=name, url=url, interval=interval, enabled=enabled))
     return tuple(feeds)
 
 
@@ -390,10 +391,11 @@ def _rules(doc: _Table) -> tuple[RuleSettings, ...]:
                 raise t.fail(f"recipients[{j}]", f"{addr!r} is not an email address")
         t.check("recipients", recipients, bool, "must list at least one address")
         t.finish()
+        name = name.strip()
         if name in seen:
             raise t.fail("name", f"duplicate rule name {name!r}, already used by rules[{seen[name]}]")
         seen[name] = i
-        rules.append(RuleSettings(name=name.strip(), query=query, recipients=tuple(recipients)))
+        rules.append(RuleSettings(name=name, query=query, recipients=tuple(recipients)))
     return tuple(rules)
 
 
