@@ -1,0 +1,91 @@
+"""The HTTP layer against a real local server: caps, compression, redirects, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+
+import pytest
+from conftest import LocalServer, Route
+
+from monitor.config import FetchSettings
+from monitor.errors import FetchTimeout, HTTPStatusError, NetworkError, RedirectError, TooLargeError
+from monitor.fetcher import Fetcher, FetchResult
+
+SETTINGS = FetchSettings(timeout=3.0, connect_timeout=2.0, max_redirects=3)
+
+
+def fetch(url: str, max_bytes: int = 1_000_000, **kw: str | None) -> FetchResult:
+    async def go() -> FetchResult:
+        async with Fetcher(SETTINGS) as f:
+            return await f.fetch(url, max_bytes=max_bytes, **kw)  # type: ignore[arg-type]
+
+    return asyncio.run(go())
+
+
+def test_gzip_body_is_decoded(server: LocalServer) -> None:
+    server.routes["/z"] = Route(body=b"hello " * 1000, gzip=True)
+    res = fetch(server.url("/z"))
+    assert res.status == 200 and res.body == b"hello " * 1000
+
+
+def test_gzip_bomb_stops_at_the_decoded_cap(server: LocalServer) -> None:
+    bomb = b"\0" * (20 * 1024 * 1024)
+    server.routes["/bomb"] = Route(body=bomb, gzip=True)
+    assert len(gzip.compress(bomb)) < 100_000  # small on the wire...
+    with pytest.raises(TooLargeError, match="cap"):  # ...but refused once decoded past the cap
+        fetch(server.url("/bomb"), max_bytes=1_000_000)
+
+
+def test_declared_length_over_cap_is_refused_early(server: LocalServer) -> None:
+    server.routes["/big"] = Route(body=b"x" * 50_000)
+    with pytest.raises(TooLargeError, match="Content-Length 50000"):
+        fetch(server.url("/big"), max_bytes=10_000)
+
+
+def test_conditional_get_returns_304_and_keeps_validators(server: LocalServer) -> None:
+    server.routes["/f"] = Route(body=b"<rss/>", etag='"v1"')
+    first = fetch(server.url("/f"))
+    assert first.status == 200 and first.etag == '"v1"'
+    again = fetch(server.url("/f"), etag='"v1"')
+    assert again.not_modified and again.body == b""
+
+
+def test_redirects_permanent_and_temporary(server: LocalServer) -> None:
+    server.routes["/p1"] = Route(status=308, headers={"Location": "/p2"})
+    server.routes["/p2"] = Route(status=301, headers={"Location": "/p3"})
+    server.routes["/p3"] = Route(status=302, headers={"Location": "/final"})
+    server.routes["/final"] = Route(body=b"ok")
+    res = fetch(server.url("/p1"))
+    assert res.body == b"ok" and res.final_url == server.url("/final")
+    # Only the leading run of permanent hops is a move worth remembering.
+    assert res.permanent_redirect == server.url("/p3")
+    server.routes["/t"] = Route(status=302, headers={"Location": "/final"})
+    assert fetch(server.url("/t")).permanent_redirect is None
+
+
+def test_redirect_loop(server: LocalServer) -> None:
+    server.routes["/loop"] = Route(status=302, headers={"Location": "/loop"})
+    with pytest.raises(RedirectError, match="more than 3 redirects"):
+        fetch(server.url("/loop"))
+
+
+def test_status_errors_carry_status_and_retry_after(server: LocalServer) -> None:
+    server.routes["/busy"] = Route(status=429, headers={"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"})
+    with pytest.raises(HTTPStatusError) as info:
+        fetch(server.url("/busy"))
+    assert info.value.status == 429 and info.value.retry_after == "Wed, 21 Oct 2026 07:28:00 GMT"
+    assert info.value.url == server.url("/busy")
+
+
+def test_slow_server_hits_the_total_deadline(server: LocalServer) -> None:
+    server.routes["/slow"] = Route(body=b"late", delay=5)
+    with pytest.raises(FetchTimeout, match="within 3s"):
+        fetch(server.url("/slow"))
+
+
+def test_refused_connection_and_bad_host() -> None:
+    with pytest.raises(NetworkError, match="cannot connect"):
+        fetch("http://127.0.0.1:1/feed")
+    with pytest.raises(NetworkError, match="DNS"):
+        fetch("http://no-such-host.invalid/feed")
