@@ -6,7 +6,7 @@ CLI calls :func:`load_settings` once and passes the result down.
 Relative paths (the ``[seeds] path`` and a relative SQLite file in
 ``[database] url``) resolve against the working directory the command runs in,
 the way ``sqlite:///data/monitor.db`` reads: run from the project root, or use
-absolute paths (the systemd unit sets ``WorkingDirectory``).
+absolute paths (a service manager should set the working directory).
 """
 
 from __future__ import annotations

@@ -78,6 +78,7 @@ class _PageResult:
     article: Article | None
     error: str | None
     fetched_at: datetime | None
+    status: int | None  # HTTP status, also of a failed fetch when the server answered
 
 
 @dataclass
@@ -87,6 +88,7 @@ class _Candidate:
     known_as: store.Ref | None = None  # duplicate found before fetching the page
     known_by: str | None = None
     page: FetchResult | None = None
+    page_status: int | None = None
     page_error: str | None = None
     article: Article | None = None
     fetched_at: datetime | None = None
@@ -251,8 +253,8 @@ async def _fetch_article(ctx: Context, feed: store.FeedState, c: _Candidate) -> 
         finally:
             del ctx.pages[key]
     result = await asyncio.shield(shared)
-    c.page, c.article, c.page_error, c.fetched_at = (
-        result.page, result.article, result.error, result.fetched_at)
+    c.page, c.article, c.page_error, c.fetched_at, c.page_status = (
+        result.page, result.article, result.error, result.fetched_at, result.status)
 
 
 async def _fetch_and_extract(ctx: Context, feed: store.FeedState, link: str) -> _PageResult:
@@ -265,8 +267,9 @@ async def _fetch_and_extract(ctx: Context, feed: store.FeedState, link: str) -> 
     except (FetchError, ExtractionError) as exc:
         log.warning("feed %r: article <%s>: %s; using the feed's text", feed.name, link,
                     exc.reason)
-        return _PageResult(page, None, str(exc.reason), fetched_at)
-    return _PageResult(page, article, None, fetched_at)
+        status = exc.status if isinstance(exc, HTTPStatusError) else page.status if page else None
+        return _PageResult(page, None, str(exc.reason), fetched_at, status)
+    return _PageResult(page, article, None, fetched_at, page.status)
 
 
 def _verdict(s: Session, feed: store.FeedState, c: _Candidate, canonical: str | None,
@@ -316,7 +319,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
         text=text,
         text_source=source,
         text_hash=thash,
-        page_status=page.status if page else None,
+        page_status=c.page_status,
         page_error=c.page_error,
         duplicate_of=v.ref,
         dedup_method=v.method,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, defer
 
 from monitor.config import FeedSettings, RuleSettings
 from monitor.models import Feed, Item, Rule, Seed
@@ -362,6 +362,8 @@ def list_items(
         q = q.where(or_(Feed.name == feed, Feed.url == feed))
     if limit:
         q = q.limit(limit)
+    if not with_text:
+        q = q.options(defer(Item.text))  # article texts are most of the table's bytes
     rows = []
     for item, feed_name, orig_canon, orig_url, seed_name, seed_url in session.execute(q):
         ref = None

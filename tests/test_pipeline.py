@@ -257,6 +257,7 @@ def test_failed_page_falls_back_to_the_entry(server: LocalServer, db_url: str,
     assert item["text_source"] == "feed_summary"
     assert item["text"].startswith("Summary of an article")
     assert item["page_error"] == "HTTP 404"
+    assert item["page_status"] == 404 and item["fetched_at"] is None
     assert item["status"] == "new"
     assert item["language"] == "en"  # from the feed's <language>
 
