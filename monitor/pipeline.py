@@ -88,6 +88,7 @@ class _Candidate:
     known_as: store.Ref | None = None  # duplicate found before fetching the page
     known_by: str | None = None
     page: FetchResult | None = None
+    fetched_here: bool = False  # False when another entry's fetch of the same URL was reused
     page_status: int | None = None
     page_error: str | None = None
     article: Article | None = None
@@ -179,7 +180,7 @@ async def poll_feed(ctx: Context, feed: store.FeedState) -> FeedReport:
     report.entries = len(parsed.entries)
     candidates = _plan(ctx, feed, parsed, report)
     await asyncio.gather(*(_fetch_article(ctx, feed, c) for c in candidates if c.known_as is None))
-    report.pages_fetched = len({c.page.final_url for c in candidates if c.page is not None})
+    report.pages_fetched = sum(1 for c in candidates if c.fetched_here and c.page is not None)
     report.page_failures = sum(1 for c in candidates if c.page_error is not None)
 
     try:
@@ -245,6 +246,7 @@ async def _fetch_article(ctx: Context, feed: store.FeedState, c: _Candidate) -> 
     shared = ctx.pages.get(key)
     if shared is None:
         shared = ctx.pages[key] = asyncio.get_running_loop().create_future()
+        c.fetched_here = True
         try:
             shared.set_result(await _fetch_and_extract(ctx, feed, link))
         except BaseException as exc:  # cancelled: waiters must not hang

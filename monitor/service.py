@@ -143,6 +143,7 @@ async def _loop(ctx: Context, stop: asyncio.Event, summary: RunSummary) -> None:
             try:
                 summary.reports.extend(poll.result())
                 pause = _seconds_until_next_due(ctx)
+                log.info("next check in %.0fs", pause)
             except StoreError as exc:
                 log.error("database problem: %s; retrying in %ss", exc, STORE_RETRY_SECONDS)
                 pause = STORE_RETRY_SECONDS
