@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = re.compile(r"\w+")
 
 
-def recall(truth: str, got: str) -> float:
+def token_recall(truth: str, got: str) -> float:
+    """Share of the ground truth's word tokens (as a multiset) found in ``got``."""
     want = Counter(TOKEN.findall(truth.lower()))
     have = Counter(TOKEN.findall(got.lower()))
     total = sum(want.values())
@@ -52,7 +53,7 @@ def main() -> None:
             text = extract_article(html, url).text
         except ExtractionError:
             text, failures = "", failures + 1
-        scores.append((recall(body, text), key))
+        scores.append((token_recall(body, text), key))
         if i % 25 == 0:
             reset_caches()
     elapsed = time.perf_counter() - start

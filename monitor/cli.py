@@ -146,7 +146,7 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace, out: TextIO) ->
         before, after = db.upgrade(engine)
     finally:
         engine.dispose()
-    where = engine.url.render_as_string(hide_password=True)
+    where = db.describe(engine)
     if before == after:
         out.write(f"{where}: already at {after}\n")
     else:

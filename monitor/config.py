@@ -289,7 +289,6 @@ def _database(doc: _Table, environ: Mapping[str, str], base: Path) -> DatabaseSe
     if from_env:
         url = environ[ENV_DATABASE_URL]
     key = ENV_DATABASE_URL if from_env else "database.url"
-    where = ConfigError(doc.file, key, "")
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -303,7 +302,7 @@ def _database(doc: _Table, environ: Mapping[str, str], base: Path) -> DatabaseSe
         if parsed.drivername in ("postgresql", "postgresql+psycopg2"):
             parsed = parsed.set(drivername="postgresql+psycopg")
     else:
-        raise ConfigError(where.file, key, f"unsupported database {backend!r}: use sqlite or postgresql")
+        raise ConfigError(doc.file, key, f"unsupported database {backend!r}: use sqlite or postgresql")
     return DatabaseSettings(url=parsed.render_as_string(hide_password=False), from_env=from_env)
 
 

@@ -67,7 +67,7 @@ def _entry(raw: Any, feed_url: str) -> FeedEntry:
     guid = raw.get("id") if isinstance(raw.get("id"), str) else None
     if not guid or not guid.strip():
         # No id: the link identifies the entry; failing that, its words do.
-        basis = link or "\n".join(filter(None, (title, summary, content)))
+        basis = "\n".join(filter(None, (title, summary, content)))
         guid = link or "sha1:" + hashlib.sha1(basis.encode("utf-8"), usedforsecurity=False).hexdigest()
     published = _struct_to_datetime(raw.get("published_parsed")) or _struct_to_datetime(
         raw.get("updated_parsed")

@@ -19,7 +19,6 @@ import httpx
 
 from monitor.config import FetchSettings
 from monitor.errors import (
-    FetchError,
     FetchTimeout,
     HTTPStatusError,
     NetworkError,
@@ -178,4 +177,4 @@ def _permanent_target(resp: httpx.Response) -> str | None:
     return target
 
 
-__all__ = ["FEED_ACCEPT", "PAGE_ACCEPT", "FetchError", "FetchResult", "Fetcher"]
+__all__ = ["FEED_ACCEPT", "PAGE_ACCEPT", "FetchResult", "Fetcher"]

@@ -185,8 +185,12 @@ async def poll_feed(ctx: Context, feed: store.FeedState) -> FeedReport:
 
     try:
         with ctx.sessions.begin() as s:
+            # Another worker may have stored some of these since _plan looked.
+            stored_meanwhile = store.known_guids(s, feed.id, (c.entry.guid for c in candidates))
+            report.known += len(stored_meanwhile)
             for c in candidates:
-                _store_candidate(ctx, s, feed, parsed, c, report)
+                if c.entry.guid not in stored_meanwhile:
+                    _store_candidate(ctx, s, feed, parsed, c, report)
             store.record_feed_success(
                 s, feed.id, now=now, status=res.status, next_poll_at=next_poll,
                 etag=res.etag, last_modified=res.last_modified, body_hash=body_hash,
@@ -295,9 +299,6 @@ def _verdict(s: Session, feed: store.FeedState, c: _Candidate, canonical: str | 
 
 def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: ParsedFeed,
                      c: _Candidate, report: FeedReport) -> None:
-    if store.known_guids(s, feed.id, [c.entry.guid]):
-        report.known += 1  # another worker stored it meanwhile
-        return
     entry, article, page = c.entry, c.article, c.page
     text, source = choose_text(entry, article, ctx.settings.extract.min_text_chars)
     canonical = c.link_canonical

@@ -233,9 +233,6 @@ def upsert_seed(
     return outcome
 
 
-def count_seeds(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Seed)) or 0
-
 
 # --- items: lookups for exact dedup -----------------------------------------------------------
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -127,14 +125,3 @@ def pages() -> list[Page]:
 
 def page_html(page: Page) -> bytes:
     return gzip.decompress(page.html_gz)
-
-
-_TOKEN = re.compile(r"\w+")
-
-
-def token_recall(truth: str, extracted: str) -> float:
-    """Share of the ground truth's tokens (as a multiset) found in the extracted text."""
-    want = Counter(_TOKEN.findall(truth.lower()))
-    got = Counter(_TOKEN.findall(extracted.lower()))
-    total = sum(want.values())
-    return sum(min(n, got[t]) for t, n in want.items()) / total if total else 0.0

@@ -110,11 +110,11 @@ def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mo
 def test_unreachable_database_exits_non_zero(tmp_path: Path,
                                              caplog: pytest.LogCaptureFixture) -> None:
     config = write_config(tmp_path / "m.toml", feeds=[],
-                          db_url="postgresql://postgres:pw@127.0.0.1:1/nothing")
+                          db_url="postgresql://postgres:Zq7-secret@127.0.0.1:1/nothing")
     code, _ = cli("--config", str(config), "run", "--once")
     assert code == EXIT_STORE
     message = " ".join(r.getMessage() for r in caplog.records)
-    assert "cannot connect" in message and "pw" not in message.replace("password", "")
+    assert "cannot connect" in message and "Zq7-secret" not in message
     assert cli("--config", str(config), "feeds", "list")[0] == EXIT_STORE
 
 
