@@ -15,14 +15,18 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__, db, store
 from monitor.config import Settings, config_path, load_settings
-from monitor.errors import ConfigError, MonitorError, SeedError, StoreError
+from monitor.errors import ConfigError, InputError, MonitorError, SeedError, StoreError
+
+if TYPE_CHECKING:
+    from monitor.duplicates import NearMatch
 
 log = logging.getLogger("monitor")
 
@@ -63,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     il.add_argument("--status", choices=["new", "duplicate"], help="only items with this status")
     il.add_argument("--feed", metavar="NAME_OR_URL", help="only items of this feed")
     il.add_argument("--limit", type=int, metavar="N", help="at most N items")
+
+    dedup = sub.add_parser("dedup", help="near-duplicate detection").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    dc = dedup.add_parser(
+        "check", help="explain the duplicate verdict for one text: top matches and scores")
+    dc.add_argument("source", metavar="PATH_OR_URL",
+                    help="a text or HTML file, - for standard input, or an http(s) URL "
+                         "(fetched and extracted the way the daemon does)")
+    dc.add_argument("--top", type=int, default=5, metavar="N", help="matches to show (default 5)")
+    dc.add_argument("--json", action="store_true", help="print one JSON object")
+    dedup.add_parser("reindex", help="recompute the near-duplicate index of all seeds and items")
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -126,13 +141,15 @@ def cmd_run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_seeds_load(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor.duplicates import Deduplicator
     from monitor.pipeline import load_seeds
     from monitor.service import utcnow
 
     engine = db.make_engine(settings.database.url)
     try:
         db.upgrade(engine)
-        counts = load_seeds(db.session_factory(engine), settings, utcnow())
+        counts = load_seeds(db.session_factory(engine), settings,
+                            Deduplicator.from_settings(settings), utcnow())
     finally:
         engine.dispose()
     out.write(f"seeds from {settings.seeds_path}: {counts['added']} added, "
@@ -174,14 +191,23 @@ def cmd_feeds_list(settings: Settings, args: argparse.Namespace, out: TextIO) ->
     return EXIT_OK
 
 
-def _item_json(r: store.ItemRow, with_text: bool) -> dict[str, Any]:
+def _ref_json(ref: store.Ref | None) -> dict[str, Any] | None:
+    if ref is None:
+        return None
+    d: dict[str, Any] = {"kind": ref.kind, "id": ref.id, "url": ref.url}
+    if ref.kind == "seed":
+        d["seed"] = ref.seed
+    return d
+
+
+def _ref_text(ref: store.Ref) -> str:
+    return f"{ref.kind} {ref.seed or ref.id}"
+
+
+def _item_json(r: store.ItemRow, with_text: bool, copies: list[store.Copy]) -> dict[str, Any]:
     d = asdict(r)
-    d["duplicate_of"] = None
-    if r.duplicate_of is not None:
-        ref = r.duplicate_of
-        d["duplicate_of"] = {"kind": ref.kind, "id": ref.id, "url": ref.url}
-        if ref.kind == "seed":
-            d["duplicate_of"]["seed"] = ref.seed
+    d["duplicate_of"] = _ref_json(r.duplicate_of)
+    d["also_reported_by"] = [asdict(c) for c in copies]
     if not with_text:
         del d["text"]
     return d
@@ -193,19 +219,121 @@ def cmd_items_list(settings: Settings, args: argparse.Namespace, out: TextIO) ->
         with db.session_factory(engine)() as s:
             rows = store.list_items(s, with_text=args.text, status=args.status, feed=args.feed,
                                     limit=args.limit)
+            copies = store.also_reported_by(s, (r.id for r in rows if r.status == "new"))
     finally:
         engine.dispose()
     for r in rows:
         if args.json:
-            _dump(_item_json(r, args.text), out)
+            _dump(_item_json(r, args.text, copies.get(r.id, [])), out)
             continue
-        mark = "" if r.duplicate_of is None else (
-            f"  [duplicate of {r.duplicate_of.kind} "
-            f"{r.duplicate_of.seed or r.duplicate_of.id} by {r.dedup_method}]")
+        mark = ""
+        if r.duplicate_of is not None:
+            score = f" {r.similarity:.2f}" if r.similarity is not None else ""
+            mark = f"  [duplicate of {_ref_text(r.duplicate_of)} by {r.dedup_method}{score}]"
         out.write(f"{r.id:>6} {r.published_at or '-':<25} {r.feed}: {r.title or '(untitled)'}"
                   f"{mark}\n       {r.canonical_url or r.url or '(no link)'} [{r.text_source}]\n")
+        if copies.get(r.id):
+            outlets = ", ".join(dict.fromkeys(c.feed for c in copies[r.id]))
+            out.write(f"       also reported by: {outlets}\n")
         if args.text and r.text:
             out.write("\n" + r.text + "\n\n")
+    return EXIT_OK
+
+
+def _read_source(source: str, settings: Settings) -> tuple[str, str | None]:
+    """(text, canonical URL) of what ``dedup check`` was given. Raises InputError,
+    FetchError or ExtractionError."""
+    from monitor.articles import extract_article
+
+    if source.startswith(("http://", "https://")):
+        from monitor.fetcher import PAGE_ACCEPT, Fetcher
+        from monitor.urls import choose_canonical
+
+        async def fetch() -> tuple[bytes, str]:
+            async with Fetcher(settings.fetch) as fetcher:
+                page = await fetcher.fetch(source, max_bytes=settings.fetch.max_page_bytes,
+                                           accept=PAGE_ACCEPT)
+            return page.body, page.final_url
+
+        body, final_url = asyncio.run(fetch())
+        article = extract_article(body, final_url)
+        return article.text, choose_canonical(final_url, article.canonical_url)
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    head = raw[:1024].lstrip().lower()
+    if source.endswith((".html", ".htm")) or head.startswith((b"<!doctype html", b"<html")):
+        return extract_article(raw, Path(source).resolve().as_uri()).text, None
+    return raw.decode("utf-8", errors="replace"), None
+
+
+def _scores_json(m: NearMatch) -> dict[str, Any]:
+    c = m.candidate
+    return {"matched": _ref_json(c.ref), "original": _ref_json(c.original), "feed": c.feed,
+            "title": c.title, "band_hits": c.hits, "jaccard": round(m.scores.jaccard, 4),
+            "containment": round(m.scores.containment, 4), "duplicate": m.duplicate}
+
+
+def cmd_dedup_check(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor.duplicates import Deduplicator
+
+    text, canonical = _read_source(args.source, settings)
+    dedup = Deduplicator.from_settings(settings)
+    engine = _ready_engine(settings)
+    try:
+        with db.session_factory(engine)() as s:
+            ex = dedup.explain(s, text, canonical)
+    finally:
+        engine.dispose()
+    method, ref = ex.verdict
+    t = ex.thresholds
+    shown = ex.matches[:max(args.top, 0)]
+    if args.json:
+        _dump({"source": args.source, "verdict": method, "duplicate_of": _ref_json(ref),
+               "words": ex.words, "boilerplate_lines": list(ex.boilerplate),
+               "band_keys": ex.band_keys,
+               "thresholds": {"jaccard": t.jaccard, "containment": t.containment,
+                              "min_words": t.min_words},
+               "matches": [_scores_json(m) for m in shown]}, out)
+        return EXIT_OK
+    out.write(f"{args.source}: {ex.words} words after dropping {len(ex.boilerplate)} "
+              f"boilerplate lines; {ex.band_keys} band keys\n")
+    for line in ex.boilerplate:
+        out.write(f"  dropped: {line[:100]}\n")
+    out.write(f"thresholds: jaccard >= {t.jaccard} or containment >= {t.containment}, "
+              f"both texts >= {t.min_words} words\n")
+    if ex.by_url:
+        out.write(f"same canonical URL as {_ref_text(ex.by_url)} <{ex.by_url.url}>\n")
+    if ex.by_text_hash:
+        out.write(f"same normalized text as {_ref_text(ex.by_text_hash)}\n")
+    if not shown:
+        out.write("no stored text shares a band key with it\n")
+    for i, m in enumerate(shown, 1):
+        c = m.candidate
+        via = "" if c.original == c.ref else f" (a copy of {_ref_text(c.original)})"
+        out.write(f"{i:>2}. {'DUPLICATE' if m.duplicate else 'different'}  jaccard "
+                  f"{m.scores.jaccard:.3f}  containment {m.scores.containment:.3f}  "
+                  f"{c.hits} bands  {_ref_text(c.ref)}{via}"
+                  f"{' [' + c.feed + ']' if c.feed else ''}: {c.title or '(untitled)'}\n")
+    verdict = "new (no duplicate)" if ref is None else (
+        f"duplicate of {_ref_text(ref)} by {method}" + (f" <{ref.url}>" if ref.url else ""))
+    out.write(f"verdict: {verdict}\n")
+    return EXIT_OK
+
+
+def cmd_dedup_reindex(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor.duplicates import Deduplicator
+
+    engine = _ready_engine(settings)
+    try:
+        with db.session_factory(engine).begin() as s:
+            n = Deduplicator.from_settings(settings).rebuild_index(s)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"{db.describe(engine)}: reindexing failed: {exc}") from exc
+    finally:
+        engine.dispose()
+    out.write(f"near-duplicate index rebuilt: {n} items and the seeds\n")
     return EXIT_OK
 
 
@@ -220,6 +348,8 @@ COMMANDS = {
     ("db", "upgrade"): cmd_db_upgrade,
     ("feeds", "list"): cmd_feeds_list,
     ("items", "list"): cmd_items_list,
+    ("dedup", "check"): cmd_dedup_check,
+    ("dedup", "reindex"): cmd_dedup_reindex,
     ("config", "show"): cmd_config_show,
 }
 

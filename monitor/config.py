@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from monitor import __version__
+from monitor.dedup import Thresholds
 from monitor.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/monitor.toml")
@@ -99,6 +100,17 @@ class ExtractSettings:
 
 
 @dataclass(frozen=True)
+class DedupSettings:
+    """Near-duplicate thresholds; the defaults and their meaning are in Thresholds."""
+
+    jaccard: float = Thresholds.jaccard
+    containment: float = Thresholds.containment
+    min_words: int = Thresholds.min_words
+    max_candidates: int = Thresholds.max_candidates
+    boilerplate: tuple[str, ...] = ()  # extra line patterns (regular expressions)
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     database: DatabaseSettings
@@ -109,7 +121,14 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     extract: ExtractSettings = field(default_factory=ExtractSettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
     log_level: str = "INFO"
+
+    @property
+    def thresholds(self) -> Thresholds:
+        d = self.dedup
+        return Thresholds(jaccard=d.jaccard, containment=d.containment, min_words=d.min_words,
+                          max_candidates=d.max_candidates)
 
     def redacted(self) -> dict[str, Any]:
         """The effective settings as plain data, with secrets shown as "(hidden)"."""
@@ -122,6 +141,7 @@ class Settings:
             "log_level": self.log_level,
             "fetch": _asdict(self.fetch),
             "extract": _asdict(self.extract),
+            "dedup": {**_asdict(self.dedup), "boilerplate": list(self.dedup.boilerplate)},
             "feeds": [_asdict(f) for f in self.feeds],
             "rules": [{**_asdict(r), "recipients": list(r.recipients)} for r in self.rules],
             "digest": _asdict(self.digest),
@@ -343,6 +363,35 @@ def _extract(doc: _Table) -> ExtractSettings:
     return s
 
 
+def _fraction(t: _Table, k: str, default: float) -> float:
+    return t.check(k, t.get(k, float, default), lambda v: 0.0 < v <= 1.0,
+                   "must be a number greater than 0 and at most 1")
+
+
+def _dedup(doc: _Table) -> DedupSettings:
+    t = _Table(doc.file, "dedup", doc.data.get("dedup", {}))
+    doc.used.add("dedup")
+    d = DedupSettings()
+    patterns = t.get("boilerplate", list, [])
+    for i, pattern in enumerate(patterns):
+        key = f"boilerplate[{i}]"
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise t.fail(key, "must be a non-empty string (a regular expression)")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise t.fail(key, f"invalid regular expression: {exc}") from None
+    s = DedupSettings(
+        jaccard=_fraction(t, "jaccard", d.jaccard),
+        containment=_fraction(t, "containment", d.containment),
+        min_words=_positive(t, "min_words", d.min_words),
+        max_candidates=_positive(t, "max_candidates", d.max_candidates),
+        boilerplate=tuple(patterns),
+    )
+    t.finish()
+    return s
+
+
 def _feeds(doc: _Table, default_interval: int) -> tuple[FeedSettings, ...]:
     doc.used.add("feeds")
     raw = doc.data.get("feeds", [])
@@ -466,6 +515,7 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
         smtp=_smtp(doc),
         fetch=fetch,
         extract=_extract(doc),
+        dedup=_dedup(doc),
         log_level=level,
     )
     doc.finish()

@@ -16,7 +16,8 @@ the edge with ``raise ... from exc`` so callers only ever catch ours::
     │   ├── TooLargeError      body over the configured cap
     │   └── RedirectError      too many redirects, or a loop
     ├── FeedParseError         a body that is no usable feed
-    └── ExtractionError        article extraction failed
+    ├── ExtractionError        article extraction failed
+    └── InputError             a file or URL given on the command line cannot be read
 
 Each class has a ``hint`` telling the user what to do about it, shown by the CLI.
 """
@@ -123,3 +124,9 @@ class ExtractionError(MonitorError):
 
     def __reduce__(self) -> tuple[type[ExtractionError], tuple[str, str]]:
         return (type(self), (self.url, self.reason))
+
+
+class InputError(MonitorError):
+    """A file or URL named on the command line cannot be read."""
+
+    hint = "check the path or URL"

@@ -161,6 +161,43 @@ class Item(Base):
     similarity: Mapped[float | None] = mapped_column(Float)
 
 
+class ItemBand(Base):
+    """One LSH band key of an item's MinHash signatures: the near-duplicate index.
+
+    The primary key is the lookup index (``key`` first); on SQLite the table is
+    WITHOUT ROWID, so that index is the whole table. Only originals and near
+    duplicates are indexed: an exact, URL or GUID copy adds nothing to find.
+    """
+
+    __tablename__ = "item_bands"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012 (SQLAlchemy's API)
+
+    key: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    item_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+
+
+class SeedBand(Base):
+    """An LSH band key of a seed (see :class:`ItemBand`)."""
+
+    __tablename__ = "seed_bands"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012
+
+    key: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seed_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("seeds.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+
+
+class Meta(Base):
+    """Small facts about the stored data, such as which fingerprint version the
+    band keys were computed with (a different version means: re-index)."""
+
+    __tablename__ = "meta"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
 class Rule(Base):
     """An alert rule as last loaded from the config."""
 

@@ -4,7 +4,8 @@
     -> parse (worker process) -> drop GUIDs this feed already has
     -> entries whose URL is already known: duplicates, page not fetched
     -> fetch the other pages concurrently -> extract (worker processes)
-    -> one short transaction: exact dedup (guid, url, text hash) + insert + feed state
+    -> one short transaction: exact dedup (guid, url, text hash), near dedup (LSH band
+       keys, verified) + insert + band keys + feed state
 
 Only the final step writes, and it re-checks everything it decided earlier, so
 two feeds carrying the same story in one run still store it once.
@@ -26,6 +27,7 @@ from monitor import store
 from monitor.articles import Article
 from monitor.config import Settings
 from monitor.dedup import text_hash
+from monitor.duplicates import Deduplicator
 from monitor.errors import (
     ExtractionError,
     FeedParseError,
@@ -53,6 +55,7 @@ class Context:
     fetcher: Fetcher
     processor: Processor
     clock: Clock
+    dedup: Deduplicator
     # Article fetches in flight, by canonical URL: when two entries (in one feed or in
     # feeds polled together) link to the same article, the page is fetched only once.
     pages: dict[str, asyncio.Future[_PageResult]] = field(default_factory=dict)
@@ -306,8 +309,19 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
         canonical = choose_canonical(page.final_url, article.canonical_url if article else None)
     thash = text_hash(text) if source != "title" else None
     v = _verdict(s, feed, c, canonical, thash)
+    # A title alone is too little to call anything a copy; exact and URL copies are
+    # not fingerprinted (they add nothing to the index).
+    fp = ctx.dedup.fingerprint(text) if v.ref is None and source != "title" else None
+    if fp is not None:
+        near = ctx.dedup.find(s, fp)
+        if near is not None:
+            v = _Verdict(near.candidate.original, "near", round(near.scores.similarity, 4))
+            log.info("feed %r: entry <%s> near-duplicates %s %s (jaccard %.2f, containment "
+                     "%.2f)", feed.name, entry.link, near.candidate.ref.kind,
+                     near.candidate.ref.seed or near.candidate.ref.id, near.scores.jaccard,
+                     near.scores.containment)
     use_page = source == "page" and article is not None
-    store.add_item(s, store.NewItem(
+    item_id = store.add_item(s, store.NewItem(
         feed_id=feed.id,
         guid=entry.guid,
         url=entry.link,
@@ -328,6 +342,8 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
         dedup_method=v.method,
         similarity=v.similarity,
     ), ctx.clock())
+    if fp is not None:
+        ctx.dedup.index_item(s, item_id, fp)
     if v.ref is None:
         report.new += 1
     else:
@@ -336,8 +352,10 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
                  v.ref.kind, v.ref.seed or v.ref.id, v.method)
 
 
-def load_seeds(sessions: sessionmaker[Session], settings: Settings, now: datetime) -> dict[str, int]:
-    """Load (or refresh) the seed corpus. Idempotent. Returns counts per outcome.
+def load_seeds(sessions: sessionmaker[Session], settings: Settings, dedup: Deduplicator,
+               now: datetime) -> dict[str, int]:
+    """Load (or refresh) the seed corpus, and bring the near-duplicate index up to date
+    (rebuilt when its fingerprint version differs). Idempotent. Returns counts per outcome.
 
     Raises :class:`monitor.errors.SeedError` or :class:`StoreError`.
     """
@@ -346,12 +364,17 @@ def load_seeds(sessions: sessionmaker[Session], settings: Settings, now: datetim
     try:
         with sessions.begin() as s:
             for doc in docs:
-                outcome = store.upsert_seed(
+                outcome, seed_id = store.upsert_seed(
                     s, name=doc.name, file_sha256=doc.file_sha256,
                     title=doc.title, text=doc.text, text_hash=text_hash(doc.text),
                     source_url=doc.source_url, published_at=doc.published_at, now=now,
                 )
                 counts[outcome] += 1
+                if outcome != "unchanged":
+                    dedup.index_seed(s, seed_id, dedup.fingerprint(doc.text))
+        with sessions.begin() as s:
+            if not dedup.index_is_current(s):
+                dedup.rebuild_index(s)
     except SQLAlchemyError as exc:
         raise StoreError(f"loading seeds failed: {exc}") from exc
     log.info("seeds from %s: %d added, %d updated, %d unchanged", settings.seeds_path,

@@ -1,7 +1,8 @@
 """The daemon: start-up, the poll loop, signals.
 
 Start-up upgrades the schema (idempotent; on PostgreSQL behind an advisory
-lock), syncs feeds and rules from the config and loads the seeds. Then
+lock), syncs feeds and rules from the config, loads the seeds and brings the
+near-duplicate index up to date. Then
 ``run --once`` polls every enabled feed once; ``run`` keeps polling each feed
 on its interval until SIGINT or SIGTERM.
 """
@@ -22,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import db, store
 from monitor.config import Settings
+from monitor.duplicates import Deduplicator
 from monitor.errors import StoreError
 from monitor.fetcher import Fetcher
 from monitor.pipeline import Clock, Context, FeedReport, load_seeds, poll_feed
@@ -73,7 +75,7 @@ def prepare(settings: Settings, engine: Engine, clock: Clock = utcnow) -> None:
             store.sync_rules(s, settings.rules, clock())
     except SQLAlchemyError as exc:
         raise StoreError(f"syncing feeds and rules from the config failed: {exc}") from exc
-    load_seeds(sessions, settings, clock())
+    load_seeds(sessions, settings, Deduplicator.from_settings(settings), clock())
 
 
 async def poll_due(ctx: Context, now: datetime | None) -> list[FeedReport]:
@@ -118,7 +120,8 @@ async def run(
     summary = RunSummary()
     try:
         async with Fetcher(settings.fetch, transport=transport) as fetcher:
-            ctx = Context(settings, db.session_factory(engine), fetcher, processor, clock)
+            ctx = Context(settings, db.session_factory(engine), fetcher, processor, clock,
+                          Deduplicator.from_settings(settings))
             if once:
                 summary.reports = await poll_due(ctx, None)
                 return summary

@@ -10,11 +10,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, defer
 
 from monitor.config import FeedSettings, RuleSettings
-from monitor.models import Feed, Item, Rule, Seed
+from monitor.models import Feed, Item, ItemBand, Meta, Rule, Seed, SeedBand
 
 
 @dataclass(frozen=True)
@@ -216,11 +216,11 @@ def sync_rules(session: Session, rules: Sequence[RuleSettings], now: datetime) -
 def upsert_seed(
     session: Session, *, name: str, file_sha256: str, title: str | None, text: str,
     text_hash: str | None, source_url: str | None, published_at: datetime | None, now: datetime,
-) -> str:
-    """Insert or refresh one seed. Returns "added", "updated" or "unchanged"."""
+) -> tuple[str, int]:
+    """Insert or refresh one seed. Returns ("added" | "updated" | "unchanged", its id)."""
     row = session.scalar(select(Seed).where(Seed.name == name))
     if row is not None and row.file_sha256 == file_sha256:
-        return "unchanged"
+        return "unchanged", row.id
     if row is None:
         row = Seed(name=name)
         session.add(row)
@@ -230,7 +230,7 @@ def upsert_seed(
     row.file_sha256, row.title, row.text, row.text_hash = file_sha256, title, text, text_hash
     row.source_url, row.published_at, row.loaded_at = source_url, published_at, now
     session.flush()
-    return outcome
+    return outcome, row.id
 
 
 
@@ -311,6 +311,125 @@ def add_item(session: Session, new: NewItem, now: datetime) -> int:
     session.add(row)
     session.flush()
     return row.id
+
+
+# --- near-duplicate index -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NearCandidate:
+    """A stored text that shares LSH band keys with the one being checked."""
+
+    ref: Ref  # the stored seed or item that matched
+    original: Ref  # what it duplicates, if it is itself a copy; else the same as ref
+    hits: int  # band keys shared
+    text: str
+    title: str | None
+    feed: str | None  # the item's feed name; None for a seed
+
+
+def get_meta(session: Session, name: str) -> str | None:
+    return session.scalar(select(Meta.value).where(Meta.name == name))
+
+
+def set_meta(session: Session, name: str, value: str) -> None:
+    row = session.get(Meta, name)
+    if row is None:
+        session.add(Meta(name=name, value=value))
+    else:
+        row.value = value
+    session.flush()
+
+
+def add_item_bands(session: Session, item_id: int, keys: Sequence[int]) -> None:
+    if keys:
+        session.execute(insert(ItemBand), [{"key": k, "item_id": item_id} for k in keys])
+
+
+def replace_seed_bands(session: Session, seed_id: int, keys: Sequence[int]) -> None:
+    session.execute(delete(SeedBand).where(SeedBand.seed_id == seed_id))
+    if keys:
+        session.execute(insert(SeedBand), [{"key": k, "seed_id": seed_id} for k in keys])
+
+
+def clear_item_bands(session: Session) -> None:
+    session.execute(delete(ItemBand))
+
+
+def seed_texts(session: Session) -> list[tuple[int, str]]:
+    return [(i, t) for i, t in session.execute(select(Seed.id, Seed.text).order_by(Seed.id))]
+
+
+def indexable_items(session: Session, after_id: int, limit: int) -> list[tuple[int, str]]:
+    """(id, text) of items the near-duplicate index should hold, in id order: originals
+    and near duplicates (exact, URL and GUID copies add nothing to find)."""
+    q = (select(Item.id, Item.text)
+         .where(Item.id > after_id,
+                or_(Item.status == "new", Item.dedup_method == "near"))
+         .order_by(Item.id).limit(limit))
+    return [(i, t) for i, t in session.execute(q)]
+
+
+def near_candidates(session: Session, keys: Sequence[int], limit: int) -> list[NearCandidate]:
+    """Seeds and items sharing band keys with ``keys``, most shared keys first."""
+    if not keys:
+        return []
+    hits = func.count().label("hits")
+    seed_hits = session.execute(
+        select(SeedBand.seed_id, hits).where(SeedBand.key.in_(keys))
+        .group_by(SeedBand.seed_id).order_by(hits.desc(), SeedBand.seed_id).limit(limit)).all()
+    item_hits = session.execute(
+        select(ItemBand.item_id, hits).where(ItemBand.key.in_(keys))
+        .group_by(ItemBand.item_id).order_by(hits.desc(), ItemBand.item_id).limit(limit)).all()
+    found: list[NearCandidate] = []
+    if seed_hits:
+        counts = dict(seed_hits)
+        for seed in session.scalars(select(Seed).where(Seed.id.in_(counts))):
+            ref = Ref("seed", seed.id, seed.source_url, seed.name)
+            found.append(NearCandidate(ref, ref, counts[seed.id], seed.text, seed.title, None))
+    if item_hits:
+        counts = dict(item_hits)
+        q = (select(Item, Feed.name).join(Feed, Feed.id == Item.feed_id)
+             .where(Item.id.in_(counts)))
+        for item, feed_name in session.execute(q):
+            ref = Ref("item", item.id, item.canonical_url or item.url)
+            found.append(NearCandidate(ref, _original(session, item), counts[item.id],
+                                       item.text, item.title, feed_name))
+    found.sort(key=lambda c: (-c.hits, c.ref.kind != "seed", c.ref.id))
+    return found[:limit]
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A stored duplicate of an original item: another outlet that carried the story."""
+
+    item_id: int
+    feed: str
+    url: str | None
+    title: str | None
+    dedup_method: str
+    similarity: float | None
+
+
+def also_reported_by(session: Session, item_ids: Iterable[int]) -> dict[int, list[Copy]]:
+    """For each original item, its stored duplicates from *other* feeds, oldest first."""
+    wanted = list(dict.fromkeys(item_ids))
+    out: dict[int, list[Copy]] = {i: [] for i in wanted}
+    orig = aliased(Item)
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        q = (select(Item, Feed.name)
+             .join(Feed, Feed.id == Item.feed_id)
+             .join(orig, orig.id == Item.duplicate_of_item_id)
+             .where(Item.duplicate_of_item_id.in_(chunk), Item.feed_id != orig.feed_id)
+             .options(defer(Item.text))
+             .order_by(Item.id))
+        for item, feed_name in session.execute(q):
+            original = item.duplicate_of_item_id
+            if original is not None:  # always, by the join; this tells the type checker
+                out[original].append(Copy(
+                    item.id, feed_name, item.canonical_url or item.url, item.title,
+                    item.dedup_method or "", item.similarity))
+    return out
 
 
 # --- items: listing ---------------------------------------------------------------------------

@@ -1,0 +1,137 @@
+"""What a new text duplicates among the stored seeds and items, and the index that
+finds it. Joins the pure fingerprints of :mod:`monitor.dedup` to the store.
+
+Every call takes the caller's session: the pipeline runs these inside the
+transaction that stores the item, so a verdict and the index it leaves behind
+commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from monitor import store
+from monitor.config import Settings
+from monitor.dedup import (
+    Boilerplate,
+    Fingerprint,
+    Fingerprinter,
+    Scores,
+    Thresholds,
+    rank,
+    text_hash,
+)
+
+log = logging.getLogger(__name__)
+
+INDEX_VERSION_KEY = "near_dedup_index"
+
+
+@dataclass(frozen=True)
+class NearMatch:
+    candidate: store.NearCandidate
+    scores: Scores
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a text is, or is not, a duplicate: for ``monitor dedup check``."""
+
+    words: int  # after boilerplate lines are dropped
+    boilerplate: tuple[str, ...]  # the lines dropped
+    band_keys: int
+    by_url: store.Ref | None
+    by_text_hash: store.Ref | None
+    matches: tuple[NearMatch, ...]  # verified candidates, best first
+    thresholds: Thresholds
+
+    @property
+    def verdict(self) -> tuple[str, store.Ref | None]:
+        """("url" | "exact" | "near" | "new", what it duplicates)."""
+        if self.by_url:
+            return "url", self.by_url
+        if self.by_text_hash:
+            return "exact", self.by_text_hash
+        if self.words >= self.thresholds.min_words and self.matches and self.matches[0].duplicate:
+            return "near", self.matches[0].candidate.original
+        return "new", None
+
+
+class Deduplicator:
+    """Near-duplicate lookups and index upkeep, with one set of thresholds."""
+
+    def __init__(self, thresholds: Thresholds | None = None,
+                 boilerplate: tuple[str, ...] = ()) -> None:
+        self.thresholds = thresholds or Thresholds()
+        self.fingerprinter = Fingerprinter(Boilerplate(boilerplate))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Deduplicator:
+        return cls(settings.thresholds, settings.dedup.boilerplate)
+
+    def fingerprint(self, text: str) -> Fingerprint:
+        return self.fingerprinter.fingerprint(text)
+
+    def matches(self, session: Session, fp: Fingerprint) -> list[NearMatch]:
+        """Verified candidates for ``fp``, best first; duplicates before the rest."""
+        t = self.thresholds
+        cands = store.near_candidates(session, fp.band_keys, t.max_candidates)
+        ranked = rank(fp, ((c, self.fingerprint(c.text)) for c in cands), t)
+        return [NearMatch(m.key, m.scores, m.duplicate) for m in ranked]
+
+    def find(self, session: Session, fp: Fingerprint) -> NearMatch | None:
+        """The stored text ``fp`` near-duplicates, if any."""
+        if fp.words < self.thresholds.min_words:
+            return None
+        best = self.matches(session, fp)
+        return best[0] if best and best[0].duplicate else None
+
+    def explain(self, session: Session, text: str, canonical: str | None = None) -> Explanation:
+        fp = self.fingerprint(text)
+        dropped = tuple(line.strip() for line in text.splitlines()
+                        if self.fingerprinter.boilerplate.is_boilerplate(line) and line.strip())
+        thash = text_hash(text)
+        return Explanation(
+            words=fp.words, boilerplate=dropped, band_keys=len(fp.band_keys),
+            by_url=store.find_by_url(session, canonical) if canonical else None,
+            by_text_hash=store.find_by_text_hash(session, thash) if thash else None,
+            matches=tuple(self.matches(session, fp)), thresholds=self.thresholds,
+        )
+
+    def index_item(self, session: Session, item_id: int, fp: Fingerprint) -> None:
+        store.add_item_bands(session, item_id, fp.band_keys)
+
+    def index_seed(self, session: Session, seed_id: int, fp: Fingerprint) -> None:
+        store.replace_seed_bands(session, seed_id, fp.band_keys)
+
+    def index_is_current(self, session: Session) -> bool:
+        return store.get_meta(session, INDEX_VERSION_KEY) == self.fingerprinter.version
+
+    def rebuild_index(self, session: Session, batch: int = 1000) -> int:
+        """Recompute every band key (seeds and items). Returns the items indexed.
+
+        Needed once after upgrading from a release without the index, and after a
+        change to the fingerprint parameters or the configured boilerplate patterns.
+        """
+        started = time.monotonic()
+        old = store.get_meta(session, INDEX_VERSION_KEY)
+        log.info("near-duplicate index: rebuilding (stored version %s, current %s)",
+                    old or "none", self.fingerprinter.version)
+        for seed_id, text in store.seed_texts(session):
+            self.index_seed(session, seed_id, self.fingerprint(text))
+        store.clear_item_bands(session)
+        done, last = 0, 0
+        while rows := store.indexable_items(session, last, batch):
+            for item_id, text in rows:
+                self.index_item(session, item_id, self.fingerprint(text))
+            done, last = done + len(rows), rows[-1][0]
+            log.info("near-duplicate index: %d items indexed", done)
+        store.set_meta(session, INDEX_VERSION_KEY, self.fingerprinter.version)
+        log.info("near-duplicate index: rebuilt, %d items in %.1f s", done,
+                    time.monotonic() - started)
+        return done
