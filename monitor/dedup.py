@@ -75,6 +75,7 @@ DEFAULT_BOILERPLATE: tuple[str, ...] = (
     r"https?://\S+",
 )
 _MAX_BOILERPLATE_WORDS = 40  # a longer line is content, whatever it starts with
+_MAX_LEADING_LINES = 4  # at most this many short lines are skipped before the first paragraph
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,19 @@ class LshParams:
     shingle_words: int = 5
     bands: int = 20  # whole-text signature: bands x rows MinHash values
     rows: int = 3
-    lead_shingles: int = 40  # the lead signature covers the first this-many shingles
-    lead_bands: int = 8
-    lead_rows: int = 3
+    # The lead signature covers the first this-many shingles. Two rows per band, so
+    # that a lead shifted by a few words (a dropped first sentence) is still proposed.
+    lead_shingles: int = 60
+    lead_bands: int = 10
+    lead_rows: int = 2
     min_words: int = 10  # shorter texts get no band keys: nothing to find them by
+    first_line_words: int = 15  # shorter lines before the first such line are skipped
 
     @property
     def version(self) -> str:
         return (f"minhash-v1:k={self.shingle_words}:b={self.bands}x{self.rows}:"
                 f"lead={self.lead_shingles}/{self.lead_bands}x{self.lead_rows}:"
-                f"min={self.min_words}")
+                f"min={self.min_words}:first={self.first_line_words}")
 
 
 LSH = LshParams()
@@ -146,12 +150,23 @@ class Boilerplate:
     def is_boilerplate(self, line: str) -> bool:
         return len(line.split()) <= _MAX_BOILERPLATE_WORDS and bool(self._line.fullmatch(line))
 
-    def strip(self, text: str) -> str:
+    def remove(self, text: str) -> str:
         return "\n".join(line for line in text.splitlines() if not self.is_boilerplate(line))
 
 
-def words_of(text: str, boilerplate: Boilerplate) -> list[str]:
-    return normalize_text(boilerplate.strip(text)).split()
+def words_of(text: str, boilerplate: Boilerplate, first_line_words: int) -> list[str]:
+    """The words near-dedup compares: boilerplate lines dropped, and the few short lines
+    before the first real paragraph (headline, byline, dateline, "Listen to this
+    article"), where extraction and feeds disagree most. A text made of short lines
+    (a table, a list) is kept whole."""
+    lines = [normalize_text(line) for line in boilerplate.remove(text).splitlines()]
+    lines = [line for line in lines if line]
+    start = 0
+    for i, line in enumerate(lines[:_MAX_LEADING_LINES + 1]):
+        if len(line.split()) >= first_line_words:
+            start = i
+            break
+    return " ".join(lines[start:]).split()
 
 
 # Multiply-shift hashing (Dietzfelbinger): h_i(x) = (a_i * x + b_i) mod 2^64, top 32 bits.
@@ -218,7 +233,7 @@ class Fingerprinter:
 
     def fingerprint(self, text: str) -> Fingerprint:
         p = self.params
-        words = words_of(text, self.boilerplate)
+        words = words_of(text, self.boilerplate, p.first_line_words)
         ordered = shingle_hashes(words, p.shingle_words)
         shingles = np.unique(ordered)
         if len(words) < p.min_words:

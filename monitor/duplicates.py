@@ -88,8 +88,12 @@ class Deduplicator:
         """The stored text ``fp`` near-duplicates, if any."""
         if fp.words < self.thresholds.min_words:
             return None
-        best = self.matches(session, fp)
-        return best[0] if best and best[0].duplicate else None
+        dups = [m for m in self.matches(session, fp) if m.duplicate]
+        # Score against the original itself when it qualifies, not against one of its copies
+        # (a teaser of it, say): the recorded similarity then means "to the original".
+        originals = [m for m in dups if m.candidate.ref == m.candidate.original]
+        best = originals or dups
+        return best[0] if best else None
 
     def explain(self, session: Session, text: str, canonical: str | None = None) -> Explanation:
         fp = self.fingerprint(text)

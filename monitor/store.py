@@ -9,8 +9,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session, aliased, defer
 
 from monitor.config import FeedSettings, RuleSettings
@@ -369,31 +383,62 @@ def indexable_items(session: Session, after_id: int, limit: int) -> list[tuple[i
     return [(i, t) for i, t in session.execute(q)]
 
 
+def _near_candidates_query() -> Select[tuple[Any, ...]]:
+    """One statement for both seeds and items: band-key hits, ranked, joined to the
+    texts and to what each candidate duplicates. Built once; ``:keys`` and ``:limit``
+    are bound per call."""
+    keys: BindParameter[list[int]] = bindparam("keys", expanding=True)
+    limit: BindParameter[int] = bindparam("limit")
+    hits = func.count().label("hits")
+    item_hits = (select(ItemBand.item_id.label("id"), hits).where(ItemBand.key.in_(keys))
+                 .group_by(ItemBand.item_id).order_by(hits.desc(), ItemBand.item_id)
+                 .limit(limit).subquery())
+    seed_hits = (select(SeedBand.seed_id.label("id"), hits).where(SeedBand.key.in_(keys))
+                 .group_by(SeedBand.seed_id).order_by(hits.desc(), SeedBand.seed_id)
+                 .limit(limit).subquery())
+    orig, orig_seed = aliased(Item), aliased(Seed)
+    items = (
+        select(literal("item").label("kind"), Item.id, item_hits.c.hits, Item.text, Item.title,
+               Feed.name.label("feed"), func.coalesce(Item.canonical_url, Item.url).label("url"),
+               orig.id.label("orig_item"), func.coalesce(orig.canonical_url, orig.url)
+               .label("orig_item_url"), orig_seed.id.label("orig_seed"),
+               orig_seed.source_url.label("orig_seed_url"), orig_seed.name.label("orig_seed_name"))
+        .join(item_hits, item_hits.c.id == Item.id)
+        .join(Feed, Feed.id == Item.feed_id)
+        .outerjoin(orig, orig.id == Item.duplicate_of_item_id)
+        .outerjoin(orig_seed, orig_seed.id == Item.duplicate_of_seed_id)
+    )
+    seeds = (
+        select(literal("seed").label("kind"), Seed.id, seed_hits.c.hits, Seed.text, Seed.title,
+               null().label("feed"), Seed.source_url.label("url"), null(), null(), null(), null(),
+               Seed.name.label("seed_name"))
+        .join(seed_hits, seed_hits.c.id == Seed.id)
+    )
+    return union_all(items, seeds).subquery().select()
+
+
+_NEAR_CANDIDATES = _near_candidates_query()
+
+
 def near_candidates(session: Session, keys: Sequence[int], limit: int) -> list[NearCandidate]:
-    """Seeds and items sharing band keys with ``keys``, most shared keys first."""
+    """Seeds and items sharing band keys with ``keys``, most shared keys first (seeds
+    before items on a tie). A candidate that is itself a copy names its original."""
     if not keys:
         return []
-    hits = func.count().label("hits")
-    seed_hits = session.execute(
-        select(SeedBand.seed_id, hits).where(SeedBand.key.in_(keys))
-        .group_by(SeedBand.seed_id).order_by(hits.desc(), SeedBand.seed_id).limit(limit)).all()
-    item_hits = session.execute(
-        select(ItemBand.item_id, hits).where(ItemBand.key.in_(keys))
-        .group_by(ItemBand.item_id).order_by(hits.desc(), ItemBand.item_id).limit(limit)).all()
     found: list[NearCandidate] = []
-    if seed_hits:
-        counts = dict(seed_hits)
-        for seed in session.scalars(select(Seed).where(Seed.id.in_(counts))):
-            ref = Ref("seed", seed.id, seed.source_url, seed.name)
-            found.append(NearCandidate(ref, ref, counts[seed.id], seed.text, seed.title, None))
-    if item_hits:
-        counts = dict(item_hits)
-        q = (select(Item, Feed.name).join(Feed, Feed.id == Item.feed_id)
-             .where(Item.id.in_(counts)))
-        for item, feed_name in session.execute(q):
-            ref = Ref("item", item.id, item.canonical_url or item.url)
-            found.append(NearCandidate(ref, _original(session, item), counts[item.id],
-                                       item.text, item.title, feed_name))
+    for row in session.execute(_NEAR_CANDIDATES, {"keys": list(keys), "limit": limit}):
+        if row.kind == "seed":
+            ref = Ref("seed", row.id, row.url, row.orig_seed_name)
+            original = ref
+        else:
+            ref = Ref("item", row.id, row.url)
+            if row.orig_item is not None:
+                original = Ref("item", row.orig_item, row.orig_item_url)
+            elif row.orig_seed is not None:
+                original = Ref("seed", row.orig_seed, row.orig_seed_url, row.orig_seed_name)
+            else:
+                original = ref
+        found.append(NearCandidate(ref, original, row.hits, row.text, row.title, row.feed))
     found.sort(key=lambda c: (-c.hits, c.ref.kind != "seed", c.ref.id))
     return found[:limit]
 

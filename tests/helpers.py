@@ -22,6 +22,7 @@ def write_config(
     seeds: Path = SEEDS,
     fetch: dict[str, object] | None = None,
     extract: dict[str, object] | None = None,
+    dedup: dict[str, object] | None = None,
 ) -> Path:
     """Write a config file with the documented keys. Returns its path."""
     fetch = {"timeout": "10s", "connect_timeout": "5s", **(fetch or {})}
@@ -31,6 +32,7 @@ def write_config(
         "[seeds]", f"path = {_toml(str(seeds))}", "",
         "[fetch]", *(f"{k} = {_toml(v)}" for k, v in fetch.items()), "",
         "[extract]", *(f"{k} = {_toml(v)}" for k, v in extract.items()), "",
+        "[dedup]", *(f"{k} = {_toml(v)}" for k, v in (dedup or {}).items()), "",
     ]
     for f in feeds:
         lines += ["[[feeds]]", *(f"{k} = {_toml(v)}" for k, v in f.items()), ""]
@@ -47,6 +49,10 @@ def write_config(
 
 
 def _toml(v: object) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    if isinstance(v, float):
+        return repr(v)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):

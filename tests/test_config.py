@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import cron_problem, load_settings, parse_duration
+from monitor.dedup import Thresholds
 from monitor.errors import ConfigError
 
 REPO = Path(__file__).parent.parent
@@ -183,6 +184,16 @@ BAD_CONFIGS = [
     pytest.param('[database]\nurl = "not a url"\n', "database.url", "not a database URL", id="not-a-url"),
     pytest.param("[[feeds]\nname = \n", "", "invalid TOML", id="invalid-toml"),
     pytest.param('fetch = "fast"\n', "fetch", "must be a table, not a string", id="fetch-not-table"),
+    pytest.param("[dedup]\njaccard = 1.5\n", "dedup.jaccard", "greater than 0 and at most 1",
+                 id="jaccard-over-1"),
+    pytest.param("[dedup]\ncontainment = 0\n", "dedup.containment", "greater than 0 and at most 1",
+                 id="containment-zero"),
+    pytest.param('[dedup]\nmin_words = "30"\n', "dedup.min_words", "must be an integer", id="min-words-str"),
+    pytest.param('[dedup]\nboilerplate = ["ok", "(unclosed"]\n', "dedup.boilerplate[1]",
+                 "invalid regular expression", id="bad-boilerplate-regex"),
+    pytest.param('[dedup]\nboilerplate = [""]\n', "dedup.boilerplate[0]", "non-empty string",
+                 id="empty-boilerplate"),
+    pytest.param("[dedup]\nthreshold = 0.5\n", "dedup.threshold", "unknown key", id="unknown-dedup-key"),
 ]
 
 
@@ -268,3 +279,15 @@ def test_cron_problem_rejects_invalid(expr: str, fragment: str) -> None:
     problem = cron_problem(expr)
     assert problem is not None
     assert fragment in problem
+
+
+def test_dedup_settings(tmp_path: Path) -> None:
+    path = write(tmp_path, '[dedup]\njaccard = 0.6\ncontainment = 1\nmin_words = 50\n'
+                           'max_candidates = 5\nboilerplate = ["^Listen to this article.*"]\n')
+    s = load_settings(path, environ={}, base_dir=tmp_path)
+    t = s.thresholds
+    assert (t.jaccard, t.containment, t.min_words, t.max_candidates) == (0.6, 1.0, 50, 5)
+    assert s.dedup.boilerplate == ("^Listen to this article.*",)
+    assert s.redacted()["dedup"]["boilerplate"] == ["^Listen to this article.*"]
+    default = load_settings(write(tmp_path, "", "empty.toml"), environ={}, base_dir=tmp_path)
+    assert default.thresholds == Thresholds()
