@@ -157,6 +157,14 @@ def main() -> None:
     for w in r.wrong:
         print(f"  wrong: {w}")
     print(f"  {elapsed:.2f} s for {len(data['variants']) + len(data['originals'])} lookups")
+    fpr = Fingerprinter()
+    texts = [o["text"] for o in data["originals"]] + [v["text"] for v in data["variants"]]
+    start = time.perf_counter()
+    for t_ in texts:
+        fpr.fingerprint(t_)
+    per = (time.perf_counter() - start) / len(texts)
+    words = sum(len(t_.split()) for t_ in texts) / len(texts)
+    print(f"  fingerprint: {per * 1e3:.2f} ms per text (mean {words:.0f} words), one core")
     margins(data)
     if "--sweep" in sys.argv:
         for j in (0.3, 0.4, 0.5, 0.6, 0.7):

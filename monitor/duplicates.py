@@ -48,6 +48,7 @@ class Explanation:
     by_url: store.Ref | None
     by_text_hash: store.Ref | None
     matches: tuple[NearMatch, ...]  # verified candidates, best first
+    near: NearMatch | None  # the one the pipeline would record, if any
     thresholds: Thresholds
 
     @property
@@ -57,8 +58,8 @@ class Explanation:
             return "url", self.by_url
         if self.by_text_hash:
             return "exact", self.by_text_hash
-        if self.words >= self.thresholds.min_words and self.matches and self.matches[0].duplicate:
-            return "near", self.matches[0].candidate.original
+        if self.near is not None:
+            return "near", self.near.candidate.original
         return "new", None
 
 
@@ -88,23 +89,21 @@ class Deduplicator:
         """The stored text ``fp`` near-duplicates, if any."""
         if fp.words < self.thresholds.min_words:
             return None
-        dups = [m for m in self.matches(session, fp) if m.duplicate]
-        # Score against the original itself when it qualifies, not against one of its copies
-        # (a teaser of it, say): the recorded similarity then means "to the original".
-        originals = [m for m in dups if m.candidate.ref == m.candidate.original]
-        best = originals or dups
-        return best[0] if best else None
+        return _pick(self.matches(session, fp))
 
     def explain(self, session: Session, text: str, canonical: str | None = None) -> Explanation:
         fp = self.fingerprint(text)
         dropped = tuple(line.strip() for line in text.splitlines()
                         if self.fingerprinter.boilerplate.is_boilerplate(line) and line.strip())
         thash = text_hash(text)
+        matches = self.matches(session, fp)
         return Explanation(
             words=fp.words, boilerplate=dropped, band_keys=len(fp.band_keys),
             by_url=store.find_by_url(session, canonical) if canonical else None,
             by_text_hash=store.find_by_text_hash(session, thash) if thash else None,
-            matches=tuple(self.matches(session, fp)), thresholds=self.thresholds,
+            matches=tuple(matches),
+            near=_pick(matches) if fp.words >= self.thresholds.min_words else None,
+            thresholds=self.thresholds,
         )
 
     def index_item(self, session: Session, item_id: int, fp: Fingerprint) -> None:
@@ -139,3 +138,12 @@ class Deduplicator:
         log.info("near-duplicate index: rebuilt, %d items in %.1f s", done,
                     time.monotonic() - started)
         return done
+
+
+def _pick(matches: list[NearMatch]) -> NearMatch | None:
+    """The duplicate to record. The original itself wins over a copy of it (a teaser of
+    it, say) when both qualify, so the recorded similarity means "to the original"."""
+    dups = [m for m in matches if m.duplicate]
+    originals = [m for m in dups if m.candidate.ref == m.candidate.original]
+    best = originals or dups
+    return best[0] if best else None

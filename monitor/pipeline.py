@@ -374,7 +374,9 @@ def load_seeds(sessions: sessionmaker[Session], settings: Settings, dedup: Dedup
                     dedup.index_seed(s, seed_id, dedup.fingerprint(doc.text))
         with sessions.begin() as s:
             if not dedup.index_is_current(s):
-                dedup.rebuild_index(s)
+                store.lock_near_index(s)
+                if not dedup.index_is_current(s):  # another worker may have just done it
+                    dedup.rebuild_index(s)
     except SQLAlchemyError as exc:
         raise StoreError(f"loading seeds failed: {exc}") from exc
     log.info("seeds from %s: %d added, %d updated, %d unchanged", settings.seeds_path,

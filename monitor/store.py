@@ -354,6 +354,17 @@ def set_meta(session: Session, name: str, value: str) -> None:
     session.flush()
 
 
+# Any constant, distinct from db.py's migration lock.
+_PG_NEAR_INDEX_LOCK = 0x6D6F6E6E  # "monn"
+
+
+def lock_near_index(session: Session) -> None:
+    """Serialize index rebuilds between workers starting together on PostgreSQL (held
+    until the transaction ends). SQLite allows one writer anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_PG_NEAR_INDEX_LOCK)))
+
+
 def add_item_bands(session: Session, item_id: int, keys: Sequence[int]) -> None:
     if keys:
         session.execute(insert(ItemBand), [{"key": k, "item_id": item_id} for k in keys])

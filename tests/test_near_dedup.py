@@ -259,3 +259,26 @@ def test_configured_thresholds_apply(server: LocalServer, db_url: str, tmp_path:
     if half["status"] == "duplicate":  # extraction kept every shingle: containment was 1.0
         pytest.fail(f"a half copy passed strict thresholds: {half['similarity']}")
     assert half["status"] == "new"
+
+
+def test_workers_starting_together_rebuild_the_index_once(db_url: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = write_config(tmp_path / "monitor.toml", db_url=db_url, feeds=[])
+    assert cli(config, "seeds", "load")[0] == 0
+    before = _index_rows(db_url)
+    engine = db.make_engine(db_url)
+    with engine.begin() as c:
+        c.execute(sql("UPDATE meta SET value = 'stale' WHERE name = 'near_dedup_index'"))
+    engine.dispose()
+    procs = [subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config),
+                               "seeds", "load"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in results]
+    rebuilt = sum("near-duplicate index: rebuilt" in err for _, err in results)
+    # PostgreSQL serializes rebuilds with an advisory lock and the others see the new
+    # version. SQLite (one daemon per database) may rebuild more than once, harmlessly.
+    assert rebuilt == 1 if db_url.startswith("postgresql") else rebuilt >= 1
+    assert _index_rows(db_url) == before
