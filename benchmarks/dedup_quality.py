@@ -88,7 +88,7 @@ def evaluate(data: dict[str, Any], t: Thresholds) -> Report:
     def verdict(fp: Fingerprint, exclude: str | None) -> tuple[str | None, list[str]]:
         cands = index.candidates(fp, t.max_candidates, exclude)
         best = rank(fp, ((c, index.fps[c]) for c in cands), t)
-        return (str(best[0].key) if best and best[0].duplicate else None), cands
+        return (str(best[0].candidate) if best and best[0].duplicate else None), cands
 
     for v in data["variants"]:
         report.positives += 1

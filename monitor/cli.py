@@ -244,9 +244,8 @@ def cmd_items_list(settings: Settings, args: argparse.Namespace, out: TextIO) ->
 def _read_source(source: str, settings: Settings) -> tuple[str, str | None]:
     """(text, canonical URL) of what ``dedup check`` was given. Raises InputError,
     FetchError or ExtractionError."""
-    from monitor.articles import extract_article
-
     if source.startswith(("http://", "https://")):
+        from monitor.articles import extract_article
         from monitor.fetcher import PAGE_ACCEPT, Fetcher
         from monitor.urls import choose_canonical
 
@@ -265,6 +264,8 @@ def _read_source(source: str, settings: Settings) -> tuple[str, str | None]:
         raise InputError(f"cannot read {source}: {exc.strerror or exc}") from exc
     head = raw[:1024].lstrip().lower()
     if source.endswith((".html", ".htm")) or head.startswith((b"<!doctype html", b"<html")):
+        from monitor.articles import extract_article  # trafilatura: slow to import
+
         return extract_article(raw, Path(source).resolve().as_uri()).text, None
     return raw.decode("utf-8", errors="replace"), None
 
@@ -288,7 +289,7 @@ def cmd_dedup_check(settings: Settings, args: argparse.Namespace, out: TextIO) -
     finally:
         engine.dispose()
     method, ref = ex.verdict
-    t = ex.thresholds
+    t = dedup.thresholds
     shown = ex.matches[:max(args.top, 0)]
     if args.json:
         _dump({"source": args.source, "verdict": method, "duplicate_of": _ref_json(ref),

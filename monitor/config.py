@@ -101,13 +101,11 @@ class ExtractSettings:
 
 @dataclass(frozen=True)
 class DedupSettings:
-    """Near-duplicate thresholds; the defaults and their meaning are in Thresholds."""
+    """``[dedup]``: the thresholds (defaults and meaning in Thresholds) and extra
+    boilerplate line patterns (regular expressions)."""
 
-    jaccard: float = Thresholds.jaccard
-    containment: float = Thresholds.containment
-    min_words: int = Thresholds.min_words
-    max_candidates: int = Thresholds.max_candidates
-    boilerplate: tuple[str, ...] = ()  # extra line patterns (regular expressions)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    boilerplate: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,12 +122,6 @@ class Settings:
     dedup: DedupSettings = field(default_factory=DedupSettings)
     log_level: str = "INFO"
 
-    @property
-    def thresholds(self) -> Thresholds:
-        d = self.dedup
-        return Thresholds(jaccard=d.jaccard, containment=d.containment, min_words=d.min_words,
-                          max_candidates=d.max_candidates)
-
     def redacted(self) -> dict[str, Any]:
         """The effective settings as plain data, with secrets shown as "(hidden)"."""
         url = make_url(self.database.url)
@@ -141,7 +133,8 @@ class Settings:
             "log_level": self.log_level,
             "fetch": _asdict(self.fetch),
             "extract": _asdict(self.extract),
-            "dedup": {**_asdict(self.dedup), "boilerplate": list(self.dedup.boilerplate)},
+            "dedup": {**_asdict(self.dedup.thresholds),
+                      "boilerplate": list(self.dedup.boilerplate)},
             "feeds": [_asdict(f) for f in self.feeds],
             "rules": [{**_asdict(r), "recipients": list(r.recipients)} for r in self.rules],
             "digest": _asdict(self.digest),
@@ -371,7 +364,7 @@ def _fraction(t: _Table, k: str, default: float) -> float:
 def _dedup(doc: _Table) -> DedupSettings:
     t = _Table(doc.file, "dedup", doc.data.get("dedup", {}))
     doc.used.add("dedup")
-    d = DedupSettings()
+    d = Thresholds()
     patterns = t.get("boilerplate", list, [])
     for i, pattern in enumerate(patterns):
         key = f"boilerplate[{i}]"
@@ -382,10 +375,12 @@ def _dedup(doc: _Table) -> DedupSettings:
         except re.error as exc:
             raise t.fail(key, f"invalid regular expression: {exc}") from None
     s = DedupSettings(
-        jaccard=_fraction(t, "jaccard", d.jaccard),
-        containment=_fraction(t, "containment", d.containment),
-        min_words=_positive(t, "min_words", d.min_words),
-        max_candidates=_positive(t, "max_candidates", d.max_candidates),
+        Thresholds(
+            jaccard=_fraction(t, "jaccard", d.jaccard),
+            containment=_fraction(t, "containment", d.containment),
+            min_words=_positive(t, "min_words", d.min_words),
+            max_candidates=_positive(t, "max_candidates", d.max_candidates),
+        ),
         boilerplate=tuple(patterns),
     )
     t.finish()

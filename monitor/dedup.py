@@ -108,9 +108,9 @@ LSH = LshParams()
 class Thresholds:
     """When a verified candidate counts as a duplicate (see :func:`is_duplicate`)."""
 
-    # Chosen from benchmarks/dedup_quality.py: on the labelled set, different articles
-    # reach at most 0.27 containment / 0.14 Jaccard, syndicated copies at least 0.77 / 0.56
-    # (teasers and truncations: containment 1.0, Jaccard down to 0.01).
+    # Chosen from benchmarks/dedup_quality.py (docs/dedup.md): on the labelled set,
+    # different articles reach at most 0.27 containment / 0.14 Jaccard; copies reach
+    # containment 0.61 at the lowest, most 0.8 or more (teasers: Jaccard down to 0.01).
     jaccard: float = 0.5
     containment: float = 0.7
     min_words: int = 30  # texts shorter than this are never near-duplicates
@@ -267,7 +267,7 @@ K = TypeVar("K")
 
 @dataclass(frozen=True)
 class Match(Generic[K]):
-    key: K  # whatever the caller identifies candidates by
+    candidate: K  # whatever the caller identifies candidates by
     scores: Scores
     duplicate: bool
 

@@ -20,7 +20,7 @@ from monitor.dedup import (
     Boilerplate,
     Fingerprint,
     Fingerprinter,
-    Scores,
+    Match,
     Thresholds,
     rank,
     text_hash,
@@ -31,11 +31,8 @@ log = logging.getLogger(__name__)
 INDEX_VERSION_KEY = "near_dedup_index"
 
 
-@dataclass(frozen=True)
-class NearMatch:
-    candidate: store.NearCandidate
-    scores: Scores
-    duplicate: bool
+# A verified candidate: its scores and whether they make it a duplicate.
+NearMatch = Match[store.NearCandidate]
 
 
 @dataclass(frozen=True)
@@ -49,7 +46,6 @@ class Explanation:
     by_text_hash: store.Ref | None
     matches: tuple[NearMatch, ...]  # verified candidates, best first
     near: NearMatch | None  # the one the pipeline would record, if any
-    thresholds: Thresholds
 
     @property
     def verdict(self) -> tuple[str, store.Ref | None]:
@@ -73,7 +69,7 @@ class Deduplicator:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Deduplicator:
-        return cls(settings.thresholds, settings.dedup.boilerplate)
+        return cls(settings.dedup.thresholds, settings.dedup.boilerplate)
 
     def fingerprint(self, text: str) -> Fingerprint:
         return self.fingerprinter.fingerprint(text)
@@ -82,13 +78,12 @@ class Deduplicator:
         """Verified candidates for ``fp``, best first; duplicates before the rest."""
         t = self.thresholds
         cands = store.near_candidates(session, fp.band_keys, t.max_candidates)
-        ranked = rank(fp, ((c, self.fingerprint(c.text)) for c in cands), t)
-        return [NearMatch(m.key, m.scores, m.duplicate) for m in ranked]
+        return rank(fp, ((c, self.fingerprint(c.text)) for c in cands), t)
 
     def find(self, session: Session, fp: Fingerprint) -> NearMatch | None:
         """The stored text ``fp`` near-duplicates, if any."""
         if fp.words < self.thresholds.min_words:
-            return None
+            return None  # no candidate could qualify (is_duplicate): spare the query
         return _pick(self.matches(session, fp))
 
     def explain(self, session: Session, text: str, canonical: str | None = None) -> Explanation:
@@ -102,8 +97,7 @@ class Deduplicator:
             by_url=store.find_by_url(session, canonical) if canonical else None,
             by_text_hash=store.find_by_text_hash(session, thash) if thash else None,
             matches=tuple(matches),
-            near=_pick(matches) if fp.words >= self.thresholds.min_words else None,
-            thresholds=self.thresholds,
+            near=_pick(matches),
         )
 
     def index_item(self, session: Session, item_id: int, fp: Fingerprint) -> None:

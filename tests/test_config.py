@@ -285,9 +285,9 @@ def test_dedup_settings(tmp_path: Path) -> None:
     path = write(tmp_path, '[dedup]\njaccard = 0.6\ncontainment = 1\nmin_words = 50\n'
                            'max_candidates = 5\nboilerplate = ["^Listen to this article.*"]\n')
     s = load_settings(path, environ={}, base_dir=tmp_path)
-    t = s.thresholds
+    t = s.dedup.thresholds
     assert (t.jaccard, t.containment, t.min_words, t.max_candidates) == (0.6, 1.0, 50, 5)
     assert s.dedup.boilerplate == ("^Listen to this article.*",)
     assert s.redacted()["dedup"]["boilerplate"] == ["^Listen to this article.*"]
     default = load_settings(write(tmp_path, "", "empty.toml"), environ={}, base_dir=tmp_path)
-    assert default.thresholds == Thresholds()
+    assert default.dedup.thresholds == Thresholds()

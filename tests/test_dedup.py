@@ -165,7 +165,7 @@ def test_rank_puts_duplicates_first() -> None:
     other = FP.fingerprint(SEED_TEXTS["002"])
     teaser = FP.fingerprint("\n".join(PARAGRAPHS[:3]))
     ranked = rank(teaser, [("other", other), ("full", full)], Thresholds())
-    assert [m.key for m in ranked] == ["full", "other"]
+    assert [m.candidate for m in ranked] == ["full", "other"]
     assert ranked[0].duplicate and not ranked[1].duplicate
 
 
