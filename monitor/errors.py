@@ -6,6 +6,7 @@ the edge with ``raise ... from exc`` so callers only ever catch ours::
 
     MonitorError
     ├── ConfigError            bad config file/value: names file, key, reason
+    ├── QueryError             a rule query that does not parse: names the position
     ├── StoreError             the database cannot be reached or used
     │   └── MigrationError     the schema could not be brought up to date
     ├── SeedError              a seed file cannot be read
@@ -42,6 +43,22 @@ class ConfigError(MonitorError):
         self.reason = reason
         where = f"{file}: {key}" if key else file
         super().__init__(f"{where}: {reason}")
+
+
+class QueryError(MonitorError):
+    """A rule query does not parse. ``position`` is 0-based; messages show it 1-based."""
+
+    hint = "see \"Alert rules\" in the README; `monitor rules test QUERY` shows how a query reads"
+
+    def __init__(self, query: str, position: int, reason: str) -> None:
+        self.query = query
+        self.position = position
+        self.reason = reason
+        super().__init__(f"{reason} (at position {position + 1})")
+
+    def pointer(self) -> str:
+        """The query and a caret under the position, as two lines."""
+        return f"{self.query}\n{' ' * self.position}^"
 
 
 class StoreError(MonitorError):
