@@ -1,0 +1,93 @@
+"""All SQL lives here, one module per table group. Every function takes a Session;
+the caller owns the transaction.
+
+    feeds   config sync, poll schedule, fetch state
+    seeds   the seed corpus
+    items   exact-dedup lookups, insertion, listing, "also reported by"
+    near    the near-duplicate index (band keys) and its lookup
+    rules   rules from the config and the alerts they raise
+
+Results leave this package as plain frozen dataclasses, never as ORM objects,
+so nothing outside touches a lazy load or a detached instance. Callers use
+``from monitor import store`` and ``store.<name>``: every public name is here.
+"""
+
+from __future__ import annotations
+
+from monitor.store.feeds import (
+    FeedRow,
+    FeedState,
+    due_feeds,
+    list_feeds,
+    next_due_at,
+    record_feed_failure,
+    record_feed_success,
+    record_permanent_redirect,
+    sync_feeds,
+)
+from monitor.store.items import (
+    Copy,
+    ItemRow,
+    NewItem,
+    Ref,
+    add_item,
+    also_reported_by,
+    find_by_guid_elsewhere,
+    find_by_text_hash,
+    find_by_url,
+    known_guids,
+    list_items,
+)
+from monitor.store.near import (
+    NearCandidate,
+    add_item_bands,
+    clear_item_bands,
+    get_meta,
+    indexable_items,
+    lock_near_index,
+    near_candidates,
+    replace_seed_bands,
+    seed_texts,
+    set_meta,
+)
+from monitor.store.rules import (
+    sync_rules,
+)
+from monitor.store.seeds import (
+    upsert_seed,
+)
+
+__all__ = [
+    "Copy",
+    "FeedRow",
+    "FeedState",
+    "ItemRow",
+    "NearCandidate",
+    "NewItem",
+    "Ref",
+    "add_item",
+    "add_item_bands",
+    "also_reported_by",
+    "clear_item_bands",
+    "due_feeds",
+    "find_by_guid_elsewhere",
+    "find_by_text_hash",
+    "find_by_url",
+    "get_meta",
+    "indexable_items",
+    "known_guids",
+    "list_feeds",
+    "list_items",
+    "lock_near_index",
+    "near_candidates",
+    "next_due_at",
+    "record_feed_failure",
+    "record_feed_success",
+    "record_permanent_redirect",
+    "replace_seed_bands",
+    "seed_texts",
+    "set_meta",
+    "sync_feeds",
+    "sync_rules",
+    "upsert_seed",
+]

@@ -1,0 +1,223 @@
+"""Items: exact-dedup lookups, insertion, listing and who else carried a story."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, aliased, defer
+
+from monitor.models import Feed, Item, Seed
+
+
+@dataclass(frozen=True)
+class Ref:
+    """What a duplicate duplicates: a seed or a stored item."""
+
+    kind: str  # "seed" | "item"
+    id: int
+    url: str | None
+    seed: str | None = None  # file name, for a seed
+
+
+@dataclass(frozen=True)
+class NewItem:
+    feed_id: int
+    guid: str
+    url: str | None
+    final_url: str | None
+    canonical_url: str | None
+    title: str | None
+    author: str | None
+    published_at: datetime | None
+    fetched_at: datetime | None
+    language: str | None
+    site_name: str | None
+    text: str
+    text_source: str
+    text_hash: str | None
+    page_status: int | None
+    page_error: str | None
+    duplicate_of: Ref | None = None
+    dedup_method: str | None = None
+    similarity: float | None = None
+
+
+def known_guids(session: Session, feed_id: int, guids: Iterable[str]) -> set[str]:
+    """Which of ``guids`` this feed has stored already."""
+    wanted = list(dict.fromkeys(guids))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):  # stay under bind-parameter limits
+        chunk = wanted[start:start + 500]
+        found.update(session.scalars(
+            select(Item.guid).where(Item.feed_id == feed_id, Item.guid.in_(chunk))))
+    return found
+
+
+def _original(session: Session, item: Item) -> Ref:
+    """Follow a duplicate to what it duplicates, so every copy points at the original."""
+    if item.duplicate_of_seed_id is not None:
+        seed = session.get_one(Seed, item.duplicate_of_seed_id)
+        return Ref("seed", seed.id, seed.source_url, seed.name)
+    if item.duplicate_of_item_id is not None:
+        orig = session.get_one(Item, item.duplicate_of_item_id)
+        return Ref("item", orig.id, orig.canonical_url or orig.url)
+    return Ref("item", item.id, item.canonical_url or item.url)
+
+
+def _first_item(session: Session, *conditions: object) -> Item | None:
+    # Prefer an original ("new") over a copy, then the oldest.
+    return session.scalars(
+        select(Item).where(*conditions)  # type: ignore[arg-type]
+        .order_by((Item.status == "new").desc(), Item.id).limit(1)
+    ).first()
+
+
+def find_by_guid_elsewhere(session: Session, feed_id: int, guid: str) -> Ref | None:
+    """An item with the same GUID in another feed (for GUIDs that are globally unique)."""
+    item = _first_item(session, Item.guid == guid, Item.feed_id != feed_id)
+    return _original(session, item) if item else None
+
+
+def find_by_url(session: Session, canonical: str) -> Ref | None:
+    """A seed whose source URL, or an item whose canonical URL, is ``canonical``."""
+    seed = session.scalars(select(Seed).where(Seed.source_url == canonical)
+                           .order_by(Seed.id).limit(1)).first()
+    if seed is not None:
+        return Ref("seed", seed.id, seed.source_url, seed.name)
+    item = _first_item(session, Item.canonical_url == canonical)
+    return _original(session, item) if item else None
+
+
+def find_by_text_hash(session: Session, text_hash: str) -> Ref | None:
+    """A seed or item whose normalized text hashes to ``text_hash``."""
+    seed = session.scalars(select(Seed).where(Seed.text_hash == text_hash)
+                           .order_by(Seed.id).limit(1)).first()
+    if seed is not None:
+        return Ref("seed", seed.id, seed.source_url, seed.name)
+    item = _first_item(session, Item.text_hash == text_hash)
+    return _original(session, item) if item else None
+
+
+def add_item(session: Session, new: NewItem, now: datetime) -> int:
+    """Insert one item (new, or a duplicate of ``new.duplicate_of``). Returns its id."""
+    dup = new.duplicate_of
+    row = Item(
+        feed_id=new.feed_id, guid=new.guid, url=new.url, final_url=new.final_url,
+        canonical_url=new.canonical_url, title=new.title, author=new.author,
+        published_at=new.published_at, fetched_at=new.fetched_at, created_at=now,
+        language=new.language, site_name=new.site_name, text=new.text,
+        text_source=new.text_source, text_hash=new.text_hash, page_status=new.page_status,
+        page_error=new.page_error,
+        status="duplicate" if dup else "new",
+        duplicate_of_item_id=dup.id if dup and dup.kind == "item" else None,
+        duplicate_of_seed_id=dup.id if dup and dup.kind == "seed" else None,
+        dedup_method=new.dedup_method if dup else None,
+        similarity=new.similarity if dup else None,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A stored duplicate of an original item: another outlet that carried the story."""
+
+    item_id: int
+    feed: str
+    url: str | None
+    title: str | None
+    dedup_method: str
+    similarity: float | None
+
+
+def also_reported_by(session: Session, item_ids: Iterable[int]) -> dict[int, list[Copy]]:
+    """For each original item, its stored duplicates from *other* feeds, oldest first."""
+    wanted = list(dict.fromkeys(item_ids))
+    out: dict[int, list[Copy]] = {i: [] for i in wanted}
+    orig = aliased(Item)
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        q = (select(Item, Feed.name)
+             .join(Feed, Feed.id == Item.feed_id)
+             .join(orig, orig.id == Item.duplicate_of_item_id)
+             .where(Item.duplicate_of_item_id.in_(chunk), Item.feed_id != orig.feed_id)
+             .options(defer(Item.text))
+             .order_by(Item.id))
+        for item, feed_name in session.execute(q):
+            original = item.duplicate_of_item_id
+            if original is not None:  # always, by the join; this tells the type checker
+                out[original].append(Copy(
+                    item.id, feed_name, item.canonical_url or item.url, item.title,
+                    item.dedup_method or "", item.similarity))
+    return out
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    id: int
+    guid: str
+    url: str | None
+    canonical_url: str | None
+    final_url: str | None
+    title: str | None
+    author: str | None
+    feed: str
+    published_at: datetime | None
+    fetched_at: datetime | None
+    created_at: datetime
+    language: str | None
+    site_name: str | None
+    text_source: str
+    page_status: int | None
+    page_error: str | None
+    status: str
+    duplicate_of: Ref | None
+    dedup_method: str | None
+    similarity: float | None
+    text: str | None
+
+
+def list_items(
+    session: Session, *, with_text: bool = False, status: str | None = None,
+    feed: str | None = None, limit: int | None = None,
+) -> list[ItemRow]:
+    """Items, newest first, with what each duplicates resolved to a :class:`Ref`."""
+    orig = aliased(Item)
+    q = (
+        select(Item, Feed.name, orig.canonical_url, orig.url, Seed.name, Seed.source_url)
+        .join(Feed, Feed.id == Item.feed_id)
+        .outerjoin(orig, orig.id == Item.duplicate_of_item_id)
+        .outerjoin(Seed, Seed.id == Item.duplicate_of_seed_id)
+        .order_by(Item.id.desc())
+    )
+    if status:
+        q = q.where(Item.status == status)
+    if feed:
+        q = q.where(or_(Feed.name == feed, Feed.url == feed))
+    if limit:
+        q = q.limit(limit)
+    if not with_text:
+        q = q.options(defer(Item.text))  # article texts are most of the table's bytes
+    rows = []
+    for item, feed_name, orig_canon, orig_url, seed_name, seed_url in session.execute(q):
+        ref = None
+        if item.duplicate_of_item_id is not None:
+            ref = Ref("item", item.duplicate_of_item_id, orig_canon or orig_url)
+        elif item.duplicate_of_seed_id is not None:
+            ref = Ref("seed", item.duplicate_of_seed_id, seed_url, seed_name)
+        rows.append(ItemRow(
+            id=item.id, guid=item.guid, url=item.url, canonical_url=item.canonical_url,
+            final_url=item.final_url,
+            title=item.title, author=item.author, feed=feed_name,
+            published_at=item.published_at, fetched_at=item.fetched_at,
+            created_at=item.created_at, language=item.language, site_name=item.site_name,
+            text_source=item.text_source, page_status=item.page_status,
+            page_error=item.page_error, status=item.status, duplicate_of=ref,
+            dedup_method=item.dedup_method, similarity=item.similarity,
+            text=item.text if with_text else None,
+        ))
+    return rows
