@@ -297,14 +297,22 @@ def evaluate(node: Node, doc: Document) -> bool:
 
 
 def satisfied_terms(node: Node, doc: Document) -> list[Term]:
-    """The terms that make ``node`` match ``doc``: every term found in a satisfied
-    branch, none under NOT. Empty when it does not match."""
+    """The terms found in ``doc`` that make ``node`` match it, in query order; empty
+    when it does not match. A term under NOT counts when negation turns its presence
+    into a match: NOT (NOT a AND NOT b) is a OR b."""
+    return _explain(node, doc, True) if evaluate(node, doc) else []
+
+
+def _explain(node: Node, doc: Document, outcome: bool) -> list[Term]:
+    """The present terms that give ``node`` its ``outcome`` on ``doc``."""
     if isinstance(node, Term):
-        return [node] if evaluate(node, doc) else []
+        return [node] if outcome else []  # an absent word is no reason to show
     if isinstance(node, Not):
-        return []
-    found = [t for c in node.children if evaluate(c, doc) for t in satisfied_terms(c, doc)]
-    return found if evaluate(node, doc) else []
+        return _explain(node.child, doc, not outcome)
+    # The children that decide: for AND true / OR false, all of them; else those that
+    # already have the outcome.
+    return [t for c in node.children if evaluate(c, doc) is outcome
+            for t in _explain(c, doc, outcome)]
 
 
 Test = Callable[[Document], bool]
