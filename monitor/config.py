@@ -25,7 +25,9 @@ from sqlalchemy.exc import ArgumentError
 
 from monitor import __version__
 from monitor.dedup import Thresholds
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, QueryError
+from monitor.rules import Query
+from monitor.rules import parse as parse_query
 
 DEFAULT_CONFIG_PATH = Path("config/monitor.toml")
 ENV_CONFIG = "MONITOR_CONFIG"
@@ -59,8 +61,9 @@ class FeedSettings:
 @dataclass(frozen=True)
 class RuleSettings:
     name: str
-    query: str
+    query: str  # as written
     recipients: tuple[str, ...]
+    parsed: Query = field(compare=False, repr=False)  # parsed once, at load
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,8 @@ class Settings:
             "dedup": {**_asdict(self.dedup.thresholds),
                       "boilerplate": list(self.dedup.boilerplate)},
             "feeds": [_asdict(f) for f in self.feeds],
-            "rules": [{**_asdict(r), "recipients": list(r.recipients)} for r in self.rules],
+            "rules": [{"name": r.name, "query": r.query, "reads": str(r.parsed),
+                       "recipients": list(r.recipients)} for r in self.rules],
             "digest": _asdict(self.digest),
             "smtp": {**_asdict(self.smtp), "password": "(hidden)"},
         }
@@ -426,8 +430,13 @@ def _rules(doc: _Table) -> tuple[RuleSettings, ...]:
         t = _Table(doc.file, f"rules[{i}]", item)
         name = t.check("name", t.get("name", str, required=True), lambda s: bool(s.strip()),
                        "must not be empty")
-        query = t.check("query", t.get("query", str, required=True), lambda s: bool(s.strip()),
-                        "must not be empty")
+        query = t.get("query", str, required=True)
+        label = name.strip()
+        try:
+            parsed = parse_query(query)
+        except QueryError as exc:
+            raise t.fail("query", f"rule {label!r} does not parse: {exc.reason} "
+                         f"(at position {exc.position + 1} of {query!r})") from None
         recipients = t.get("recipients", list, required=True)
         for j, addr in enumerate(recipients):
             if not isinstance(addr, str) or not _EMAIL_RE.match(addr):
@@ -438,7 +447,8 @@ def _rules(doc: _Table) -> tuple[RuleSettings, ...]:
         if name in seen:
             raise t.fail("name", f"duplicate rule name {name!r}, already used by rules[{seen[name]}]")
         seen[name] = i
-        rules.append(RuleSettings(name=name, query=query, recipients=tuple(recipients)))
+        rules.append(RuleSettings(name=name, query=query, recipients=tuple(recipients),
+                                  parsed=parsed))
     return tuple(rules)
 
 

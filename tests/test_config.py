@@ -31,6 +31,7 @@ def test_repo_config_loads(tmp_path: Path) -> None:
     assert [r.name for r in s.rules] == ["Venezuela leadership", "Russia and Latin America"]
     assert s.rules[1].recipients == ("desk@example.org", "analyst@example.org")
     assert s.rules[0].query == 'Maduro OR "Delcy Rodriguez"'
+    assert str(s.rules[1].parsed) == "russia AND (venezuela OR cuba OR nicaragua)"
     assert s.digest.timezone == "America/Caracas"
     assert s.digest.schedule == "0 7 * * *"
     assert s.digest.sender == "monitor@example.org"
@@ -178,6 +179,18 @@ BAD_CONFIGS = [
                  "'not an email' is not an email address", id="bad-recipient"),
     pytest.param(RULE + "recipients = []\n", "rules[0].recipients", "at least one address",
                  id="empty-recipients"),
+    pytest.param('[[rules]]\nname = "Russia"\nquery = "Russia AND (Venezuela OR Cuba"\n'
+                 'recipients = ["a@example.org"]\n', "rules[0].query",
+                 "rule 'Russia' does not parse: this '(' is never closed (at position 12 of "
+                 "'Russia AND (Venezuela OR Cuba')", id="rule-unclosed-paren"),
+    pytest.param('[[rules]]\nname = "Bare"\nquery = "-Guaido"\nrecipients = ["a@example.org"]\n',
+                 "rules[0].query", "rule 'Bare' does not parse: this query matches articles that "
+                 "contain none of its words", id="rule-only-excludes"),
+    pytest.param('[[rules]]\nname = "Lower"\nquery = "Maduro or Guaido"\n'
+                 'recipients = ["a@example.org"]\n', "rules[0].query",
+                 'lower-case "or": write OR for the operator', id="rule-lowercase-or"),
+    pytest.param('[[rules]]\nname = "Empty"\nquery = "  "\nrecipients = ["a@example.org"]\n',
+                 "rules[0].query", "the query is empty", id="rule-empty-query"),
     pytest.param('[logging]\nlevel = "LOUD"\n', "logging.level", "must be one of", id="bad-log-level"),
     pytest.param('[database]\nurl = "mysql://u:p@h/db"\n', "database.url", "unsupported database 'mysql'",
                  id="mysql"),
