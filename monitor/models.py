@@ -209,3 +209,19 @@ class Rule(Base):
     recipients: Mapped[list[str]] = mapped_column(JSON)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # false once gone from config
     updated_at: Mapped[datetime]
+
+
+class Alert(Base):
+    """A rule matching a new item: stored once per rule and item, sent in a digest."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("rule_id", "item_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("rules.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    query: Mapped[str] = mapped_column(Text)  # the rule's query when it matched: rules change
+    terms: Mapped[list[str]] = mapped_column(JSON)  # the query's terms that matched
+    snippet: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]  # null until a digest carried it

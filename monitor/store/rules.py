@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Insert, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.config import RuleSettings
-from monitor.models import Rule
+from monitor.models import Alert, Feed, Item, Rule
 
 
-def sync_rules(session: Session, rules: Sequence[RuleSettings], now: datetime) -> None:
-    """Store the config's rules; rules gone from the config are kept but disabled."""
+def sync_rules(session: Session, rules: Sequence[RuleSettings], now: datetime) -> dict[str, int]:
+    """Store the config's rules; rules gone from the config are kept (their alerts stay)
+    but disabled. A rule is known by its name: renaming one starts a new rule.
+    Returns the ids of the config's rules by name."""
     rows = {r.name: r for r in session.scalars(select(Rule))}
     for rs in rules:
         row = rows.pop(rs.name, None)
@@ -27,3 +31,121 @@ def sync_rules(session: Session, rules: Sequence[RuleSettings], now: datetime) -
         if row.enabled:
             row.enabled, row.updated_at = False, now
     session.flush()
+    return rule_ids(session, [r.name for r in rules])
+
+
+def rule_ids(session: Session, names: Sequence[str]) -> dict[str, int]:
+    """Ids of the stored rules called ``names`` (those not stored are left out)."""
+    if not names:
+        return {}
+    return {n: i for n, i in session.execute(
+        select(Rule.name, Rule.id).where(Rule.name.in_(list(names))))}
+
+
+@dataclass(frozen=True)
+class NewAlert:
+    rule_id: int
+    query: str
+    terms: tuple[str, ...]
+    snippet: str
+
+
+def _insert_ignoring_duplicates(session: Session) -> Insert:
+    """INSERT ... ON CONFLICT (rule_id, item_id) DO NOTHING, in the session's dialect."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(Alert).on_conflict_do_nothing(
+            index_elements=[Alert.rule_id, Alert.item_id])
+    return sqlite.insert(Alert).on_conflict_do_nothing(
+        index_elements=[Alert.rule_id, Alert.item_id])
+
+
+def add_alerts(session: Session, item_id: int, alerts: Sequence[NewAlert],
+               now: datetime) -> int:
+    """Store each rule's alert for the item once: an alert already stored for that rule
+    and item is left as it is (sent or not). Returns how many were new."""
+    stmt = _insert_ignoring_duplicates(session).returning(Alert.id)
+    added = 0
+    for a in alerts:
+        # RETURNING, not rowcount: the ORM's insert path does not report a reliable one.
+        added += len(session.execute(stmt.values(
+            rule_id=a.rule_id, item_id=item_id, query=a.query, terms=list(a.terms),
+            snippet=a.snippet, created_at=now, sent_at=None)).all())
+    return added
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    id: int
+    rule: str
+    item_id: int
+    url: str | None
+    title: str | None
+    feed: str
+    published_at: datetime | None
+    query: str
+    terms: list[str]
+    snippet: str
+    created_at: datetime
+    sent_at: datetime | None
+
+
+def list_alerts(
+    session: Session, *, rule: str | None = None, unsent: bool = False,
+    since: datetime | None = None, limit: int | None = None,
+) -> list[AlertRow]:
+    """Alerts, newest first, with their rule's name and the item they point at."""
+    q = (select(Alert, Rule.name, Item.canonical_url, Item.url, Item.title, Item.published_at,
+                Feed.name)
+         .join(Rule, Rule.id == Alert.rule_id)
+         .join(Item, Item.id == Alert.item_id)
+         .join(Feed, Feed.id == Item.feed_id)
+         .order_by(Alert.id.desc()))
+    if rule is not None:
+        q = q.where(Rule.name == rule)
+    if unsent:
+        q = q.where(Alert.sent_at.is_(None))
+    if since is not None:
+        q = q.where(Alert.created_at >= since)
+    if limit:
+        q = q.limit(limit)
+    return [
+        AlertRow(id=a.id, rule=name, item_id=a.item_id, url=canonical or url, title=title,
+                 feed=feed, published_at=published, query=a.query, terms=list(a.terms),
+                 snippet=a.snippet, created_at=a.created_at, sent_at=a.sent_at)
+        for a, name, canonical, url, title, published, feed in session.execute(q)
+    ]
+
+
+def count_alerts(session: Session) -> dict[str, tuple[int, int]]:
+    """(alerts, of which unsent) by rule name, for every rule that has any."""
+    unsent = func.count(Alert.id).filter(Alert.sent_at.is_(None))
+    q = (select(Rule.name, func.count(Alert.id), unsent)
+         .join(Alert, Alert.rule_id == Rule.id).group_by(Rule.name))
+    return {name: (n, u) for name, n, u in session.execute(q)}
+
+
+@dataclass(frozen=True)
+class MatchableItem:
+    id: int
+    feed: str
+    url: str | None
+    title: str | None
+    text: str
+    created_at: datetime
+
+
+def items_to_match(session: Session, since: datetime | None,
+                   batch: int = 500) -> Iterator[MatchableItem]:
+    """Items that rules apply to (new, not duplicates) stored since ``since``, newest
+    first, read in batches so a large table is never held in memory at once."""
+    q = (select(Item.id, Feed.name, Item.canonical_url, Item.url, Item.title, Item.text,
+                Item.created_at)
+         .join(Feed, Feed.id == Item.feed_id)
+         .where(Item.status == "new")
+         .order_by(Item.id.desc()))
+    if since is not None:
+        q = q.where(Item.created_at >= since)
+    for row in session.execute(q.execution_options(yield_per=batch)):
+        yield MatchableItem(row.id, row.name, row.canonical_url or row.url, row.title,
+                            row.text, row.created_at)
