@@ -5,7 +5,8 @@
     -> entries whose URL is already known: duplicates, page not fetched
     -> fetch the other pages concurrently -> extract (worker processes)
     -> one short transaction: exact dedup (guid, url, text hash), near dedup (LSH band
-       keys, verified) + insert + band keys + feed state
+       keys, verified) + insert + band keys + alerts of the rules a new item matches
+       + feed state
 
 Only the final step writes, and it re-checks everything it decided earlier, so
 two feeds carrying the same story in one run still store it once.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import store
 from monitor.articles import Article
-from monitor.config import Settings
+from monitor.config import RuleSettings, Settings
 from monitor.dedup import text_hash
 from monitor.duplicates import Deduplicator
 from monitor.errors import (
@@ -37,6 +38,7 @@ from monitor.errors import (
 )
 from monitor.feeds import FeedEntry, ParsedFeed
 from monitor.fetcher import FEED_ACCEPT, PAGE_ACCEPT, Fetcher, FetchResult
+from monitor.rules import Matcher
 from monitor.seeds import read_seeds
 from monitor.urls import canonical_url, choose_canonical
 from monitor.workers import Processor
@@ -44,6 +46,30 @@ from monitor.workers import Processor
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class RuleBook:
+    """The config's rules compiled for matching, with their ids in the database."""
+
+    matcher: Matcher
+    ids: Mapping[str, int]
+    queries: Mapping[str, str]
+
+    @classmethod
+    def build(cls, rules: Sequence[RuleSettings], ids: Mapping[str, int]) -> RuleBook:
+        """Raises StoreError when a rule is not stored (the config was not synced)."""
+        missing = [r.name for r in rules if r.name not in ids]
+        if missing:
+            raise StoreError(f"rules {missing} are not in the database; start with "
+                             "`monitor run`, which stores the config's rules")
+        return cls(Matcher((r.name, r.parsed) for r in rules), dict(ids),
+                   {r.name: r.query for r in rules})
+
+    def alerts(self, title: str | None, text: str) -> list[store.NewAlert]:
+        """An alert for every rule the item matches."""
+        return [store.NewAlert(self.ids[h.rule], self.queries[h.rule], h.terms, h.snippet)
+                for h in self.matcher.match(title, text)]
 
 
 @dataclass
@@ -56,6 +82,7 @@ class Context:
     processor: Processor
     clock: Clock
     dedup: Deduplicator
+    rules: RuleBook
     # Article fetches in flight, by canonical URL: when two entries (in one feed or in
     # feeds polled together) link to the same article, the page is fetched only once.
     pages: dict[str, asyncio.Future[_PageResult]] = field(default_factory=dict)
@@ -70,6 +97,7 @@ class FeedReport:
     known: int = 0  # entries this feed had already (same GUID): skipped
     new: int = 0
     duplicates: int = 0
+    alerts: int = 0
     pages_fetched: int = 0
     page_failures: int = 0
     error: str | None = None
@@ -202,9 +230,9 @@ async def poll_feed(ctx: Context, feed: store.FeedState) -> FeedReport:
     except SQLAlchemyError as exc:
         # Nothing of this poll was written; the feed is parsed again next time.
         raise StoreError(f"feed {feed.name!r} <{url}>: storing entries failed: {exc}") from exc
-    log.info("feed %r <%s>: %d entries, %d already seen, %d new, %d duplicates, %d pages fetched",
-             feed.name, url, report.entries, report.known, report.new, report.duplicates,
-             report.pages_fetched)
+    log.info("feed %r <%s>: %d entries, %d already seen, %d new, %d duplicates, %d alerts, "
+             "%d pages fetched", feed.name, url, report.entries, report.known, report.new,
+             report.duplicates, report.alerts, report.pages_fetched)
     return report
 
 
@@ -321,13 +349,15 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
                      near.candidate.ref.seed or near.candidate.ref.id, near.scores.jaccard,
                      near.scores.containment)
     use_page = source == "page" and article is not None
+    title = entry.title or (article.title if article else None)
+    now = ctx.clock()
     item_id = store.add_item(s, store.NewItem(
         feed_id=feed.id,
         guid=entry.guid,
         url=entry.link,
         final_url=page.final_url if page else None,
         canonical_url=canonical,
-        title=entry.title or (article.title if article else None),
+        title=title,
         author=entry.author or (article.author if article else None),
         published_at=entry.published_at or (article.published_at if article else None),
         fetched_at=c.fetched_at,
@@ -341,11 +371,18 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
         duplicate_of=v.ref,
         dedup_method=v.method,
         similarity=v.similarity,
-    ), ctx.clock())
+    ), now)
     if fp is not None:
         ctx.dedup.index_item(s, item_id, fp)
     if v.ref is None:
         report.new += 1
+        # Only originals alert: a copy of a seed or of a stored item never does.
+        alerts = ctx.rules.alerts(title, text)
+        if alerts:
+            report.alerts += store.add_alerts(s, item_id, alerts, now)
+            log.info("feed %r: entry <%s> matched rules %s", feed.name, entry.link,
+                     ", ".join(repr(n) for n, i in ctx.rules.ids.items()
+                               if any(a.rule_id == i for a in alerts)))
     else:
         report.duplicates += 1
         log.info("feed %r: entry <%s> duplicates %s %s (by %s)", feed.name, entry.link,

@@ -20,13 +20,14 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import db, store
 from monitor.config import Settings
 from monitor.duplicates import Deduplicator
 from monitor.errors import StoreError
 from monitor.fetcher import Fetcher
-from monitor.pipeline import Clock, Context, FeedReport, load_seeds, poll_feed
+from monitor.pipeline import Clock, Context, FeedReport, RuleBook, load_seeds, poll_feed
 from monitor.workers import Processor
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ class RunSummary:
             f"{self.count('not_modified')} not modified, {self.count('unchanged')} unchanged, "
             f"{self.count('failed')} failed",
             f"entries: {self.total('entries')} seen, {self.total('known')} already stored, "
-            f"{self.total('new')} new, {self.total('duplicates')} duplicates; "
+            f"{self.total('new')} new, {self.total('duplicates')} duplicates, "
+            f"{self.total('alerts')} alerts; "
             f"pages: {self.total('pages_fetched')} fetched, {self.total('page_failures')} failed",
         ]
         lines += [f"  failed: {r.feed} <{r.url}>: {r.error}" for r in self.reports if r.error]
@@ -116,12 +118,14 @@ async def run(
     stop = stop or asyncio.Event()
     if install_signal_handlers:
         _install_signal_handlers(stop)
+    sessions = db.session_factory(engine)
+    rules = RuleBook.build(settings.rules, _rule_ids(sessions, settings))
     processor = Processor(settings.extract.workers, settings.extract.worker_max_tasks)
     summary = RunSummary()
     try:
         async with Fetcher(settings.fetch, transport=transport) as fetcher:
-            ctx = Context(settings, db.session_factory(engine), fetcher, processor, clock,
-                          Deduplicator.from_settings(settings))
+            ctx = Context(settings, sessions, fetcher, processor, clock,
+                          Deduplicator.from_settings(settings), rules)
             if once:
                 summary.reports = await poll_due(ctx, None)
                 return summary
@@ -129,6 +133,14 @@ async def run(
     finally:
         processor.close()
     return summary
+
+
+def _rule_ids(sessions: sessionmaker[Session], settings: Settings) -> dict[str, int]:
+    try:
+        with sessions() as s:
+            return store.rule_ids(s, [r.name for r in settings.rules])
+    except SQLAlchemyError as exc:
+        raise StoreError(f"reading rules failed: {exc}") from exc
 
 
 async def _loop(ctx: Context, stop: asyncio.Event, summary: RunSummary) -> None:

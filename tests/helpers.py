@@ -23,8 +23,10 @@ def write_config(
     fetch: dict[str, object] | None = None,
     extract: dict[str, object] | None = None,
     dedup: dict[str, object] | None = None,
+    rules: list[dict[str, object]] | None = None,
 ) -> Path:
-    """Write a config file with the documented keys. Returns its path."""
+    """Write a config file with the documented keys. Returns its path. Without ``rules``,
+    the one rule of the default config: "Venezuela leadership"."""
     fetch = {"timeout": "10s", "connect_timeout": "5s", **(fetch or {})}
     extract = {"workers": 2, **(extract or {})}
     lines = [
@@ -36,9 +38,12 @@ def write_config(
     ]
     for f in feeds:
         lines += ["[[feeds]]", *(f"{k} = {_toml(v)}" for k, v in f.items()), ""]
+    if rules is None:
+        rules = [{"name": "Venezuela leadership", "query": 'Maduro OR "Delcy Rodriguez"',
+                  "recipients": ["desk@example.org"]}]
+    for r in rules:
+        lines += ["[[rules]]", *(f"{k} = {_toml(v)}" for k, v in r.items()), ""]
     lines += [
-        "[[rules]]", 'name = "Venezuela leadership"', "query = 'Maduro OR \"Delcy Rodriguez\"'",
-        'recipients = ["desk@example.org"]', "",
         "[digest]", 'schedule = "0 7 * * *"', 'timezone = "America/Caracas"',
         'sender = "monitor@example.org"', "",
         "[smtp]", 'host = "localhost"', "port = 25", 'security = "none"', 'username = ""',
