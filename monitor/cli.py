@@ -1,6 +1,6 @@
 """Command line: argument parsing, output and exit codes (the only place that exits).
 
-Exit codes: 0 success; 1 unexpected failure; 2 bad usage or bad config;
+Exit codes: 0 success; 1 unexpected failure; 2 bad usage, bad config or a bad query;
 3 the database cannot be reached or used; 4 the seeds cannot be read.
 """
 
@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -22,8 +22,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__, db, store
-from monitor.config import Settings, config_path, load_settings
-from monitor.errors import ConfigError, InputError, MonitorError, SeedError, StoreError
+from monitor.config import Settings, config_path, load_settings, parse_duration
+from monitor.errors import (
+    ConfigError,
+    InputError,
+    MonitorError,
+    QueryError,
+    SeedError,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from monitor.duplicates import NearMatch
@@ -78,6 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--top", type=int, default=5, metavar="N", help="matches to show (default 5)")
     dc.add_argument("--json", action="store_true", help="print one JSON object")
     dedup.add_parser("reindex", help="recompute the near-duplicate index of all seeds and items")
+
+    rules = sub.add_parser("rules", help="alert rules").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    rt = rules.add_parser(
+        "test", help="show how a query reads and which stored items it would match")
+    rt.add_argument("query", metavar="QUERY", help="a rule query, e.g. 'Maduro OR \"Delcy Rodriguez\"'")
+    rt.add_argument("--since", default="7d", metavar="DURATION",
+                    help="items stored in the last DURATION (90m, 12h, 7d; default 7d), or all")
+    rt.add_argument("--limit", type=int, default=20, metavar="N",
+                    help="matches to show (default 20; 0 for all); all are counted")
+    rt.add_argument("--json", action="store_true", help="one JSON object per matching item")
+    rl = rules.add_parser("list", help="the config's rules, how they read, their alerts")
+    rl.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    alerts = sub.add_parser("alerts", help="stored alerts").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    al = alerts.add_parser("list", help="alerts, newest first")
+    al.add_argument("--json", action="store_true", help="one JSON object per line")
+    al.add_argument("--rule", metavar="NAME", help="only this rule's alerts")
+    al.add_argument("--unsent", action="store_true", help="only alerts no digest carried yet")
+    al.add_argument("--since", metavar="DURATION", help="only alerts of the last DURATION (7d)")
+    al.add_argument("--limit", type=int, metavar="N", help="at most N alerts")
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -339,6 +368,99 @@ def cmd_dedup_reindex(settings: Settings, args: argparse.Namespace, out: TextIO)
     return EXIT_OK
 
 
+def _since(value: str | None, now: datetime) -> datetime | None:
+    """``--since`` as a point in time: None for no bound. Raises InputError."""
+    if value is None or value.strip().lower() == "all":
+        return None
+    try:
+        return now - timedelta(seconds=parse_duration(value))
+    except ValueError as exc:
+        raise InputError(f"--since: {exc}") from None
+
+
+def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor.rules import Document, hit, parse
+    from monitor.service import utcnow
+
+    query = parse(args.query)
+    since = _since(args.since, utcnow())
+    engine = _ready_engine(settings)
+    checked, shown = 0, 0
+    matched: list[dict[str, Any]] = []
+    try:
+        with db.session_factory(engine)() as s:
+            for item in store.items_to_match(s, since):
+                checked += 1
+                doc = Document(item.title, item.text)
+                if not query.matches(doc):
+                    continue
+                h = hit("test", query, doc)
+                matched.append({"item_id": item.id, "feed": item.feed, "url": item.url,
+                                "title": item.title, "created_at": item.created_at,
+                                "terms": list(h.terms), "snippet": h.snippet})
+    except SQLAlchemyError as exc:
+        raise StoreError(f"{db.describe(engine)}: reading items failed: {exc}") from exc
+    finally:
+        engine.dispose()
+    shown_matches = matched if args.limit <= 0 else matched[:args.limit]
+    if args.json:
+        for m in shown_matches:
+            _dump(m, out)
+        return EXIT_OK
+    window = "all stored items" if since is None else (
+        f"items stored since {since:%Y-%m-%d %H:%M} UTC ({args.since})")
+    out.write(f"query: {args.query}\nreads: {query}\n"
+              f"{len(matched)} of {checked} {window} match (duplicates are never matched)\n")
+    for m in shown_matches:
+        shown += 1
+        out.write(f"\n{m['item_id']:>6} {m['created_at']:%Y-%m-%d %H:%M} {m['feed']}: "
+                  f"{m['title'] or '(untitled)'}\n       {m['url'] or '(no link)'}\n"
+                  f"       terms: {', '.join(m['terms'])}\n       {m['snippet']}\n")
+    if shown < len(matched):
+        out.write(f"\n... and {len(matched) - shown} more (--limit 0 shows all)\n")
+    return EXIT_OK
+
+
+def cmd_rules_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    engine = _ready_engine(settings)
+    try:
+        with db.session_factory(engine)() as s:
+            counts = store.count_alerts(s)
+    finally:
+        engine.dispose()
+    for r in settings.rules:
+        total, unsent = counts.get(r.name, (0, 0))
+        if args.json:
+            _dump({"name": r.name, "query": r.query, "reads": str(r.parsed),
+                   "recipients": list(r.recipients), "alerts": total, "unsent": unsent}, out)
+        else:
+            out.write(f"{r.name}: {r.query}\n    reads: {r.parsed}\n    to: "
+                      f"{', '.join(r.recipients)}; {total} alerts, {unsent} not yet sent\n")
+    return EXIT_OK
+
+
+def cmd_alerts_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor.service import utcnow
+
+    since = _since(args.since, utcnow())
+    engine = _ready_engine(settings)
+    try:
+        with db.session_factory(engine)() as s:
+            rows = store.list_alerts(s, rule=args.rule, unsent=args.unsent, since=since,
+                                     limit=args.limit)
+    finally:
+        engine.dispose()
+    for r in rows:
+        if args.json:
+            _dump(asdict(r), out)
+            continue
+        sent = f"sent {r.sent_at:%Y-%m-%d %H:%M}" if r.sent_at else "not sent"
+        out.write(f"{r.created_at:%Y-%m-%d %H:%M} [{r.rule}] item {r.item_id} {r.feed}: "
+                  f"{r.title or '(untitled)'} ({sent})\n       {r.url or '(no link)'}\n"
+                  f"       terms: {', '.join(r.terms)}\n       {r.snippet}\n")
+    return EXIT_OK
+
+
 def cmd_config_show(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     out.write(json.dumps(settings.redacted(), indent=2, ensure_ascii=False, default=str) + "\n")
     return EXIT_OK
@@ -352,6 +474,9 @@ COMMANDS = {
     ("items", "list"): cmd_items_list,
     ("dedup", "check"): cmd_dedup_check,
     ("dedup", "reindex"): cmd_dedup_reindex,
+    ("rules", "test"): cmd_rules_test,
+    ("rules", "list"): cmd_rules_list,
+    ("alerts", "list"): cmd_alerts_list,
     ("config", "show"): cmd_config_show,
 }
 
@@ -368,6 +493,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return handler(settings, args, out)
     except ConfigError as exc:
         log.error("config error: %s", exc)
+        return EXIT_CONFIG
+    except QueryError as exc:
+        log.error("query error: %s\n%s\n(%s)", exc, exc.pointer(), exc.hint)
+        return EXIT_CONFIG
+    except InputError as exc:
+        log.error("%s (%s)", exc, exc.hint)
         return EXIT_CONFIG
     except StoreError as exc:
         log.error("database error: %s (%s)", exc, exc.hint)

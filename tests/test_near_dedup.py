@@ -233,7 +233,7 @@ def test_dedup_check_explains(server: LocalServer, db_url: str, tmp_path: Path) 
     assert "verdict: new (no duplicate)" in out
 
     code, _ = cli(config, "dedup", "check", str(tmp_path / "missing.txt"))
-    assert code == 1
+    assert code == 2  # a file that cannot be read is bad usage
 
 
 def test_configured_thresholds_apply(server: LocalServer, db_url: str, tmp_path: Path,
