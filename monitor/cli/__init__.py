@@ -1,0 +1,179 @@
+"""Command line: argument parsing, output and exit codes (the only place that exits).
+
+Exit codes: 0 success; 1 unexpected failure; 2 bad usage, bad config or a bad query;
+3 the database cannot be reached or used; 4 the seeds cannot be read.
+
+    __init__.py   the parser, logging, dispatch and error handling
+    common.py     exit codes, JSON output, opening a database whose schema is current
+    daemon.py     run, seeds load, db upgrade, config show
+    listing.py    feeds list, items list
+    dedup.py      dedup check, dedup reindex
+    alerts.py     rules test, rules list, alerts list
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from monitor import __version__
+from monitor.cli.alerts import cmd_alerts_list, cmd_rules_list, cmd_rules_test
+from monitor.cli.common import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_SEEDS, EXIT_STORE
+from monitor.cli.daemon import cmd_config_show, cmd_db_upgrade, cmd_run, cmd_seeds_load
+from monitor.cli.dedup import cmd_dedup_check, cmd_dedup_reindex
+from monitor.cli.listing import cmd_feeds_list, cmd_items_list
+from monitor.config import config_path, load_settings
+from monitor.errors import (
+    ConfigError,
+    InputError,
+    MonitorError,
+    QueryError,
+    SeedError,
+    StoreError,
+)
+
+__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "EXIT_SEEDS", "EXIT_STORE", "build_parser",
+           "main"]
+
+log = logging.getLogger("monitor")
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="monitor", description="Media-monitoring ingestion daemon.")
+    p.add_argument("--config", metavar="PATH",
+                   help="config file (default: $MONITOR_CONFIG, else config/monitor.toml)")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="override [logging] level")
+    p.add_argument("--version", action="version", version=f"monitor {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="poll feeds and store new articles")
+    run.add_argument("--once", action="store_true",
+                     help="poll every enabled feed now, print a summary and exit")
+
+    seeds = sub.add_parser("seeds", help="seed corpus").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    seeds.add_parser("load", help="load seed files into the database (idempotent)")
+
+    dbp = sub.add_parser("db", help="database").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    dbp.add_parser("upgrade", help="create or upgrade the schema to the newest revision")
+
+    feeds = sub.add_parser("feeds", help="feeds").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    fl = feeds.add_parser("list", help="feeds and their fetch state")
+    fl.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    items = sub.add_parser("items", help="stored items").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    il = items.add_parser("list", help="stored items, newest first")
+    il.add_argument("--json", action="store_true", help="one JSON object per line")
+    il.add_argument("--text", action="store_true", help="include the extracted text")
+    il.add_argument("--status", choices=["new", "duplicate"], help="only items with this status")
+    il.add_argument("--feed", metavar="NAME_OR_URL", help="only items of this feed")
+    il.add_argument("--limit", type=int, metavar="N", help="at most N items")
+
+    dedup = sub.add_parser("dedup", help="near-duplicate detection").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    dc = dedup.add_parser(
+        "check", help="explain the duplicate verdict for one text: top matches and scores")
+    dc.add_argument("source", metavar="PATH_OR_URL",
+                    help="a text or HTML file, - for standard input, or an http(s) URL "
+                         "(fetched and extracted the way the daemon does)")
+    dc.add_argument("--top", type=int, default=5, metavar="N", help="matches to show (default 5)")
+    dc.add_argument("--json", action="store_true", help="print one JSON object")
+    dedup.add_parser("reindex", help="recompute the near-duplicate index of all seeds and items")
+
+    rules = sub.add_parser("rules", help="alert rules").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    rt = rules.add_parser(
+        "test", help="show how a query reads and which stored items it would match")
+    rt.add_argument("query", metavar="QUERY", help="a rule query, e.g. 'Maduro OR \"Delcy Rodriguez\"'")
+    rt.add_argument("--since", default="7d", metavar="DURATION",
+                    help="items stored in the last DURATION (90m, 12h, 7d; default 7d), or all")
+    rt.add_argument("--limit", type=int, default=20, metavar="N",
+                    help="matches to show (default 20; 0 for all); all are counted")
+    rt.add_argument("--json", action="store_true", help="one JSON object per matching item")
+    rl = rules.add_parser("list", help="the config's rules, how they read, their alerts")
+    rl.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    alerts = sub.add_parser("alerts", help="stored alerts").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    al = alerts.add_parser("list", help="alerts, newest first")
+    al.add_argument("--json", action="store_true", help="one JSON object per line")
+    al.add_argument("--rule", metavar="NAME", help="only this rule's alerts")
+    al.add_argument("--unsent", action="store_true", help="only alerts no digest carried yet")
+    al.add_argument("--since", metavar="DURATION", help="only alerts of the last DURATION (7d)")
+    al.add_argument("--limit", type=int, metavar="N", help="at most N alerts")
+
+    cfg = sub.add_parser("config", help="configuration").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    cfg.add_parser("show", help="print the effective config as JSON, secrets hidden")
+    return p
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Ours, so that calling main() again replaces it and leaves other handlers alone."""
+
+
+def _setup_logging(level: str) -> None:
+    handler = _StderrHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrHandler)] + [handler]
+    root.setLevel(level)
+    for noisy in ("httpx", "httpcore", "trafilatura", "htmldate", "charset_normalizer"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+
+
+COMMANDS = {
+    ("run", None): cmd_run,
+    ("seeds", "load"): cmd_seeds_load,
+    ("db", "upgrade"): cmd_db_upgrade,
+    ("feeds", "list"): cmd_feeds_list,
+    ("items", "list"): cmd_items_list,
+    ("dedup", "check"): cmd_dedup_check,
+    ("dedup", "reindex"): cmd_dedup_reindex,
+    ("rules", "test"): cmd_rules_test,
+    ("rules", "list"): cmd_rules_list,
+    ("alerts", "list"): cmd_alerts_list,
+    ("config", "show"): cmd_config_show,
+}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Entry point of the ``monitor`` command. Returns the exit code."""
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level or "INFO")
+    try:
+        settings = load_settings(config_path(args.config, os.environ))
+        _setup_logging(args.log_level or settings.log_level)
+        handler = COMMANDS[(args.command, getattr(args, "action", None))]
+        return handler(settings, args, out)
+    except ConfigError as exc:
+        log.error("config error: %s", exc)
+        return EXIT_CONFIG
+    except QueryError as exc:
+        log.error("query error: %s\n%s\n(%s)", exc, exc.pointer(), exc.hint)
+        return EXIT_CONFIG
+    except InputError as exc:
+        log.error("%s (%s)", exc, exc.hint)
+        return EXIT_CONFIG
+    except StoreError as exc:
+        log.error("database error: %s (%s)", exc, exc.hint)
+        return EXIT_STORE
+    except SeedError as exc:
+        log.error("seed error: %s (%s)", exc, exc.hint)
+        return EXIT_SEEDS
+    except MonitorError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130

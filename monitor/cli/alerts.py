@@ -1,0 +1,97 @@
+"""rules test, rules list and alerts list."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from typing import Any, TextIO
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor import db, store
+from monitor.cli.common import EXIT_OK, dump, ready_engine, since_arg
+from monitor.config import Settings
+from monitor.errors import StoreError
+
+
+def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor.rules import Document, hit, parse
+    from monitor.service import utcnow
+
+    query = parse(args.query)
+    since = since_arg(args.since, utcnow())
+    engine = ready_engine(settings)
+    checked, shown = 0, 0
+    matched: list[dict[str, Any]] = []
+    try:
+        with db.session_factory(engine)() as s:
+            for item in store.items_to_match(s, since):
+                checked += 1
+                doc = Document(item.title, item.text)
+                if not query.matches(doc):
+                    continue
+                h = hit("test", query, doc)
+                matched.append({"item_id": item.id, "feed": item.feed, "url": item.url,
+                                "title": item.title, "created_at": item.created_at,
+                                "terms": list(h.terms), "snippet": h.snippet})
+    except SQLAlchemyError as exc:
+        raise StoreError(f"{db.describe(engine)}: reading items failed: {exc}") from exc
+    finally:
+        engine.dispose()
+    shown_matches = matched if args.limit <= 0 else matched[:args.limit]
+    if args.json:
+        for m in shown_matches:
+            dump(m, out)
+        return EXIT_OK
+    window = "all stored items" if since is None else (
+        f"items stored since {since:%Y-%m-%d %H:%M} UTC ({args.since})")
+    out.write(f"query: {args.query}\nreads: {query}\n"
+              f"{len(matched)} of {checked} {window} match (duplicates are never matched)\n")
+    for m in shown_matches:
+        shown += 1
+        out.write(f"\n{m['item_id']:>6} {m['created_at']:%Y-%m-%d %H:%M} {m['feed']}: "
+                  f"{m['title'] or '(untitled)'}\n       {m['url'] or '(no link)'}\n"
+                  f"       terms: {', '.join(m['terms'])}\n       {m['snippet']}\n")
+    if shown < len(matched):
+        out.write(f"\n... and {len(matched) - shown} more (--limit 0 shows all)\n")
+    return EXIT_OK
+
+
+def cmd_rules_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    engine = ready_engine(settings)
+    try:
+        with db.session_factory(engine)() as s:
+            counts = store.count_alerts(s)
+    finally:
+        engine.dispose()
+    for r in settings.rules:
+        total, unsent = counts.get(r.name, (0, 0))
+        if args.json:
+            dump({"name": r.name, "query": r.query, "reads": str(r.parsed),
+                   "recipients": list(r.recipients), "alerts": total, "unsent": unsent}, out)
+        else:
+            out.write(f"{r.name}: {r.query}\n    reads: {r.parsed}\n    to: "
+                      f"{', '.join(r.recipients)}; {total} alerts, {unsent} not yet sent\n")
+    return EXIT_OK
+
+
+def cmd_alerts_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor.service import utcnow
+
+    since = since_arg(args.since, utcnow())
+    engine = ready_engine(settings)
+    try:
+        with db.session_factory(engine)() as s:
+            rows = store.list_alerts(s, rule=args.rule, unsent=args.unsent, since=since,
+                                     limit=args.limit)
+    finally:
+        engine.dispose()
+    for r in rows:
+        if args.json:
+            dump(asdict(r), out)
+            continue
+        sent = f"sent {r.sent_at:%Y-%m-%d %H:%M}" if r.sent_at else "not sent"
+        out.write(f"{r.created_at:%Y-%m-%d %H:%M} [{r.rule}] item {r.item_id} {r.feed}: "
+                  f"{r.title or '(untitled)'} ({sent})\n       {r.url or '(no link)'}\n"
+                  f"       terms: {', '.join(r.terms)}\n       {r.snippet}\n")
+    return EXIT_OK

@@ -1,0 +1,65 @@
+"""What the commands share: exit codes, JSON output, opening a ready database."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any, TextIO
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from monitor import db, store
+from monitor.config import Settings, parse_duration
+from monitor.errors import InputError, StoreError
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_STORE, EXIT_SEEDS = 0, 1, 2, 3, 4
+
+
+def json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dump(obj: dict[str, Any], out: TextIO) -> None:
+    out.write(json.dumps(obj, ensure_ascii=False, default=json_default) + "\n")
+
+
+def ready_engine(settings: Settings) -> Engine:
+    """An engine on a reachable database whose schema is current. Raises StoreError."""
+    engine = db.make_engine(settings.database.url)
+    db.check_connection(engine)
+    try:
+        current, head = db.current_revision(engine), db.head_revision()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"{db.describe(engine)}: {exc}") from exc
+    if current != head:
+        raise StoreError(
+            f"{db.describe(engine)}: schema is at {current or 'nothing'}, not {head}: "
+            "run `monitor db upgrade` (or `monitor run`, which upgrades on start)"
+        )
+    return engine
+
+
+def since_arg(value: str | None, now: datetime) -> datetime | None:
+    """``--since`` as a point in time: None for no bound. Raises InputError."""
+    if value is None or value.strip().lower() == "all":
+        return None
+    try:
+        return now - timedelta(seconds=parse_duration(value))
+    except ValueError as exc:
+        raise InputError(f"--since: {exc}") from None
+
+
+def ref_json(ref: store.Ref | None) -> dict[str, Any] | None:
+    if ref is None:
+        return None
+    d: dict[str, Any] = {"kind": ref.kind, "id": ref.id, "url": ref.url}
+    if ref.kind == "seed":
+        d["seed"] = ref.seed
+    return d
+
+
+def ref_text(ref: store.Ref) -> str:
+    return f"{ref.kind} {ref.seed or ref.id}"

@@ -1,0 +1,62 @@
+"""Commands that set up and run the daemon: run, seeds load, db upgrade, config show."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import TextIO
+
+from monitor import db
+from monitor.cli.common import EXIT_OK
+from monitor.config import Settings
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor import service  # imports httpx and the pipeline: only needed here
+
+    engine = db.make_engine(settings.database.url)
+    try:
+        service.prepare(settings, engine)
+        summary = asyncio.run(service.run(settings, engine, once=args.once))
+    finally:
+        engine.dispose()
+    if args.once:
+        out.write(summary.render() + "\n")
+    return EXIT_OK
+
+
+def cmd_seeds_load(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor.duplicates import Deduplicator
+    from monitor.pipeline import load_seeds
+    from monitor.service import utcnow
+
+    engine = db.make_engine(settings.database.url)
+    try:
+        db.upgrade(engine)
+        counts = load_seeds(db.session_factory(engine), settings,
+                            Deduplicator.from_settings(settings), utcnow())
+    finally:
+        engine.dispose()
+    out.write(f"seeds from {settings.seeds_path}: {counts['added']} added, "
+              f"{counts['updated']} updated, {counts['unchanged']} unchanged\n")
+    return EXIT_OK
+
+
+def cmd_db_upgrade(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    engine = db.make_engine(settings.database.url)
+    try:
+        before, after = db.upgrade(engine)
+    finally:
+        engine.dispose()
+    where = db.describe(engine)
+    if before == after:
+        out.write(f"{where}: already at {after}\n")
+    else:
+        out.write(f"{where}: upgraded from {before or 'empty'} to {after}\n")
+    return EXIT_OK
+
+
+def cmd_config_show(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    out.write(json.dumps(settings.redacted(), indent=2, ensure_ascii=False, default=str) + "\n")
+    return EXIT_OK

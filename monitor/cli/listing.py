@@ -1,0 +1,68 @@
+"""Listings of what is stored: feeds and items."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from typing import Any, TextIO
+
+from monitor import db, store
+from monitor.cli.common import EXIT_OK, dump, ready_engine, ref_json, ref_text
+from monitor.config import Settings
+
+
+def cmd_feeds_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    engine = ready_engine(settings)
+    try:
+        with db.session_factory(engine)() as s:
+            rows = store.list_feeds(s)
+    finally:
+        engine.dispose()
+    for r in rows:
+        if args.json:
+            dump(asdict(r), out)
+        else:
+            state = "ok" if not r.last_error else f"FAILING x{r.consecutive_failures}: {r.last_error}"
+            if r.last_attempt_at is None:
+                state = "never polled"
+            flag = "" if r.enabled else " (disabled)"
+            out.write(f"{r.name}{flag} <{r.url}>\n    {r.items} items; {state}; "
+                      f"last success {r.last_success_at or 'never'}\n")
+    return EXIT_OK
+
+
+def _item_json(r: store.ItemRow, with_text: bool, copies: list[store.Copy]) -> dict[str, Any]:
+    d = asdict(r)
+    d["duplicate_of"] = ref_json(r.duplicate_of)
+    d["also_reported_by"] = [asdict(c) for c in copies]
+    if not with_text:
+        del d["text"]
+    return d
+
+
+def cmd_items_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    engine = ready_engine(settings)
+    try:
+        with db.session_factory(engine)() as s:
+            rows = store.list_items(s, with_text=args.text, status=args.status, feed=args.feed,
+                                    limit=args.limit)
+            copies = store.also_reported_by(s, (r.id for r in rows if r.status == "new"))
+    finally:
+        engine.dispose()
+    for r in rows:
+        if args.json:
+            dump(_item_json(r, args.text, copies.get(r.id, [])), out)
+            continue
+        mark = ""
+        if r.duplicate_of is not None:
+            score = f" {r.similarity:.2f}" if r.similarity is not None else ""
+            mark = f"  [duplicate of {ref_text(r.duplicate_of)} by {r.dedup_method}{score}]"
+        published = r.published_at.isoformat() if r.published_at else "-"
+        out.write(f"{r.id:>6} {published:<25} {r.feed}: {r.title or '(untitled)'}"
+                  f"{mark}\n       {r.canonical_url or r.url or '(no link)'} [{r.text_source}]\n")
+        if copies.get(r.id):
+            outlets = ", ".join(dict.fromkeys(c.feed for c in copies[r.id]))
+            out.write(f"       also reported by: {outlets}\n")
+        if args.text and r.text:
+            out.write("\n" + r.text + "\n\n")
+    return EXIT_OK
