@@ -38,7 +38,7 @@ from monitor.errors import (
 )
 from monitor.feeds import FeedEntry, ParsedFeed
 from monitor.fetcher import FEED_ACCEPT, PAGE_ACCEPT, Fetcher, FetchResult
-from monitor.rules import Matcher
+from monitor.rules import Hit, Matcher
 from monitor.seeds import read_seeds
 from monitor.urls import canonical_url, choose_canonical
 from monitor.workers import Processor
@@ -66,10 +66,9 @@ class RuleBook:
         return cls(Matcher((r.name, r.parsed) for r in rules), dict(ids),
                    {r.name: r.query for r in rules})
 
-    def alerts(self, title: str | None, text: str) -> list[store.NewAlert]:
-        """An alert for every rule the item matches."""
-        return [store.NewAlert(self.ids[h.rule], self.queries[h.rule], h.terms, h.snippet)
-                for h in self.matcher.match(title, text)]
+    def alert(self, hit: Hit) -> store.NewAlert:
+        """What to store for one rule matching an item."""
+        return store.NewAlert(self.ids[hit.rule], self.queries[hit.rule], hit.terms, hit.snippet)
 
 
 @dataclass
@@ -377,12 +376,11 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
     if v.ref is None:
         report.new += 1
         # Only originals alert: a copy of a seed or of a stored item never does.
-        alerts = ctx.rules.alerts(title, text)
-        if alerts:
-            report.alerts += store.add_alerts(s, item_id, alerts, now)
+        hits = ctx.rules.matcher.match(title, text)
+        if hits:
+            report.alerts += store.add_alerts(s, item_id, [ctx.rules.alert(h) for h in hits], now)
             log.info("feed %r: entry <%s> matched rules %s", feed.name, entry.link,
-                     ", ".join(repr(n) for n, i in ctx.rules.ids.items()
-                               if any(a.rule_id == i for a in alerts)))
+                     ", ".join(repr(h.rule) for h in hits))
     else:
         report.duplicates += 1
         log.info("feed %r: entry <%s> duplicates %s %s (by %s)", feed.name, entry.link,
