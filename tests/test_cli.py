@@ -105,6 +105,9 @@ def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mo
     assert shown["config_file"] == str(config)
     assert shown["database"]["from_env"] is True
     assert "s3cret" not in out and shown["smtp"]["password"] == "(hidden)"
+    assert shown["rules"] == [{"name": "Venezuela leadership", "query": 'Maduro OR "Delcy Rodriguez"',
+                               "reads": 'maduro OR "delcy rodriguez"',
+                               "recipients": ["desk@example.org"]}]
 
 
 def test_unreachable_database_exits_non_zero(tmp_path: Path,
