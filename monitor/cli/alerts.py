@@ -43,7 +43,7 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
         for m in shown_matches:
             dump(m, out)
         return EXIT_OK
-    window = "all stored items" if since is None else (
+    window = "stored items" if since is None else (
         f"items stored since {since:%Y-%m-%d %H:%M} UTC ({args.since})")
     out.write(f"query: {args.query}\nreads: {query}\n"
               f"{len(matched)} of {checked} {window} match (duplicates are never matched)\n")
