@@ -187,6 +187,9 @@ def test_rules_test_previews_a_query_on_stored_items(setup: dict[str, Any],
     # Only originals: the seed copy and Desk's copy are never matched.
     assert set(found) == {"Political turmoil deepens", "Prosecutors widen inquiry"}
     assert found["Prosecutors widen inquiry"]["terms"] == ["narco*"]
+    code, out = cli(config, "rules", "test", "turmoil OR narco*", "--since", "all", "--limit", "1")
+    assert code == 0
+    assert "2 of 3 stored items match" in out and "... and 1 more (--limit 0 shows all)" in out
 
     code, out = cli(config, "rules", "test", '"Delcy Rodriguez" -Moscow')
     assert code == 0

@@ -96,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("query", metavar="QUERY", help="a rule query, e.g. 'Maduro OR \"Delcy Rodriguez\"'")
     rt.add_argument("--since", default="7d", metavar="DURATION",
                     help="items stored in the last DURATION (90m, 12h, 7d; default 7d), or all")
-    rt.add_argument("--limit", type=int, default=20, metavar="N",
-                    help="matches to show (default 20; 0 for all); all are counted")
+    rt.add_argument("--limit", type=int, metavar="N",
+                    help="matches to show (default 20, all with --json; 0 for all); all are counted")
     rt.add_argument("--json", action="store_true", help="one JSON object per matching item")
     rl = rules.add_parser("list", help="the config's rules, how they read, their alerts")
     rl.add_argument("--json", action="store_true", help="one JSON object per line")

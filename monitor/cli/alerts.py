@@ -21,7 +21,7 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
     query = parse(args.query)
     since = since_arg(args.since, utcnow())
     engine = ready_engine(settings)
-    checked, shown = 0, 0
+    checked = 0
     matched: list[dict[str, Any]] = []
     try:
         with db.session_factory(engine)() as s:
@@ -38,7 +38,8 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
         raise StoreError(f"{db.describe(engine)}: reading items failed: {exc}") from exc
     finally:
         engine.dispose()
-    shown_matches = matched if args.limit <= 0 else matched[:args.limit]
+    limit = args.limit if args.limit is not None else (0 if args.json else 20)
+    shown_matches = matched if limit <= 0 else matched[:limit]
     if args.json:
         for m in shown_matches:
             dump(m, out)
@@ -48,12 +49,11 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
     out.write(f"query: {args.query}\nreads: {query}\n"
               f"{len(matched)} of {checked} {window} match (duplicates are never matched)\n")
     for m in shown_matches:
-        shown += 1
         out.write(f"\n{m['item_id']:>6} {m['created_at']:%Y-%m-%d %H:%M} {m['feed']}: "
                   f"{m['title'] or '(untitled)'}\n       {m['url'] or '(no link)'}\n"
                   f"       terms: {', '.join(m['terms'])}\n       {m['snippet']}\n")
-    if shown < len(matched):
-        out.write(f"\n... and {len(matched) - shown} more (--limit 0 shows all)\n")
+    if len(shown_matches) < len(matched):
+        out.write(f"\n... and {len(matched) - len(shown_matches)} more (--limit 0 shows all)\n")
     return EXIT_OK
 
 
