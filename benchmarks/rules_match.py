@@ -91,7 +91,7 @@ def main() -> None:
     items = load_items()
     print(f"python {platform.python_version()} on {platform.machine()}, {len(items)} items, "
           f"{sum(len(t) + len(b) for t, b in items) / len(items) / 1024:.1f} KB of text each")
-    parse("warm up")  # the word pattern is built on first use (~0.2 s); not per item
+    parse("warm up")  # the word pattern is built on first use (12 ms); not per item
 
     def prepare() -> None:
         for title, body in items:

@@ -430,12 +430,12 @@ def _rules(doc: _Table) -> tuple[RuleSettings, ...]:
         t = _Table(doc.file, f"rules[{i}]", item)
         name = t.check("name", t.get("name", str, required=True), lambda s: bool(s.strip()),
                        "must not be empty")
+        name = name.strip()
         query = t.get("query", str, required=True)
-        label = name.strip()
         try:
             parsed = parse_query(query)
         except QueryError as exc:
-            raise t.fail("query", f"rule {label!r} does not parse: {exc.reason} "
+            raise t.fail("query", f"rule {name!r} does not parse: {exc.reason} "
                          f"(at position {exc.position + 1} of {query!r})") from None
         recipients = t.get("recipients", list, required=True)
         for j, addr in enumerate(recipients):
@@ -443,7 +443,6 @@ def _rules(doc: _Table) -> tuple[RuleSettings, ...]:
                 raise t.fail(f"recipients[{j}]", f"{addr!r} is not an email address")
         t.check("recipients", recipients, bool, "must list at least one address")
         t.finish()
-        name = name.strip()
         if name in seen:
             raise t.fail("name", f"duplicate rule name {name!r}, already used by rules[{seen[name]}]")
         seen[name] = i

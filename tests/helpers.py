@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
+
+from monitor.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SEEDS = ROOT / "seeds"
 PAGES = FIXTURES / "pages"
+
+
+def cli(config: Path, *args: str) -> tuple[int, str]:
+    """Run ``monitor --config CONFIG ARGS...`` in-process: (exit code, standard output)."""
+    out = io.StringIO()
+    code = main(["--config", str(config), *args], out=out)
+    return code, out.getvalue()
+
+
+def json_lines(config: Path, *args: str) -> list[dict[str, Any]]:
+    """The objects a ``--json`` listing printed, one per line; the command must succeed."""
+    code, out = cli(config, *args, "--json")
+    assert code == 0, out
+    return [json.loads(line) for line in out.splitlines()]
 
 
 def write_config(

@@ -3,7 +3,6 @@ database -> `alerts list`, `rules test`, `rules list`. On SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,12 +10,11 @@ from typing import Any
 
 import pytest
 from conftest import LocalServer, Route
-from helpers import SEEDS, Entry, rss, write_config
+from helpers import SEEDS, Entry, cli, json_lines, rss, write_config
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from monitor import store
-from monitor.cli import main
 
 ALERT_FIELDS = {"rule", "item_id", "url", "title", "terms", "snippet", "created_at", "sent_at"}
 
@@ -47,16 +45,8 @@ STORIES = {
 }
 
 
-def cli(config: Path, *args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = main(["--config", str(config), *args], out=out)
-    return code, out.getvalue()
-
-
 def alerts(config: Path, *extra: str) -> list[dict[str, Any]]:
-    code, out = cli(config, "alerts", "list", "--json", *extra)
-    assert code == 0
-    return [json.loads(line) for line in out.splitlines()]
+    return json_lines(config, "alerts", "list", *extra)
 
 
 def page(title: str, text: str) -> bytes:

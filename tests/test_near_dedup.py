@@ -6,34 +6,24 @@ Runs on SQLite and on the local PostgreSQL (the ``db_url`` fixture)."""
 from __future__ import annotations
 
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import LocalServer, Route
-from helpers import SEEDS, Entry, page_html, pages, rss, write_config
+from helpers import SEEDS, Entry, cli, json_lines, page_html, pages, rss, write_config
 from sqlalchemy import text as sql
 
 from monitor import db
-from monitor.cli import main
 from monitor.dedup import Fingerprinter
 from monitor.seeds import read_seeds
 
 SEED_TEXTS = {doc.name[:3]: doc for doc in read_seeds(SEEDS)}
 
 
-def cli(config: Path, *args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = main(["--config", str(config), *args], out=out)
-    return code, out.getvalue()
-
-
 def items(config: Path) -> dict[str, dict[str, Any]]:
-    code, out = cli(config, "items", "list", "--json")
-    assert code == 0
-    return {i["guid"]: i for i in map(json.loads, out.splitlines())}
+    return {i["guid"]: i for i in json_lines(config, "items", "list")}
 
 
 def paragraphs(body: str) -> list[str]:

@@ -4,40 +4,27 @@ Runs on SQLite and on the local PostgreSQL (the ``db_url`` fixture)."""
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
 import py3langid
 from conftest import LocalServer, Route
-from helpers import Entry, atom, page_html, pages, rss, write_config
+from helpers import Entry, atom, cli, json_lines, page_html, pages, rss, write_config
 
 from benchmarks.extract_quality import token_recall
-from monitor.cli import main
 
 SEED_URL = ("https://www.themoscowtimes.com/2026/01/06/"
             "russia-backs-venezuelas-interim-leader-after-us-ousts-maduro-a91620")
 SEED_NAME = "000_eb13740ee894f634.txt"
 
 
-def cli(config: Path, *args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = main(["--config", str(config), *args], out=out)
-    return code, out.getvalue()
-
-
 def items(config: Path, *extra: str) -> list[dict[str, Any]]:
-    code, out = cli(config, "items", "list", "--json", *extra)
-    assert code == 0
-    return [json.loads(line) for line in out.splitlines()]
+    return json_lines(config, "items", "list", *extra)
 
 
 def feeds(config: Path) -> dict[str, dict[str, Any]]:
-    code, out = cli(config, "feeds", "list", "--json")
-    assert code == 0
-    return {f["name"]: f for f in map(json.loads, out.splitlines())}
+    return {f["name"]: f for f in json_lines(config, "feeds", "list")}
 
 
 def serve_twenty_pages(server: LocalServer) -> dict[str, str]:

@@ -6,38 +6,27 @@ import argparse
 from dataclasses import asdict
 from typing import Any, TextIO
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from monitor import db, store
-from monitor.cli.common import EXIT_OK, dump, ready_engine, since_arg
+from monitor import store
+from monitor.cli.common import EXIT_OK, dump, since_arg, stored
 from monitor.config import Settings
-from monitor.errors import StoreError
 
 
 def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    from monitor.rules import Document, hit, parse
+    from monitor.rules import Matcher, parse
     from monitor.service import utcnow
 
     query = parse(args.query)
     since = since_arg(args.since, utcnow())
-    engine = ready_engine(settings)
+    matcher = Matcher([("test", query)])  # exactly what the pipeline runs
     checked = 0
     matched: list[dict[str, Any]] = []
-    try:
-        with db.session_factory(engine)() as s:
-            for item in store.items_to_match(s, since):
-                checked += 1
-                doc = Document(item.title, item.text)
-                if not query.matches(doc):
-                    continue
-                h = hit("test", query, doc)
+    with stored(settings) as s:
+        for item in store.items_to_match(s, since):
+            checked += 1
+            for h in matcher.match(item.title, item.text):
                 matched.append({"item_id": item.id, "feed": item.feed, "url": item.url,
                                 "title": item.title, "created_at": item.created_at,
                                 "terms": list(h.terms), "snippet": h.snippet})
-    except SQLAlchemyError as exc:
-        raise StoreError(f"{db.describe(engine)}: reading items failed: {exc}") from exc
-    finally:
-        engine.dispose()
     limit = args.limit if args.limit is not None else (0 if args.json else 20)
     shown_matches = matched if limit <= 0 else matched[:limit]
     if args.json:
@@ -58,12 +47,8 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
 
 
 def cmd_rules_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    engine = ready_engine(settings)
-    try:
-        with db.session_factory(engine)() as s:
-            counts = store.count_alerts(s)
-    finally:
-        engine.dispose()
+    with stored(settings) as s:
+        counts = store.count_alerts(s)
     for r in settings.rules:
         total, unsent = counts.get(r.name, (0, 0))
         if args.json:
@@ -79,13 +64,9 @@ def cmd_alerts_list(settings: Settings, args: argparse.Namespace, out: TextIO) -
     from monitor.service import utcnow
 
     since = since_arg(args.since, utcnow())
-    engine = ready_engine(settings)
-    try:
-        with db.session_factory(engine)() as s:
-            rows = store.list_alerts(s, rule=args.rule, unsent=args.unsent, since=since,
-                                     limit=args.limit)
-    finally:
-        engine.dispose()
+    with stored(settings) as s:
+        rows = store.list_alerts(s, rule=args.rule, unsent=args.unsent, since=since,
+                                 limit=args.limit)
     for r in rows:
         if args.json:
             dump(asdict(r), out)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from monitor import db, store
 from monitor.config import Settings, parse_duration
@@ -40,6 +43,21 @@ def ready_engine(settings: Settings) -> Engine:
             "run `monitor db upgrade` (or `monitor run`, which upgrades on start)"
         )
     return engine
+
+
+@contextmanager
+def stored(settings: Settings, *, write: bool = False) -> Iterator[Session]:
+    """A session on the ready database (see :func:`ready_engine`), inside a transaction
+    when ``write``; the engine is disposed after. Database errors become StoreError."""
+    engine = ready_engine(settings)
+    sessions = db.session_factory(engine)
+    try:
+        with sessions.begin() if write else sessions() as s:
+            yield s
+    except SQLAlchemyError as exc:
+        raise StoreError(f"{db.describe(engine)}: {exc}") from exc
+    finally:
+        engine.dispose()
 
 
 def since_arg(value: str | None, now: datetime) -> datetime | None:

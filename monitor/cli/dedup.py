@@ -8,12 +8,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from monitor import db
-from monitor.cli.common import EXIT_OK, dump, ready_engine, ref_json, ref_text
+from monitor.cli.common import EXIT_OK, dump, ref_json, ref_text, stored
 from monitor.config import Settings
-from monitor.errors import InputError, StoreError
+from monitor.errors import InputError
 
 if TYPE_CHECKING:
     from monitor.duplicates import NearMatch
@@ -60,12 +57,8 @@ def cmd_dedup_check(settings: Settings, args: argparse.Namespace, out: TextIO) -
 
     text, canonical = _read_source(args.source, settings)
     dedup = Deduplicator.from_settings(settings)
-    engine = ready_engine(settings)
-    try:
-        with db.session_factory(engine)() as s:
-            ex = dedup.explain(s, text, canonical)
-    finally:
-        engine.dispose()
+    with stored(settings) as s:
+        ex = dedup.explain(s, text, canonical)
     method, ref = ex.verdict
     t = dedup.thresholds
     shown = ex.matches[:max(args.top, 0)]
@@ -105,13 +98,7 @@ def cmd_dedup_check(settings: Settings, args: argparse.Namespace, out: TextIO) -
 def cmd_dedup_reindex(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     from monitor.duplicates import Deduplicator
 
-    engine = ready_engine(settings)
-    try:
-        with db.session_factory(engine).begin() as s:
-            n = Deduplicator.from_settings(settings).rebuild_index(s)
-    except SQLAlchemyError as exc:
-        raise StoreError(f"{db.describe(engine)}: reindexing failed: {exc}") from exc
-    finally:
-        engine.dispose()
+    with stored(settings, write=True) as s:
+        n = Deduplicator.from_settings(settings).rebuild_index(s)
     out.write(f"near-duplicate index rebuilt: {n} items and the seeds\n")
     return EXIT_OK

@@ -6,18 +6,14 @@ import argparse
 from dataclasses import asdict
 from typing import Any, TextIO
 
-from monitor import db, store
-from monitor.cli.common import EXIT_OK, dump, ready_engine, ref_json, ref_text
+from monitor import store
+from monitor.cli.common import EXIT_OK, dump, ref_json, ref_text, stored
 from monitor.config import Settings
 
 
 def cmd_feeds_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    engine = ready_engine(settings)
-    try:
-        with db.session_factory(engine)() as s:
-            rows = store.list_feeds(s)
-    finally:
-        engine.dispose()
+    with stored(settings) as s:
+        rows = store.list_feeds(s)
     for r in rows:
         if args.json:
             dump(asdict(r), out)
@@ -41,14 +37,10 @@ def _item_json(r: store.ItemRow, with_text: bool, copies: list[store.Copy]) -> d
 
 
 def cmd_items_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    engine = ready_engine(settings)
-    try:
-        with db.session_factory(engine)() as s:
-            rows = store.list_items(s, with_text=args.text, status=args.status, feed=args.feed,
-                                    limit=args.limit)
-            copies = store.also_reported_by(s, (r.id for r in rows if r.status == "new"))
-    finally:
-        engine.dispose()
+    with stored(settings) as s:
+        rows = store.list_items(s, with_text=args.text, status=args.status, feed=args.feed,
+                                limit=args.limit)
+        copies = store.also_reported_by(s, (r.id for r in rows if r.status == "new"))
     for r in rows:
         if args.json:
             dump(_item_json(r, args.text, copies.get(r.id, [])), out)

@@ -81,24 +81,25 @@ def find_by_guid_elsewhere(session: Session, feed_id: int, guid: str) -> Ref | N
     return _original(session, item) if item else None
 
 
-def find_by_url(session: Session, canonical: str) -> Ref | None:
-    """A seed whose source URL, or an item whose canonical URL, is ``canonical``."""
-    seed = session.scalars(select(Seed).where(Seed.source_url == canonical)
+def _seed_else_item(session: Session, seed_match: object, item_match: object) -> Ref | None:
+    """The first seed matching ``seed_match``, else the original of the first item
+    matching ``item_match``: seeds were known first."""
+    seed = session.scalars(select(Seed).where(seed_match)  # type: ignore[arg-type]
                            .order_by(Seed.id).limit(1)).first()
     if seed is not None:
         return Ref("seed", seed.id, seed.source_url, seed.name)
-    item = _first_item(session, Item.canonical_url == canonical)
+    item = _first_item(session, item_match)
     return _original(session, item) if item else None
+
+
+def find_by_url(session: Session, canonical: str) -> Ref | None:
+    """A seed whose source URL, or an item whose canonical URL, is ``canonical``."""
+    return _seed_else_item(session, Seed.source_url == canonical, Item.canonical_url == canonical)
 
 
 def find_by_text_hash(session: Session, text_hash: str) -> Ref | None:
     """A seed or item whose normalized text hashes to ``text_hash``."""
-    seed = session.scalars(select(Seed).where(Seed.text_hash == text_hash)
-                           .order_by(Seed.id).limit(1)).first()
-    if seed is not None:
-        return Ref("seed", seed.id, seed.source_url, seed.name)
-    item = _first_item(session, Item.text_hash == text_hash)
-    return _original(session, item) if item else None
+    return _seed_else_item(session, Seed.text_hash == text_hash, Item.text_hash == text_hash)
 
 
 def add_item(session: Session, new: NewItem, now: datetime) -> int:

@@ -14,10 +14,9 @@ from monitor.config import RuleSettings
 from monitor.models import Alert, Feed, Item, Rule
 
 
-def sync_rules(session: Session, rules: Sequence[RuleSettings], now: datetime) -> dict[str, int]:
+def sync_rules(session: Session, rules: Sequence[RuleSettings], now: datetime) -> None:
     """Store the config's rules; rules gone from the config are kept (their alerts stay)
-    but disabled. A rule is known by its name: renaming one starts a new rule.
-    Returns the ids of the config's rules by name."""
+    but disabled. A rule is known by its name: renaming one starts a new rule."""
     rows = {r.name: r for r in session.scalars(select(Rule))}
     for rs in rules:
         row = rows.pop(rs.name, None)
@@ -31,7 +30,6 @@ def sync_rules(session: Session, rules: Sequence[RuleSettings], now: datetime) -
         if row.enabled:
             row.enabled, row.updated_at = False, now
     session.flush()
-    return rule_ids(session, [r.name for r in rules])
 
 
 def rule_ids(session: Session, names: Sequence[str]) -> dict[str, int]:
@@ -52,12 +50,9 @@ class NewAlert:
 
 def _insert_ignoring_duplicates(session: Session) -> Insert:
     """INSERT ... ON CONFLICT (rule_id, item_id) DO NOTHING, in the session's dialect."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(Alert).on_conflict_do_nothing(
-            index_elements=[Alert.rule_id, Alert.item_id])
-    return sqlite.insert(Alert).on_conflict_do_nothing(
-        index_elements=[Alert.rule_id, Alert.item_id])
+    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
+              else sqlite.insert)
+    return insert(Alert).on_conflict_do_nothing(index_elements=[Alert.rule_id, Alert.item_id])
 
 
 def add_alerts(session: Session, item_id: int, alerts: Sequence[NewAlert],
