@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -224,4 +225,39 @@ class Alert(Base):
     terms: Mapped[list[str]] = mapped_column(JSON)  # the query's terms that matched
     snippet: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
-    sent_at: Mapped[datetime | None]  # null until a digest carried it
+    sent_at: Mapped[datetime | None]  # when a digest carrying it was first accepted by SMTP
+
+
+class Digest(Base):
+    """One digest email to one recipient. Composed once and stored whole, so every
+    attempt sends the same bytes with the same Message-ID; pending until the SMTP
+    server accepts it (``sent_at``), retried at ``next_attempt_at`` after a failure."""
+
+    __tablename__ = "digests"
+    __table_args__ = (Index(None, "sent_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    recipient: Mapped[str] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(Text, unique=True)
+    subject: Mapped[str] = mapped_column(Text)
+    message: Mapped[bytes] = mapped_column(LargeBinary)  # the RFC 5322 message, as sent
+    alerts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class DigestAlert(Base):
+    """Which alerts a digest carries. Unique per alert and recipient: no alert reaches
+    a recipient in two digests, even when two workers compose at once."""
+
+    __tablename__ = "digest_alerts"
+    __table_args__ = (UniqueConstraint("alert_id", "recipient"),)
+
+    digest_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    alert_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    recipient: Mapped[str] = mapped_column(Text)

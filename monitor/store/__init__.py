@@ -6,6 +6,7 @@ the caller owns the transaction.
     items   exact-dedup lookups, insertion, listing, "also reported by"
     near    the near-duplicate index (band keys) and its lookup
     rules   rules from the config and the alerts they raise
+    digests digest emails: composed, pending, sent
 
 Results leave this package as plain frozen dataclasses, never as ORM objects,
 so nothing outside touches a lazy load or a detached instance. Callers use
@@ -14,6 +15,18 @@ so nothing outside touches a lazy load or a detached instance. Callers use
 
 from __future__ import annotations
 
+from monitor.store.digests import (
+    DigestRow,
+    NewDigest,
+    add_digest,
+    digest_alert_ids,
+    digest_message,
+    list_digests,
+    mark_digest_failed,
+    mark_digest_sent,
+    pending_digests,
+    undelivered_alerts,
+)
 from monitor.store.feeds import (
     FeedRow,
     FeedState,
@@ -68,20 +81,25 @@ from monitor.store.seeds import (
 __all__ = [
     "AlertRow",
     "Copy",
+    "DigestRow",
     "FeedRow",
     "FeedState",
     "ItemRow",
     "MatchableItem",
     "NearCandidate",
     "NewAlert",
+    "NewDigest",
     "NewItem",
     "Ref",
     "add_alerts",
+    "add_digest",
     "add_item",
     "add_item_bands",
     "also_reported_by",
     "clear_item_bands",
     "count_alerts",
+    "digest_alert_ids",
+    "digest_message",
     "due_feeds",
     "find_by_guid_elsewhere",
     "find_by_text_hash",
@@ -91,11 +109,15 @@ __all__ = [
     "items_to_match",
     "known_guids",
     "list_alerts",
+    "list_digests",
     "list_feeds",
     "list_items",
     "lock_near_index",
+    "mark_digest_failed",
+    "mark_digest_sent",
     "near_candidates",
     "next_due_at",
+    "pending_digests",
     "record_feed_failure",
     "record_feed_success",
     "record_permanent_redirect",
@@ -105,5 +127,6 @@ __all__ = [
     "set_meta",
     "sync_feeds",
     "sync_rules",
+    "undelivered_alerts",
     "upsert_seed",
 ]

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Insert, func, select
+from sqlalchemy import ColumnElement, Insert, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -90,18 +90,27 @@ def list_alerts(
     since: datetime | None = None, limit: int | None = None,
 ) -> list[AlertRow]:
     """Alerts, newest first, with their rule's name and the item they point at."""
+    criteria: list[ColumnElement[bool]] = []
+    if rule is not None:
+        criteria.append(Rule.name == rule)
+    if unsent:
+        criteria.append(Alert.sent_at.is_(None))
+    if since is not None:
+        criteria.append(Alert.created_at >= since)
+    return alert_rows(session, *criteria, newest_first=True, limit=limit)
+
+
+def alert_rows(session: Session, *criteria: ColumnElement[bool], newest_first: bool,
+               limit: int | None = None) -> list[AlertRow]:
+    """Alerts meeting every one of ``criteria`` (on alerts, rules, items, feeds), with
+    their rule's name and the item they point at, in the order they were raised."""
     q = (select(Alert, Rule.name, Item.canonical_url, Item.url, Item.title, Item.published_at,
                 Feed.name)
          .join(Rule, Rule.id == Alert.rule_id)
          .join(Item, Item.id == Alert.item_id)
          .join(Feed, Feed.id == Item.feed_id)
-         .order_by(Alert.id.desc()))
-    if rule is not None:
-        q = q.where(Rule.name == rule)
-    if unsent:
-        q = q.where(Alert.sent_at.is_(None))
-    if since is not None:
-        q = q.where(Alert.created_at >= since)
+         .where(*criteria)
+         .order_by(Alert.id.desc() if newest_first else Alert.id))
     if limit:
         q = q.limit(limit)
     return [
