@@ -49,8 +49,10 @@ from monitor.rules.match import (
     SNIPPET_LEAD,
     Hit,
     Matcher,
+    highlight,
     hit,
     snippet,
+    terms_labelled,
     triggers,
 )
 from monitor.rules.query import (
@@ -97,10 +99,12 @@ __all__ = [
     "Word",
     "evaluate",
     "fold",
+    "highlight",
     "hit",
     "parse",
     "satisfied_terms",
     "snippet",
+    "terms_labelled",
     "triggers",
     "word_pattern",
     "words_of",

@@ -7,8 +7,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from monitor.rules.query import And, Node, Not, Query, Term, satisfied_terms
-from monitor.rules.text import Document
+from monitor.rules.query import And, Node, Not, Or, Query, Term, satisfied_terms
+from monitor.rules.text import Document, Field, word_pattern
 
 SNIPPET_CHARS = 240
 SNIPPET_LEAD = 80  # characters of context before the first match
@@ -112,3 +112,57 @@ def snippet(doc: Document, terms: Sequence[Term], width: int = SNIPPET_CHARS) ->
     if not body:
         return ""
     return ("…" if start > 0 else "") + body + ("…" if end < len(source) else "")
+
+
+def terms_labelled(query: Query, labels: Iterable[str]) -> list[Term]:
+    """The terms of ``query`` whose :meth:`Term.label` is one of ``labels`` (an alert's
+    stored terms), in query order."""
+    wanted = set(labels)
+    found: list[Term] = []
+
+    def walk(node: Node) -> None:
+        if isinstance(node, Term):
+            if node.label() in wanted:
+                found.append(node)
+        elif isinstance(node, Not):
+            walk(node.child)
+        elif isinstance(node, And | Or):
+            for child in node.children:
+                walk(child)
+
+    walk(query.node)
+    return found
+
+
+def highlight(source: str, terms: Sequence[Term]) -> list[tuple[str, bool]]:
+    """``source`` (NFC-normalised) cut into pieces, True for each piece where one of
+    ``terms`` occurs, compared as rules compare words (folded, whole words, prefixes).
+    Joining the pieces gives the text back. A field scope is ignored: the caller
+    picks which text to mark."""
+    field = Field(source)
+    text = field.source
+    runs: list[tuple[int, int]] = []  # (first word, last word) of each occurrence
+    for term in terms:
+        n = len(term.words)
+        runs += [(i, i + n - 1) for i in range(len(field.words) - n + 1)
+                 if all(w.matches(field.words[i + k]) for k, w in enumerate(term.words))]
+    if not runs:
+        return [(text, False)] if text else []
+    merged: list[list[int]] = []
+    for first, last in sorted(runs):
+        if merged and first <= merged[-1][1]:  # overlapping occurrences become one
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    spans = [m.span() for m in word_pattern().finditer(text)]
+    pieces: list[tuple[str, bool]] = []
+    pos = 0
+    for first, last in merged:
+        start, end = spans[first][0], spans[last][1]
+        if start > pos:
+            pieces.append((text[pos:start], False))
+        pieces.append((text[start:end], True))
+        pos = end
+    if pos < len(text):
+        pieces.append((text[pos:], False))
+    return pieces
