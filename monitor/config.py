@@ -15,7 +15,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -68,18 +68,25 @@ class RuleSettings:
 
 @dataclass(frozen=True)
 class DigestSettings:
-    schedule: str = "0 7 * * *"
+    schedule: str = "0 7 * * *"  # cron, in ``timezone``
     timezone: str = "UTC"
     sender: str = "monitor@localhost"
+    sender_name: str = "monitor"
+    send_empty: bool = False  # mail a "nothing new" digest to recipients with no alerts
+    retry_max: int = 3600  # seconds: failed sends are retried after 1m, 2m, 4m … up to this
 
 
 @dataclass(frozen=True)
 class SmtpSettings:
     host: str = "localhost"
     port: int = 25
-    security: str = "none"
+    security: str = "none"  # none | starttls | tls
     username: str = ""
     password_env: str = "MONITOR_SMTP_PASSWORD"  # noqa: S105 (a variable name, not a secret)
+    timeout: float = 30.0  # seconds, for the connection and each command
+    ca_file: str = ""  # extra CA certificates (PEM) to trust, e.g. an intranet relay's
+    # Read from the environment variable named by password_env, at load; never shown.
+    password: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -142,7 +149,8 @@ class Settings:
             "rules": [{"name": r.name, "query": r.query, "reads": str(r.parsed),
                        "recipients": list(r.recipients)} for r in self.rules],
             "digest": _asdict(self.digest),
-            "smtp": {**_asdict(self.smtp), "password": "(hidden)"},
+            "smtp": {**_asdict(self.smtp),
+                     "password": "(hidden)" if self.smtp.password else "(not set)"},
         }
 
 
@@ -466,11 +474,16 @@ def _digest(doc: _Table) -> DigestSettings:
         raise t.fail("timezone", f"unknown IANA time zone {tz!r}") from None
     sender = t.check("sender", t.get("sender", str, d.sender), lambda s: bool(_EMAIL_RE.match(s)),
                      "is not an email address")
+    sender_name = t.check("sender_name", t.get("sender_name", str, d.sender_name),
+                          lambda s: s.isprintable(), "must be one line of printable text")
+    send_empty = t.get("send_empty", bool, d.send_empty)
+    retry_max = _duration(t, "retry_max", d.retry_max, minimum=60)
     t.finish()
-    return DigestSettings(schedule=schedule, timezone=tz, sender=sender)
+    return DigestSettings(schedule=schedule, timezone=tz, sender=sender, sender_name=sender_name,
+                          send_empty=send_empty, retry_max=retry_max)
 
 
-def _smtp(doc: _Table) -> SmtpSettings:
+def _smtp(doc: _Table, environ: Mapping[str, str], base: Path) -> SmtpSettings:
     t = _Table(doc.file, "smtp", doc.data.get("smtp", {}))
     doc.used.add("smtp")
     d = SmtpSettings()
@@ -485,7 +498,17 @@ def _smtp(doc: _Table) -> SmtpSettings:
         password_env=t.check("password_env", t.get("password_env", str, d.password_env),
                              lambda s: re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", s) is not None,
                              "must be the name of an environment variable"),
+        timeout=float(_duration(t, "timeout", int(d.timeout))),
+        ca_file=t.get("ca_file", str, d.ca_file),
     )
+    if s.ca_file:
+        ca = Path(s.ca_file) if Path(s.ca_file).is_absolute() else base / s.ca_file
+        t.check("ca_file", ca, Path.is_file, f"{str(ca)!r} is not a readable file")
+        s = replace(s, ca_file=str(ca))
+    if s.username and s.security == "none" and s.host not in ("localhost", "127.0.0.1", "::1"):
+        raise t.fail("username", f"would send the password to {s.host!r} unencrypted: "
+                     "set security = \"starttls\" or \"tls\"")
+    s = replace(s, password=environ.get(s.password_env, ""))
     t.finish()
     return s
 
@@ -516,7 +539,7 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
         feeds=_feeds(doc, fetch.default_interval),
         rules=_rules(doc),
         digest=_digest(doc),
-        smtp=_smtp(doc),
+        smtp=_smtp(doc, environ, base),
         fetch=fetch,
         extract=_extract(doc),
         dedup=_dedup(doc),

@@ -18,6 +18,7 @@ the edge with ``raise ... from exc`` so callers only ever catch ours::
     │   └── RedirectError      too many redirects, or a loop
     ├── FeedParseError         a body that is no usable feed
     ├── ExtractionError        article extraction failed
+    ├── MailError              the SMTP server could not be reached, or refused a digest
     └── InputError             a file or URL given on the command line cannot be read
 
 Each class has a ``hint`` telling the user what to do about it, shown by the CLI.
@@ -141,6 +142,20 @@ class ExtractionError(MonitorError):
 
     def __reduce__(self) -> tuple[type[ExtractionError], tuple[str, str]]:
         return (type(self), (self.url, self.reason))
+
+
+class MailError(MonitorError):
+    """A digest could not be handed to the SMTP server. ``refused`` when the server
+    answered with a rejection (a 4xx/5xx code), not when it could not be reached or
+    dropped the connection. Either way the digest stays pending and is retried."""
+
+    hint = "check [smtp] and the mail server's log; pending digests are retried with backoff"
+
+    def __init__(self, server: str, reason: str, *, refused: bool = False) -> None:
+        self.server = server
+        self.reason = reason
+        self.refused = refused
+        super().__init__(f"SMTP {server}: {reason}")
 
 
 class InputError(MonitorError):
