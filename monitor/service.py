@@ -4,7 +4,8 @@ Start-up upgrades the schema (idempotent; on PostgreSQL behind an advisory
 lock), syncs feeds and rules from the config, loads the seeds and brings the
 near-duplicate index up to date. Then
 ``run --once`` polls every enabled feed once; ``run`` keeps polling each feed
-on its interval until SIGINT or SIGTERM.
+on its interval until SIGINT or SIGTERM, and after each round of polls composes
+the digests that are due and sends the pending ones (:mod:`monitor.delivery`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor import db, store
+from monitor import db, delivery, store
 from monitor.config import Settings
 from monitor.duplicates import Deduplicator
 from monitor.errors import StoreError
 from monitor.fetcher import Fetcher
+from monitor.mailer import Mailer, SmtpMailer
 from monitor.pipeline import Clock, Context, FeedReport, RuleBook, load_seeds, poll_feed
 from monitor.workers import Processor
 
@@ -113,9 +115,13 @@ async def run(
     transport: httpx.AsyncBaseTransport | None = None,
     stop: asyncio.Event | None = None,
     install_signal_handlers: bool = True,
+    mailer: Mailer | None = None,
 ) -> RunSummary:
-    """Poll feeds: once, or until ``stop`` is set (SIGINT/SIGTERM set it)."""
+    """Poll feeds: once, or until ``stop`` is set (SIGINT/SIGTERM set it), sending
+    digests as they fall due. Raises ConfigError (an SMTP password missing)."""
     stop = stop or asyncio.Event()
+    if not once and mailer is None:
+        mailer = SmtpMailer(settings.smtp, str(settings.path))
     if install_signal_handlers:
         _install_signal_handlers(stop)
     sessions = db.session_factory(engine)
@@ -129,7 +135,8 @@ async def run(
             if once:
                 summary.reports = await poll_due(ctx, None)
                 return summary
-            await _loop(ctx, stop, summary)
+            assert mailer is not None
+            await _loop(ctx, mailer, stop, summary)
     finally:
         processor.close()
     return summary
@@ -143,7 +150,7 @@ def _rule_ids(sessions: sessionmaker[Session], settings: Settings) -> dict[str, 
         raise StoreError(f"reading rules failed: {exc}") from exc
 
 
-async def _loop(ctx: Context, stop: asyncio.Event, summary: RunSummary) -> None:
+async def _loop(ctx: Context, mailer: Mailer, stop: asyncio.Event, summary: RunSummary) -> None:
     log.info("polling %d feeds; stop with SIGINT or SIGTERM", len(ctx.settings.feeds))
     stopping = asyncio.create_task(stop.wait())
     try:
@@ -157,6 +164,8 @@ async def _loop(ctx: Context, stop: asyncio.Event, summary: RunSummary) -> None:
                 break
             try:
                 summary.reports.extend(poll.result())
+                # smtplib blocks: in a thread, so a signal is still heard meanwhile.
+                await asyncio.to_thread(_digests, ctx, mailer)
                 pause = _seconds_until_next_due(ctx)
                 log.info("next check in %.0fs", pause)
             except StoreError as exc:
@@ -169,15 +178,31 @@ async def _loop(ctx: Context, stop: asyncio.Event, summary: RunSummary) -> None:
     log.info("stopped")
 
 
+def _digests(ctx: Context, mailer: Mailer) -> None:
+    """Compose the digests that are due and send the pending ones. Raises StoreError;
+    any other failure is logged and the daemon goes on (the digests stay pending)."""
+    try:
+        result = delivery.run_round(ctx.sessions, ctx.settings, mailer, ctx.clock)
+    except StoreError:
+        raise
+    except Exception:
+        log.exception("digest round failed; pending digests are retried at the next check")
+        return
+    if result.composed or result.deliveries:
+        log.info("digests: %s", result.render().replace("\n", "; "))
+
+
 def _seconds_until_next_due(ctx: Context) -> float:
+    """Until the next feed poll, digest slot or digest retry, at most MAX_IDLE_SECONDS."""
     try:
         with ctx.sessions() as s:
-            due = store.next_due_at(s)
+            dues = [store.next_due_at(s), store.next_digest_attempt_at(s)]
     except SQLAlchemyError as exc:
         raise StoreError(f"reading the poll schedule failed: {exc}") from exc
-    if due is None:
-        return MAX_IDLE_SECONDS
-    return min(MAX_IDLE_SECONDS, max(1.0, (due - ctx.clock()).total_seconds()))
+    dues.append(delivery.next_digest_at(ctx.sessions, ctx.settings))
+    now = ctx.clock()
+    waits = [(due - now).total_seconds() for due in dues if due is not None]
+    return min([MAX_IDLE_SECONDS, *(max(1.0, w) for w in waits)])
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:

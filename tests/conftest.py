@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from mailserver import MailServer
+from mailserver import start as start_mail
 
 PG_ADMIN_URL = os.environ.get("MONITOR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -166,3 +168,15 @@ def server() -> Iterator[LocalServer]:
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture
+def mail() -> Iterator[MailServer]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1, plain, accepting everything until a
+    test sets ``mail.mode``."""
+    server = MailServer()
+    controller = start_mail(server)
+    try:
+        yield server
+    finally:
+        controller.stop()

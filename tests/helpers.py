@@ -6,9 +6,12 @@ import gzip
 import io
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
+
+from sqlalchemy import select
 
 from monitor.cli import main
 
@@ -42,9 +45,15 @@ def write_config(
     extract: dict[str, object] | None = None,
     dedup: dict[str, object] | None = None,
     rules: list[dict[str, object]] | None = None,
+    digest: dict[str, object] | None = None,
+    smtp: dict[str, object] | None = None,
 ) -> Path:
     """Write a config file with the documented keys. Returns its path. Without ``rules``,
     the one rule of the default config: "Venezuela leadership"."""
+    digest = {"schedule": "0 7 * * *", "timezone": "America/Caracas",
+              "sender": "monitor@example.org", **(digest or {})}
+    smtp = {"host": "localhost", "port": 25, "security": "none", "username": "",
+            "password_env": "MONITOR_SMTP_PASSWORD", **(smtp or {})}
     fetch = {"timeout": "10s", "connect_timeout": "5s", **(fetch or {})}
     extract = {"workers": 2, **(extract or {})}
     lines = [
@@ -61,12 +70,8 @@ def write_config(
                   "recipients": ["desk@example.org"]}]
     for r in rules:
         lines += ["[[rules]]", *(f"{k} = {_toml(v)}" for k, v in r.items()), ""]
-    lines += [
-        "[digest]", 'schedule = "0 7 * * *"', 'timezone = "America/Caracas"',
-        'sender = "monitor@example.org"', "",
-        "[smtp]", 'host = "localhost"', "port = 25", 'security = "none"', 'username = ""',
-        'password_env = "MONITOR_SMTP_PASSWORD"', "",
-    ]
+    lines += ["[digest]", *(f"{k} = {_toml(v)}" for k, v in digest.items()), ""]
+    lines += ["[smtp]", *(f"{k} = {_toml(v)}" for k, v in smtp.items()), ""]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
@@ -154,3 +159,56 @@ def pages() -> list[Page]:
 
 def page_html(page: Page) -> bytes:
     return gzip.decompress(page.html_gz)
+
+
+@dataclass(frozen=True)
+class Story:
+    """An item to store directly (no fetching), for tests of what follows the pipeline:
+    rules match it as the pipeline would; ``copy_of`` makes it another outlet's copy."""
+
+    key: str
+    feed: str
+    title: str
+    url: str
+    text: str
+    published_at: str | None = None  # ISO 8601
+    copy_of: str | None = None
+
+
+def store_stories(config: Path, stories: list[Story], now: datetime) -> dict[str, int]:
+    """Store ``stories`` in the config's database (schema, feeds and rules synced
+    first) and the alerts the config's rules raise on them, the way the pipeline
+    does. Returns item ids by story key."""
+    from monitor import db, store
+    from monitor.config import load_settings
+    from monitor.models import Feed
+    from monitor.pipeline import RuleBook
+
+    settings = load_settings(config)
+    engine = db.make_engine(settings.database.url)
+    try:
+        db.upgrade(engine)
+        with db.session_factory(engine).begin() as s:
+            store.sync_feeds(s, settings.feeds, now)
+            store.sync_rules(s, settings.rules, now)
+            feed_ids = {name: id_ for name, id_ in s.execute(select(Feed.name, Feed.id))}
+            book = RuleBook.build(settings.rules, store.rule_ids(s, [r.name for r in settings.rules]))
+            ids: dict[str, int] = {}
+            for st in stories:
+                original = ids.get(st.copy_of) if st.copy_of else None
+                new = store.NewItem(
+                    feed_id=feed_ids[st.feed], guid=st.url, url=st.url, final_url=st.url,
+                    canonical_url=st.url, title=st.title, author=None,
+                    published_at=datetime.fromisoformat(st.published_at) if st.published_at else None,
+                    fetched_at=now, language="en", site_name=None, text=st.text,
+                    text_source="page", text_hash=None, page_status=200, page_error=None,
+                    duplicate_of=store.Ref("item", original, None) if original else None,
+                    dedup_method="near" if original else None,
+                    similarity=0.8 if original else None)
+                ids[st.key] = store.add_item(s, new, now)
+                if original is None:
+                    hits = book.matcher.match(st.title, st.text)
+                    store.add_alerts(s, ids[st.key], [book.alert(h) for h in hits], now)
+        return ids
+    finally:
+        engine.dispose()

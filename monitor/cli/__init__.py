@@ -1,7 +1,8 @@
 """Command line: argument parsing, output and exit codes (the only place that exits).
 
 Exit codes: 0 success; 1 unexpected failure; 2 bad usage, bad config or a bad query;
-3 the database cannot be reached or used; 4 the seeds cannot be read.
+3 the database cannot be reached or used; 4 the seeds cannot be read; 5 a digest
+could not be sent (it stays pending and is retried).
 
     __init__.py   the parser, logging, dispatch and error handling
     common.py     exit codes, JSON output, opening a database whose schema is current
@@ -9,6 +10,7 @@ Exit codes: 0 success; 1 unexpected failure; 2 bad usage, bad config or a bad qu
     listing.py    feeds list, items list
     dedup.py      dedup check, dedup reindex
     alerts.py     rules test, rules list, alerts list
+    digests.py    digest send, digest preview, digest list
 """
 
 from __future__ import annotations
@@ -22,22 +24,31 @@ from typing import TextIO
 
 from monitor import __version__
 from monitor.cli.alerts import cmd_alerts_list, cmd_rules_list, cmd_rules_test
-from monitor.cli.common import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_SEEDS, EXIT_STORE
+from monitor.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_MAIL,
+    EXIT_OK,
+    EXIT_SEEDS,
+    EXIT_STORE,
+)
 from monitor.cli.daemon import cmd_config_show, cmd_db_upgrade, cmd_run, cmd_seeds_load
 from monitor.cli.dedup import cmd_dedup_check, cmd_dedup_reindex
+from monitor.cli.digests import cmd_digest_list, cmd_digest_preview, cmd_digest_send
 from monitor.cli.listing import cmd_feeds_list, cmd_items_list
 from monitor.config import config_path, load_settings
 from monitor.errors import (
     ConfigError,
     InputError,
+    MailError,
     MonitorError,
     QueryError,
     SeedError,
     StoreError,
 )
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_OK", "EXIT_SEEDS", "EXIT_STORE", "build_parser",
-           "main"]
+__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_MAIL", "EXIT_OK", "EXIT_SEEDS", "EXIT_STORE",
+           "build_parser", "main"]
 
 log = logging.getLogger("monitor")
 
@@ -111,6 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--since", metavar="DURATION", help="only alerts of the last DURATION (7d)")
     al.add_argument("--limit", type=int, metavar="N", help="at most N alerts")
 
+    digest = sub.add_parser("digest", help="digest emails").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    ds = digest.add_parser("send", help="compose the digests that are due and send what is pending")
+    ds.add_argument("--now", action="store_true",
+                    help="compose every recipient's digest now, whatever the schedule, and "
+                         "send every pending digest, whatever its retry time")
+    dp = digest.add_parser("preview", help="render digests without sending or marking anything")
+    dp.add_argument("--recipient", metavar="ADDR", help="only this recipient's digest")
+    dp.add_argument("--out", metavar="FILE",
+                    help="write the digest to FILE.eml (the whole email) or FILE.html "
+                         "(its HTML part) instead of printing the text part")
+    dl = digest.add_parser("list", help="digests, newest first: sent or pending, with errors")
+    dl.add_argument("--pending", action="store_true", help="only digests not yet sent")
+    dl.add_argument("--json", action="store_true", help="one JSON object per line")
+    dl.add_argument("--limit", type=int, metavar="N", help="at most N digests")
+
     cfg = sub.add_parser("config", help="configuration").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     cfg.add_parser("show", help="print the effective config as JSON, secrets hidden")
@@ -143,6 +170,9 @@ COMMANDS = {
     ("rules", "test"): cmd_rules_test,
     ("rules", "list"): cmd_rules_list,
     ("alerts", "list"): cmd_alerts_list,
+    ("digest", "send"): cmd_digest_send,
+    ("digest", "preview"): cmd_digest_preview,
+    ("digest", "list"): cmd_digest_list,
     ("config", "show"): cmd_config_show,
 }
 
@@ -172,6 +202,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except SeedError as exc:
         log.error("seed error: %s (%s)", exc, exc.hint)
         return EXIT_SEEDS
+    except MailError as exc:
+        log.error("mail error: %s (%s)", exc, exc.hint)
+        return EXIT_MAIL
     except MonitorError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE

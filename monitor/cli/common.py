@@ -10,13 +10,13 @@ from typing import Any, TextIO
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import db, store
 from monitor.config import Settings, parse_duration
 from monitor.errors import InputError, StoreError
 
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_STORE, EXIT_SEEDS = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_STORE, EXIT_SEEDS, EXIT_MAIL = 0, 1, 2, 3, 4, 5
 
 
 def json_default(value: Any) -> Any:
@@ -49,11 +49,17 @@ def ready_engine(settings: Settings) -> Engine:
 def stored(settings: Settings, *, write: bool = False) -> Iterator[Session]:
     """A session on the ready database (see :func:`ready_engine`), inside a transaction
     when ``write``; the engine is disposed after. Database errors become StoreError."""
+    with session_factory(settings) as sessions, sessions.begin() if write else sessions() as s:
+        yield s
+
+
+@contextmanager
+def session_factory(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the ready database, for commands that need several transactions;
+    the engine is disposed after. Database errors become StoreError."""
     engine = ready_engine(settings)
-    sessions = db.session_factory(engine)
     try:
-        with sessions.begin() if write else sessions() as s:
-            yield s
+        yield db.session_factory(engine)
     except SQLAlchemyError as exc:
         raise StoreError(f"{db.describe(engine)}: {exc}") from exc
     finally:

@@ -24,6 +24,7 @@ from monitor.store.digests import (
     list_digests,
     mark_digest_failed,
     mark_digest_sent,
+    next_digest_attempt_at,
     pending_digests,
     undelivered_alerts,
 )
@@ -116,6 +117,7 @@ __all__ = [
     "mark_digest_failed",
     "mark_digest_sent",
     "near_candidates",
+    "next_digest_attempt_at",
     "next_due_at",
     "pending_digests",
     "record_feed_failure",

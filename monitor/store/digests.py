@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from monitor.models import Alert, Digest, DigestAlert, Rule
@@ -77,6 +77,12 @@ def pending_digests(session: Session, due_by: datetime | None) -> list[DigestRow
     if due_by is not None:
         q = q.where(Digest.next_attempt_at <= due_by)
     return [_row(d) for d in session.scalars(q)]
+
+
+def next_digest_attempt_at(session: Session) -> datetime | None:
+    """When the soonest pending digest is due to be tried (again), or None."""
+    return session.scalar(select(func.min(Digest.next_attempt_at))
+                          .where(Digest.sent_at.is_(None)))
 
 
 def list_digests(session: Session, *, pending: bool = False,

@@ -1,0 +1,273 @@
+"""Digest delivery: compose digests when the schedule says so, send what is pending.
+
+Two steps, each with its own transactions, so nothing is lost and nothing doubles:
+
+1. **Compose** (one transaction): for each recipient of the config's rules, the
+   alerts no digest to them carries yet are rendered into one email, stored
+   whole with its Message-ID, and linked to the alerts. The schedule's next
+   slot advances in the same transaction, so a crash leaves either both or
+   neither. Missed slots (the daemon was down) become one catch-up digest.
+2. **Send** each pending digest whose attempt is due. Only after the server has
+   accepted it is it marked sent (and its alerts with it). A failure keeps it
+   pending with the reason and a retry time, backing off 1m, 2m, 4m … up to
+   ``[digest] retry_max``. A crash between acceptance and the commit sends
+   it again at the next run: one repeat at most, with the same Message-ID, which
+   mail clients show as one message.
+
+Only this module, the CLI and the service call it; SMTP is behind a
+:class:`monitor.mailer.Mailer` and the clock is passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor import store
+from monitor.config import RuleSettings, Settings
+from monitor.digest import Digest, Entry, Outlet, assemble, new_message_id, render, subject
+from monitor.errors import MailError, StoreError
+from monitor.mailer import Mailer
+from monitor.schedule import CronSchedule
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_KEY = "digest.schedule"  # meta row: the schedule and its next slot
+FIRST_RETRY_SECONDS = 60
+
+Clock = Callable[[], datetime]
+
+
+def recipients(rules: Sequence[RuleSettings]) -> dict[str, list[str]]:
+    """Each recipient's rules, by name, in config order; recipients in order of appearance."""
+    out: dict[str, list[str]] = {}
+    for rule in rules:
+        for addr in rule.recipients:
+            out.setdefault(addr, []).append(rule.name)
+    return out
+
+
+def retry_delay(attempts: int, cap_seconds: int) -> timedelta:
+    """The wait after the ``attempts``-th failed attempt: 1m, 2m, 4m … at most the cap."""
+    return timedelta(seconds=min(cap_seconds, FIRST_RETRY_SECONDS * 2 ** min(attempts - 1, 20)))
+
+
+# --- the schedule ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SlotState:
+    schedule: str
+    timezone: str
+    next_at: datetime
+
+
+def _read_slot(session: Session) -> SlotState | None:
+    raw = store.get_meta(session, SCHEDULE_KEY)
+    if not raw:
+        return None
+    try:
+        d = json.loads(raw)
+        return SlotState(d["schedule"], d["timezone"], datetime.fromisoformat(d["next_at"]))
+    except (ValueError, KeyError, TypeError):
+        log.warning("digest schedule state %r is unreadable; starting it again", raw)
+        return None
+
+
+def _write_slot(session: Session, state: SlotState) -> None:
+    store.set_meta(session, SCHEDULE_KEY, json.dumps(
+        {"schedule": state.schedule, "timezone": state.timezone,
+         "next_at": state.next_at.isoformat()}))
+
+
+def next_digest_at(sessions: sessionmaker[Session], settings: Settings) -> datetime | None:
+    """When the next digests are due, or None before the first check has set a slot."""
+    try:
+        with sessions() as s:
+            state = _read_slot(s)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"reading the digest schedule failed: {exc}") from exc
+    d = settings.digest
+    if state is None or (state.schedule, state.timezone) != (d.schedule, d.timezone):
+        return None
+    return state.next_at
+
+
+def _claim_slot(session: Session, settings: Settings, now: datetime) -> bool:
+    """Whether a slot has come (and advance to the next one after ``now``). The first
+    check, or a changed schedule, only sets the next slot: digests start on schedule."""
+    d = settings.digest
+    schedule = CronSchedule(d.schedule, ZoneInfo(d.timezone))
+    state = _read_slot(session)
+    fresh = SlotState(d.schedule, d.timezone, schedule.next_after(now))
+    if state is None or (state.schedule, state.timezone) != (d.schedule, d.timezone):
+        _write_slot(session, fresh)
+        log.info("digests scheduled %r (%s); the next at %s", d.schedule, d.timezone,
+                 fresh.next_at.isoformat())
+        return False
+    if now < state.next_at:
+        return False
+    _write_slot(session, fresh)
+    return True
+
+
+# --- composing ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Composed:
+    digest_id: int
+    recipient: str
+    alerts: int
+    subject: str
+
+
+def build(session: Session, settings: Settings, recipient: str, rules: Sequence[str],
+          now: datetime, message_id: str) -> tuple[Digest, EmailMessage]:
+    """The digest ``recipient`` would get now, rendered; reads only."""
+    rows = store.undelivered_alerts(session, recipient, rules)
+    copies = store.also_reported_by(session, [r.item_id for r in rows])
+    entries = [
+        Entry(alert_id=r.id, rule=r.rule, title=r.title, url=r.url, feed=r.feed,
+              published_at=r.published_at, created_at=r.created_at, query=r.query,
+              terms=tuple(r.terms), snippet=r.snippet,
+              also=tuple(Outlet(c.feed, c.url, c.title) for c in copies.get(r.item_id, [])))
+        for r in rows
+    ]
+    digest = assemble(recipient, entries, [r.name for r in settings.rules])
+    tz = ZoneInfo(settings.digest.timezone)
+    return digest, render(digest, settings.digest, tz, now, message_id)
+
+
+def compose(sessions: sessionmaker[Session], settings: Settings, now: datetime, *,
+            scheduled: bool = True) -> list[Composed]:
+    """Compose and store a digest for each recipient with something new (or for
+    every recipient with ``[digest] send_empty``). With ``scheduled``, only when a
+    slot of the schedule has come. Raises StoreError."""
+    domain = settings.digest.sender.rpartition("@")[2]
+    try:
+        with sessions.begin() as s:
+            if scheduled and not _claim_slot(s, settings, now):
+                return []
+            composed = []
+            for recipient, rules in recipients(settings.rules).items():
+                message_id = new_message_id(domain, secrets.token_hex(12))
+                digest, message = build(s, settings, recipient, rules, now, message_id)
+                if not digest.count and not settings.digest.send_empty:
+                    continue
+                digest_id = store.add_digest(s, store.NewDigest(
+                    recipient, message_id, subject(digest), message.as_bytes(),
+                    tuple(digest.alert_ids)), now)
+                composed.append(Composed(digest_id, recipient, digest.count, subject(digest)))
+    except IntegrityError:
+        # Another worker composed the same alerts into its digests first: they are theirs.
+        log.info("digests were composed by another worker at the same time; nothing to add")
+        return []
+    except SQLAlchemyError as exc:
+        raise StoreError(f"composing digests failed: {exc}") from exc
+    for c in composed:
+        log.info("digest %d for %s composed: %d alerts", c.digest_id, c.recipient, c.alerts)
+    return composed
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Delivery:
+    digest_id: int
+    recipient: str
+    alerts: int
+    error: str | None = None  # None: accepted by the server
+    retry_at: datetime | None = None
+
+
+def send_pending(sessions: sessionmaker[Session], settings: Settings, mailer: Mailer,
+                 clock: Clock, *, everything: bool = False) -> list[Delivery]:
+    """Send the pending digests whose attempt is due (all pending ones with
+    ``everything``), oldest first. A server that cannot be reached fails the rest
+    of the round at once instead of timing out on each. Raises StoreError."""
+    try:
+        with sessions() as s:
+            pending = store.pending_digests(s, None if everything else clock())
+    except SQLAlchemyError as exc:
+        raise StoreError(f"reading pending digests failed: {exc}") from exc
+    results: list[Delivery] = []
+    unreachable: MailError | None = None
+    for d in pending:
+        error = unreachable
+        if error is None:
+            try:
+                with sessions() as s:
+                    message = store.digest_message(s, d.id)
+                mailer.send(message, settings.digest.sender, [d.recipient])
+            except MailError as exc:
+                error = exc
+                if not exc.refused:
+                    unreachable = exc
+            except SQLAlchemyError as exc:
+                raise StoreError(f"reading digest {d.id} failed: {exc}") from exc
+        results.append(_record(sessions, settings, d, error, clock()))
+    return results
+
+
+def _record(sessions: sessionmaker[Session], settings: Settings, d: store.DigestRow,
+            error: MailError | None, now: datetime) -> Delivery:
+    retry_at = now + retry_delay(d.attempts + 1, settings.digest.retry_max)
+    try:
+        with sessions.begin() as s:
+            if error is None:
+                store.mark_digest_sent(s, d.id, now)
+            else:
+                store.mark_digest_failed(s, d.id, str(error), retry_at)
+    except SQLAlchemyError as exc:
+        # If the server accepted it, the next run sends it again: the one repeat, same
+        # Message-ID. Nothing is lost.
+        raise StoreError(f"recording digest {d.id} for {d.recipient} failed: {exc}") from exc
+    if error is None:
+        log.info("digest %d sent to %s (%d alerts)", d.id, d.recipient, d.alerts)
+        return Delivery(d.id, d.recipient, d.alerts)
+    log.warning("digest %d to %s not sent (attempt %d): %s; retrying at %s", d.id, d.recipient,
+                d.attempts + 1, error, retry_at.isoformat())
+    return Delivery(d.id, d.recipient, d.alerts, str(error), retry_at)
+
+
+@dataclass
+class Round:
+    """What one round of digest work did, for the CLI and the daemon's log."""
+
+    composed: list[Composed] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Delivery]:
+        return [d for d in self.deliveries if d.error]
+
+    def render(self) -> str:
+        sent = [d for d in self.deliveries if not d.error]
+        lines = [f"composed {len(self.composed)} digests"
+                 + "".join(f"\n  {c.recipient}: {c.alerts} alerts, {c.subject!r}"
+                           for c in self.composed),
+                 f"sent {len(sent)} digests"
+                 + "".join(f"\n  {d.recipient}: digest {d.digest_id}, {d.alerts} alerts"
+                           for d in sent)]
+        if self.failed:
+            lines.append(f"not sent {len(self.failed)} digests (kept, retried later)" + "".join(
+                f"\n  {d.recipient}: digest {d.digest_id}: {d.error}; next attempt "
+                f"{d.retry_at.isoformat() if d.retry_at else '?'}" for d in self.failed))
+        return "\n".join(lines)
+
+
+def run_round(sessions: sessionmaker[Session], settings: Settings, mailer: Mailer,
+              clock: Clock, *, immediately: bool = False) -> Round:
+    """Compose what is due (everything new, ``immediately``), then send what is pending
+    (everything pending, ignoring the backoff, ``immediately``). Raises StoreError."""
+    composed = compose(sessions, settings, clock(), scheduled=not immediately)
+    return Round(composed,
+                 send_pending(sessions, settings, mailer, clock, everything=immediately))

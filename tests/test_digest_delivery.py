@@ -1,0 +1,387 @@
+"""Digests end to end on SQLite and PostgreSQL, delivered to a real SMTP server
+(aiosmtpd on 127.0.0.1) that receives and parses them: content, grouping, headers,
+escaping, exactly-once sending, retries after refusals and dropped connections."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import Story, cli, json_lines, store_stories, write_config
+from mailserver import MailServer
+from sqlalchemy.exc import OperationalError
+
+from monitor import db, delivery, store
+from monitor.config import Settings, load_settings
+from monitor.errors import StoreError
+from monitor.mailer import SmtpMailer
+
+FEEDS = [
+    {"name": "teleSUR English", "url": "https://www.telesurenglish.net/rss/"},
+    {"name": "The Moscow Times", "url": "https://www.themoscowtimes.com/rss/news"},
+    {"name": "RFE/RL", "url": "https://www.rferl.org/api/epiqq"},
+]
+LEADERS = {"name": "Venezuela leadership", "query": 'Maduro OR "Delcy Rodriguez"',
+           "recipients": ["desk@example.org"]}
+RUSSIA = {"name": "Russia and Latin America", "query": "Russia AND (Venezuela OR Cuba)",
+          "recipients": ["desk@example.org", "analyst@example.org"]}
+STORED_AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+FILLER = (" Officials said they were following the situation closely and expected further "
+          "statements later in the week.")
+DELEGATION = Story("delegation", "teleSUR English", "Delcy Rodríguez receives Russian delegation",
+                   "https://www.telesurenglish.net/news/delegation/",
+                   "Acting President Delcy Rodríguez received a Russian delegation in Caracas, "
+                   "and Russia pledged support for Venezuela." + FILLER,
+                   published_at="2026-11-22T14:05:00+00:00")
+DELEGATION_COPY = Story("delegation-copy", "RFE/RL", "Russian diplomats in Caracas",
+                        "https://www.rferl.org/a/delegation.html", DELEGATION.text,
+                        published_at="2026-11-22T16:00:00+00:00", copy_of="delegation")
+KREMLIN = Story("kremlin", "The Moscow Times", "Kremlin on Maduro",
+                "https://www.themoscowtimes.com/kremlin", "The Kremlin said Maduro's removal was "
+                "an internal matter of Venezuela, and Russia would respect it." + FILLER,
+                published_at="2026-11-23T09:30:00+00:00")
+HAVANA = Story("havana", "RFE/RL", "Russian tanker docks in Havana",
+               "https://www.rferl.org/a/havana.html",
+               "A Russian tanker docked in Havana, and Russia said more fuel would reach Cuba." + FILLER,
+               published_at="2026-11-21T18:00:00+00:00")
+LATER = Story("later", "teleSUR English", "Maduro's ministers questioned",
+              "https://www.telesurenglish.net/news/ministers/",
+              "Former ministers of Nicolás Maduro appeared before prosecutors." + FILLER,
+              published_at="2026-11-24T10:00:00+00:00")
+
+
+def setup(tmp_path: Path, db_url: str, mail: MailServer, stories: list[Story],
+          **config: Any) -> Path:
+    smtp = {"host": "127.0.0.1", "port": mail.port, "timeout": "5s", **config.pop("smtp", {})}
+    path = write_config(tmp_path / "monitor.toml", db_url=db_url, feeds=FEEDS,
+                        rules=config.pop("rules", [LEADERS, RUSSIA]), smtp=smtp, **config)
+    store_stories(path, stories, STORED_AT)
+    return path
+
+
+def digests(config: Path, *extra: str) -> list[dict[str, Any]]:
+    return json_lines(config, "digest", "list", *extra)
+
+
+def by_recipient(mail: MailServer) -> dict[str, Any]:
+    out = {}
+    for received in mail.received:
+        assert len(received.recipients) == 1
+        out[received.recipients[0]] = received.message
+    return out
+
+
+def html_of(message: Any) -> str:
+    return str(message.get_body(("html",)).get_content()).replace("\r\n", "\n")
+
+
+def text_of(message: Any) -> str:
+    return str(message.get_body(("plain",)).get_content()).replace("\r\n", "\n")
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def sessions_of(settings: Settings) -> Any:
+    return db.session_factory(db.make_engine(settings.database.url))
+
+
+# --- content, grouping, headers ----------------------------------------------------------------
+
+def test_one_digest_per_recipient_grouped_by_rule(tmp_path: Path, db_url: str,
+                                                   mail: MailServer) -> None:
+    config = setup(tmp_path, db_url, mail, [DELEGATION, DELEGATION_COPY, KREMLIN, HAVANA])
+    code, out = cli(config, "digest", "send", "--now")
+    assert code == 0, out
+    assert "sent 2 digests" in out
+    got = by_recipient(mail)
+    assert set(got) == {"desk@example.org", "analyst@example.org"}
+    assert {r.sender for r in mail.received} == {"monitor@example.org"}
+
+    desk = got["desk@example.org"]
+    assert desk["Subject"] == ("5 new alerts: Venezuela leadership (2), "
+                               "Russia and Latin America (3)")
+    assert desk["From"] == "monitor <monitor@example.org>"
+    assert desk["To"] == "desk@example.org"
+    assert desk["List-Id"] == '"monitor digest" <digest.example.org>'
+    assert desk["Auto-Submitted"] == "auto-generated"
+    assert re.fullmatch(r"<digest\.[0-9a-f]{24}@example\.org>", desk["Message-ID"])
+    assert desk["Date"].datetime.utcoffset() == timedelta(hours=-4)  # the digest's zone
+    assert desk.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in desk.iter_parts()] == ["text/plain", "text/html"]
+
+    text = text_of(desk)
+    # Rules in config order; in each, newest first.
+    assert text.index("== Venezuela leadership (2) ==") < text.index(
+        "== Russia and Latin America (3) ==")
+    leaders = text.split("== Russia and Latin America")[0]
+    assert leaders.index("Kremlin on Maduro") < leaders.index("Delcy Rodríguez receives")
+    russia = text.split("== Russia and Latin America")[1]
+    assert [t for t in ("Kremlin on Maduro", "Delcy Rodríguez receives", "Russian tanker")
+            if t in russia] == ["Kremlin on Maduro", "Delcy Rodríguez receives", "Russian tanker"]
+    assert russia.index("Kremlin") < russia.index("Delcy") < russia.index("tanker")
+    # Published times in America/Caracas: 14:05Z is 10:05 there.
+    assert "teleSUR English · 22 Nov 2026, 10:05" in text
+    assert "Also reported by: RFE/RL <https://www.rferl.org/a/delegation.html>" in text
+
+    html = html_of(desk)
+    assert '<a href="https://www.themoscowtimes.com/kremlin"' in html
+    assert re.search(r"<strong[^>]*>Delcy Rodríguez</strong> received", html)
+    assert re.search(r"<strong[^>]*>Maduro</strong>", html)
+    assert 'Also reported by: <a href="https://www.rferl.org/a/delegation.html"' in html
+    assert "<style" not in html  # inline CSS only
+
+    analyst = got["analyst@example.org"]
+    assert analyst["Subject"] == "3 new alerts: Russia and Latin America (3)"
+    assert "Venezuela leadership" not in text_of(analyst)
+    assert analyst["Message-ID"] != desk["Message-ID"]
+
+    # The alerts are sent now, and the digests recorded as sent.
+    assert all(a["sent_at"] for a in json_lines(config, "alerts", "list"))
+    rows = digests(config)
+    assert sorted(d["recipient"] for d in rows) == ["analyst@example.org", "desk@example.org"]
+    assert all(d["sent_at"] and d["attempts"] == 1 and d["last_error"] is None for d in rows)
+    assert {d["message_id"] for d in rows} == {desk["Message-ID"], analyst["Message-ID"]}
+
+
+def test_a_second_send_sends_nothing_new(tmp_path: Path, db_url: str, mail: MailServer) -> None:
+    config = setup(tmp_path, db_url, mail, [DELEGATION, KREMLIN])
+    assert cli(config, "digest", "send", "--now")[0] == 0
+    assert len(mail.received) == 2
+    code, out = cli(config, "digest", "send", "--now")
+    assert code == 0
+    assert "composed 0 digests" in out and "sent 0 digests" in out
+    assert len(mail.received) == 2
+
+    # Something new: only that goes out, to the rule's recipient only.
+    store_stories(config, [LATER], STORED_AT + timedelta(days=1))
+    assert cli(config, "digest", "send", "--now")[0] == 0
+    assert len(mail.received) == 3
+    third = mail.received[2].message
+    assert mail.received[2].recipients == ["desk@example.org"]
+    assert third["Subject"] == "1 new alert: Venezuela leadership (1)"
+    assert "Maduro's ministers questioned" in text_of(third)
+    assert "Kremlin" not in text_of(third)
+
+
+def test_nothing_new_sends_nothing_unless_configured(tmp_path: Path, db_url: str,
+                                                      mail: MailServer) -> None:
+    config = setup(tmp_path, db_url, mail, [LATER])  # Venezuela leadership only: desk
+    assert cli(config, "digest", "send", "--now")[0] == 0
+    assert [r.recipients for r in mail.received] == [["desk@example.org"]]
+
+    config = setup(tmp_path, db_url, mail, [], digest={"send_empty": True})
+    assert cli(config, "digest", "send", "--now")[0] == 0
+    empty = by_recipient(MailServer(received=mail.received[1:]))
+    assert set(empty) == {"desk@example.org", "analyst@example.org"}
+    assert empty["analyst@example.org"]["Subject"] == "No new alerts"
+    assert "Nothing new matched your rules" in text_of(empty["analyst@example.org"])
+
+
+# --- safety --------------------------------------------------------------------------------------
+
+HOSTILE = Story(
+    "hostile", "teleSUR English",
+    "Maduro speaks\r\nBcc: victim@evil.example\r\nX-Injected: yes <script>alert(1)</script>",
+    "javascript:alert(document.cookie)",
+    'Maduro said <img src=x onerror="alert(1)"> & <a href="https://evil.example">click</a> '
+    "</td></tr></table><h1>fake</h1>" + FILLER,
+    published_at="2026-11-22T10:00:00+00:00")
+HOSTILE_COPY = Story("hostile-copy", "RFE/RL", "copy", "data:text/html,<script>alert(2)</script>",
+                     HOSTILE.text, copy_of="hostile")
+
+
+def test_hostile_titles_and_snippets_are_escaped_and_inject_no_headers(
+        tmp_path: Path, db_url: str, mail: MailServer) -> None:
+    config = setup(tmp_path, db_url, mail, [HOSTILE, HOSTILE_COPY], rules=[LEADERS])
+    assert cli(config, "digest", "send", "--now")[0] == 0
+    [received] = mail.received
+    assert received.recipients == ["desk@example.org"]  # no Bcc smuggled into the envelope
+    msg = received.message
+    assert msg["Bcc"] is None and msg["X-Injected"] is None
+    header_block = received.data.split(b"\r\n\r\n", 1)[0]
+    assert b"victim@evil.example" not in header_block
+    html = html_of(msg)
+    for raw in ("<script", "<img", "onerror=\"", "<h1>", 'href="https://evil.example"',
+                "javascript:", "data:text/html"):
+        assert raw not in html, raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; &amp; &lt;a href=" in html
+    assert "&lt;/td&gt;&lt;/tr&gt;&lt;/table&gt;&lt;h1&gt;fake" in html
+    # The title survives, on one line, as text.
+    text = text_of(msg)
+    assert ("* Maduro speaks Bcc: victim@evil.example X-Injected: yes "
+            "<script>alert(1)</script>") in text
+    assert "javascript:" not in text and "Also reported by: RFE/RL\n" in text
+
+
+# --- failures and retries ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["refuse", "drop", "reject"])
+def test_a_failed_send_stays_pending_and_is_retried_with_backoff(
+        tmp_path: Path, db_url: str, mail: MailServer, mode: str) -> None:
+    config = setup(tmp_path, db_url, mail, [KREMLIN], rules=[LEADERS])
+    settings = load_settings(config)
+    sessions = sessions_of(settings)
+    mailer = SmtpMailer(settings.smtp, str(config))
+    mail.mode = mode
+
+    code, out = cli(config, "digest", "send", "--now")
+    assert code == 5, out
+    assert "not sent 1 digests (kept, retried later)" in out
+    [pending] = digests(config, "--pending")
+    assert pending["attempts"] == 1 and pending["sent_at"] is None
+    assert {"refuse": "451 4.3.0", "reject": "554 5.7.1",
+            "drop": "closed"}[mode] in pending["last_error"]
+    assert mail.attempts == 1 and not mail.received
+    assert not any(a["sent_at"] for a in json_lines(config, "alerts", "list"))
+
+    # Not yet due: the backoff holds it back; each failure doubles the wait.
+    failed_at = datetime.fromisoformat(pending["next_attempt_at"]) - timedelta(minutes=1)
+    clock = Clock(failed_at + timedelta(seconds=30))
+    assert delivery.send_pending(sessions, settings, mailer, clock) == []
+    assert mail.attempts == 1
+    clock.now = failed_at + timedelta(minutes=1, seconds=1)
+    [second] = delivery.send_pending(sessions, settings, mailer, clock)
+    assert second.error and second.retry_at == clock.now + timedelta(minutes=2)
+    assert mail.attempts == 2
+
+    # The server recovers: the same message goes out, once, with its Message-ID.
+    mail.mode = "accept"
+    clock.now = second.retry_at
+    [third] = delivery.send_pending(sessions, settings, mailer, clock)
+    assert third.error is None
+    [received] = mail.received
+    assert received.message["Message-ID"] == pending["message_id"]
+    assert "Kremlin on Maduro" in text_of(received.message)
+    [sent] = digests(config)
+    assert sent["sent_at"] and sent["attempts"] == 3 and sent["last_error"] is None
+    assert all(a["sent_at"] for a in json_lines(config, "alerts", "list"))
+    assert delivery.send_pending(sessions, settings, mailer, Clock(clock.now + timedelta(days=1))) == []
+    assert len(mail.received) == 1
+
+
+def test_backoff_is_capped(tmp_path: Path) -> None:
+    assert [delivery.retry_delay(n, 600).total_seconds() for n in range(1, 7)] == [
+        60, 120, 240, 480, 600, 600]
+
+
+def test_an_unreachable_server_fails_the_round_quickly_and_loses_nothing(
+        tmp_path: Path, db_url: str, mail: MailServer) -> None:
+    config = setup(tmp_path, db_url, mail, [DELEGATION, KREMLIN],
+                   smtp={"port": 1})  # nothing listens on port 1
+    settings = load_settings(config)
+    sessions = sessions_of(settings)
+    delivery.compose(sessions, settings, datetime.now(UTC), scheduled=False)
+    smtp = SmtpMailer(settings.smtp, str(config))
+    tried: list[bytes] = []
+
+    class Counting:
+        def send(self, message: bytes, sender: str, recipients: Any) -> None:
+            tried.append(message)
+            smtp.send(message, sender, recipients)
+
+    results = delivery.send_pending(sessions, settings, Counting(), lambda: datetime.now(UTC))
+    assert len(results) == 2 and all(r.error for r in results)
+    assert len(tried) == 1  # the second was not tried against a server known to be down
+    code, out = cli(config, "digest", "send", "--now")
+    assert code == 5, out
+    rows = digests(config, "--pending")
+    assert len(rows) == 2
+    assert all("cannot connect" in d["last_error"] and d["attempts"] == 2 for d in rows)
+    # The server is back (the config points at it again): both go out.
+    config = write_config(config, db_url=db_url, feeds=FEEDS, rules=[LEADERS, RUSSIA],
+                          smtp={"host": "127.0.0.1", "port": mail.port})
+    assert cli(config, "digest", "send", "--now")[0] == 0
+    assert sorted(r.recipients[0] for r in mail.received) == ["analyst@example.org",
+                                                              "desk@example.org"]
+    assert {r.message["Message-ID"] for r in mail.received} == {d["message_id"] for d in rows}
+
+
+def test_a_crash_after_acceptance_repeats_once_with_the_same_message_id(
+        tmp_path: Path, db_url: str, mail: MailServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server accepted the digest, then recording it failed (the database went
+    away, or the process died): the next run sends it again, the same bytes with the
+    same Message-ID, and then never again."""
+    config = setup(tmp_path, db_url, mail, [KREMLIN], rules=[LEADERS])
+    settings = load_settings(config)
+    sessions = sessions_of(settings)
+    mailer = SmtpMailer(settings.smtp, str(config))
+    clock = Clock(datetime.now(UTC))
+    delivery.compose(sessions, settings, clock(), scheduled=False)
+
+    def database_gone(*args: object, **kwargs: object) -> None:
+        raise OperationalError("UPDATE digests", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(store, "mark_digest_sent", database_gone)
+    with pytest.raises(StoreError, match="recording digest"):
+        delivery.send_pending(sessions, settings, mailer, clock)
+    monkeypatch.undo()
+    assert len(mail.received) == 1
+
+    [again] = delivery.send_pending(sessions, settings, mailer, clock)
+    assert again.error is None
+    first, second = mail.received
+    assert first.data == second.data
+    assert first.message["Message-ID"] == second.message["Message-ID"]
+    assert delivery.send_pending(sessions, settings, mailer, clock) == []
+    assert delivery.compose(sessions, settings, clock(), scheduled=False) == []
+    assert len(mail.received) == 2
+
+
+# --- the schedule --------------------------------------------------------------------------------
+
+def test_digests_go_out_when_the_schedule_says(tmp_path: Path, db_url: str,
+                                               mail: MailServer) -> None:
+    config = setup(tmp_path, db_url, mail, [KREMLIN], rules=[LEADERS])
+    settings = load_settings(config)
+    sessions = sessions_of(settings)
+    mailer = SmtpMailer(settings.smtp, str(config))
+    caracas_7am = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)
+
+    def round_at(now: datetime) -> delivery.Round:
+        return delivery.run_round(sessions, settings, mailer, Clock(now))
+
+    # The first check only starts the schedule: the first digest is the next 07:00.
+    assert round_at(caracas_7am - timedelta(hours=3)).composed == []
+    assert delivery.next_digest_at(sessions, settings) == caracas_7am
+    assert round_at(caracas_7am - timedelta(seconds=1)).composed == []
+    assert not mail.received
+    result = round_at(caracas_7am + timedelta(seconds=20))
+    assert [c.recipient for c in result.composed] == ["desk@example.org"]
+    assert len(mail.received) == 1
+    assert delivery.next_digest_at(sessions, settings) == caracas_7am + timedelta(days=1)
+
+    # New alerts wait for the next slot; a daemon that was down for days sends one
+    # catch-up digest, not one per missed slot.
+    store_stories(config, [LATER], caracas_7am + timedelta(hours=2))
+    assert round_at(caracas_7am + timedelta(hours=5)).composed == []
+    catch_up = round_at(caracas_7am + timedelta(days=3, hours=2))
+    assert len(catch_up.composed) == 1 and len(mail.received) == 2
+    assert "Maduro's ministers questioned" in text_of(mail.received[1].message)
+    assert delivery.next_digest_at(sessions, settings) == caracas_7am + timedelta(days=4)
+
+
+def test_a_changed_schedule_starts_again(tmp_path: Path, db_url: str, mail: MailServer) -> None:
+    config = setup(tmp_path, db_url, mail, [KREMLIN], rules=[LEADERS])
+    settings = load_settings(config)
+    sessions = sessions_of(settings)
+    mailer = SmtpMailer(settings.smtp, str(config))
+    now = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)
+    delivery.run_round(sessions, settings, mailer, Clock(now))
+    write_config(config, db_url=db_url, feeds=FEEDS, rules=[LEADERS],
+                 smtp={"host": "127.0.0.1", "port": mail.port},
+                 digest={"schedule": "30 18 * * fri"})
+    friday = load_settings(config)
+    assert delivery.next_digest_at(sessions, friday) is None
+    delivery.run_round(sessions, friday, mailer, Clock(now))
+    assert delivery.next_digest_at(sessions, friday) == datetime(2026, 11, 27, 22, 30, tzinfo=UTC)
