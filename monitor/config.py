@@ -73,6 +73,7 @@ class DigestSettings:
     sender: str = "monitor@localhost"
     sender_name: str = "monitor"
     send_empty: bool = False  # mail a "nothing new" digest to recipients with no alerts
+    full_entries: int = 20  # per rule, shown with snippet; the rest as one line each
     retry_max: int = 3600  # seconds: failed sends are retried after 1m, 2m, 4m … up to this
 
 
@@ -477,10 +478,11 @@ def _digest(doc: _Table) -> DigestSettings:
     sender_name = t.check("sender_name", t.get("sender_name", str, d.sender_name),
                           lambda s: s.isprintable(), "must be one line of printable text")
     send_empty = t.get("send_empty", bool, d.send_empty)
+    full_entries = _positive(t, "full_entries", d.full_entries)
     retry_max = _duration(t, "retry_max", d.retry_max, minimum=60)
     t.finish()
     return DigestSettings(schedule=schedule, timezone=tz, sender=sender, sender_name=sender_name,
-                          send_empty=send_empty, retry_max=retry_max)
+                          send_empty=send_empty, full_entries=full_entries, retry_max=retry_max)
 
 
 def _smtp(doc: _Table, environ: Mapping[str, str], base: Path) -> SmtpSettings:

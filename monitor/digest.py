@@ -124,7 +124,7 @@ def render(digest: Digest, settings: DigestSettings, tz: tzinfo, now: datetime,
     Date; ``message_id`` (``<…@…>``) stays with the message across retries."""
     context = {
         "digest": digest,
-        "sections": [_section_view(s, tz) for s in digest.sections],
+        "sections": [_section_view(s, tz, settings.full_entries) for s in digest.sections],
         "summary": _summary(digest),
         "when": _when(now, tz),
         "zone": _zone(now, tz),
@@ -169,9 +169,12 @@ class _EntryView:
     also: list[tuple[str, str | None]]  # (feed, http(s) url or None)
 
 
-def _section_view(section: Section, tz: tzinfo) -> dict[str, object]:
-    return {"rule": section.rule, "count": len(section.entries),
-            "entries": [_entry_view(e, tz) for e in section.entries]}
+def _section_view(section: Section, tz: tzinfo, full: int) -> dict[str, object]:
+    """A rule's first ``full`` entries in full; the rest as one line each (linked title,
+    feed, time), so a big day stays under Gmail's ~102 KB clipping point."""
+    views = [_entry_view(e, tz) for e in section.entries]
+    return {"rule": section.rule, "count": len(views), "entries": views[:full],
+            "more": views[full:]}
 
 
 def _entry_view(e: Entry, tz: tzinfo) -> _EntryView:
