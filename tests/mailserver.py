@@ -106,13 +106,11 @@ def start(mail: MailServer, *, security: str = "none", cert: tuple[Path, Path] |
         else:
             server_kwargs.update(tls_context=context, require_starttls=True)
     if auth:
+        # With implicit TLS aiosmtpd does not know the session is encrypted (it tracks
+        # STARTTLS only), so it would withhold AUTH: require TLS only for STARTTLS.
         server_kwargs.update(authenticator=_authenticate, auth_required=True,
-                             auth_require_tls=security != "none")
+                             auth_require_tls=security == "starttls")
     controller = Controller(mail, hostname="127.0.0.1", port=mail.port, **kwargs,
                             **server_kwargs)
-    if security == "tls":
-        # aiosmtpd's readiness probe speaks plain SMTP; with implicit TLS it cannot, so
-        # start the server without it and wait for the port ourselves.
-        controller._trigger_server = lambda: None  # type: ignore[method-assign]
     controller.start()
     return controller

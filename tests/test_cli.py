@@ -99,12 +99,14 @@ def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mo
     config = write_config(tmp_path / "env.toml", db_url=f"sqlite:///{tmp_path}/e.db", feeds=[])
     monkeypatch.setenv("MONITOR_CONFIG", str(config))
     monkeypatch.setenv("MONITOR_DATABASE_URL", "postgresql://u:s3cret@127.0.0.1:1/x")
+    monkeypatch.setenv("MONITOR_SMTP_PASSWORD", "m4il-secret")
     code, out = cli("config", "show")
     assert code == EXIT_OK
     shown = json.loads(out)
     assert shown["config_file"] == str(config)
     assert shown["database"]["from_env"] is True
-    assert "s3cret" not in out and shown["smtp"]["password"] == "(hidden)"
+    assert "s3cret" not in out and "m4il-secret" not in out
+    assert shown["smtp"]["password"] == "(hidden)"
     assert shown["rules"] == [{"name": "Venezuela leadership", "query": 'Maduro OR "Delcy Rodriguez"',
                                "reads": 'maduro OR "delcy rodriguez"',
                                "recipients": ["desk@example.org"]}]

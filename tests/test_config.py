@@ -207,6 +207,17 @@ BAD_CONFIGS = [
     pytest.param('[dedup]\nboilerplate = [""]\n', "dedup.boilerplate[0]", "non-empty string",
                  id="empty-boilerplate"),
     pytest.param("[dedup]\nthreshold = 0.5\n", "dedup.threshold", "unknown key", id="unknown-dedup-key"),
+    pytest.param('[digest]\nsend_empty = "no"\n', "digest.send_empty", "must be true or false",
+                 id="send-empty-str"),
+    pytest.param('[digest]\nretry_max = "10s"\n', "digest.retry_max", "must be at least 60s",
+                 id="retry-max-too-short"),
+    pytest.param('[digest]\nsender_name = "Monitor\\r\\nBcc: x@evil.example"\n', "digest.sender_name",
+                 "one line of printable text", id="sender-name-crlf"),
+    pytest.param('[smtp]\ntimeout = 30\n', "smtp.timeout", "must be a string", id="smtp-timeout-int"),
+    pytest.param('[smtp]\nca_file = "no/such/ca.pem"\n', "smtp.ca_file", "is not a readable file",
+                 id="smtp-ca-missing"),
+    pytest.param('[smtp]\nhost = "mail.example.org"\nusername = "monitor"\n', "smtp.username",
+                 "would send the password to 'mail.example.org' unencrypted", id="smtp-auth-plain"),
 ]
 
 
@@ -241,14 +252,19 @@ def test_non_utf8_file(tmp_path: Path) -> None:
 
 
 def test_redacted_hides_database_and_smtp_passwords(tmp_path: Path) -> None:
-    path = write(tmp_path, '[database]\nurl = "postgresql://u:s3cret@h/db"\n[smtp]\nusername = "mailer"\n')
-    s = load_settings(path, environ={}, base_dir=tmp_path)
+    path = write(tmp_path, '[database]\nurl = "postgresql://u:s3cret@h/db"\n[smtp]\nusername = "mailer"\n'
+                           'security = "starttls"\npassword_env = "SMTP_PW"\n')
+    s = load_settings(path, environ={"SMTP_PW": "mail-pa55"}, base_dir=tmp_path)
     assert "s3cret" in s.database.url  # the settings keep it; only the display hides it
+    assert s.smtp.password == "mail-pa55"
     shown = s.redacted()
-    assert "s3cret" not in repr(shown)
+    assert "s3cret" not in repr(shown) and "mail-pa55" not in repr(shown)
+    assert "mail-pa55" not in repr(s)  # nor in a settings object that gets logged
     assert shown["database"]["url"] == "postgresql+psycopg://u:***@h/db"
     assert shown["smtp"]["password"] == "(hidden)"
     assert shown["smtp"]["username"] == "mailer"
+    unset = load_settings(path, environ={}, base_dir=tmp_path).redacted()
+    assert unset["smtp"]["password"] == "(not set)"
 
 
 def test_redacted_hides_password_from_environment(tmp_path: Path) -> None:
