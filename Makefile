@@ -7,7 +7,7 @@ CONFIG ?= config/monitor.toml
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEV_STAMP := $(STAMP)-dev
 
-.PHONY: run test lint types migrations-check pytest install install-dev clean
+.PHONY: run test lint types migrations-check pytest install install-dev clean screenshot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,17 @@ migrations-check: $(DEV_STAMP)
 
 pytest: $(DEV_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# docs/digest.png: the golden HTML digest as headless Chromium draws it (Debian's
+# `chromium` package: apt-get install chromium). Re-run after changing the templates.
+CHROMIUM ?= chromium
+screenshot:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+	    --disable-background-networking --disable-component-update --disable-sync \
+	    --user-data-dir="$$tmp" --hide-scrollbars --window-size=760,1300 \
+	    --screenshot=docs/digest.png "file://$(CURDIR)/tests/golden/digest/desk.html" 2>/dev/null
+	@echo "wrote docs/digest.png"
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
