@@ -162,10 +162,11 @@ def compose(sessions: sessionmaker[Session], settings: Settings, now: datetime, 
                 digest, message = build(s, settings, recipient, rules, now, message_id)
                 if not digest.count and not settings.digest.send_empty:
                     continue
+                title = subject(digest)
                 digest_id = store.add_digest(s, store.NewDigest(
-                    recipient, message_id, subject(digest), message.as_bytes(),
-                    tuple(digest.alert_ids)), now)
-                composed.append(Composed(digest_id, recipient, digest.count, subject(digest)))
+                    recipient, message_id, title, message.as_bytes(), tuple(digest.alert_ids)),
+                    now)
+                composed.append(Composed(digest_id, recipient, digest.count, title))
     except IntegrityError:
         # Another worker composed the same alerts into its digests first: they are theirs.
         log.info("digests were composed by another worker at the same time; nothing to add")

@@ -164,7 +164,9 @@ async def _loop(ctx: Context, mailer: Mailer, stop: asyncio.Event, summary: RunS
                 break
             try:
                 summary.reports.extend(poll.result())
-                # smtplib blocks: in a thread, so a signal is still heard meanwhile.
+                # smtplib blocks: in a thread, so the event loop and its signal handlers
+                # keep running. A stop waits for the round: each SMTP step is bounded by
+                # [smtp] timeout, and an unreachable server ends the round at once.
                 await asyncio.to_thread(_digests, ctx, mailer)
                 pause = _seconds_until_next_due(ctx)
                 log.info("next check in %.0fs", pause)
