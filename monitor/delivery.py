@@ -69,6 +69,11 @@ class SlotState:
     timezone: str
     next_at: datetime
 
+    def follows(self, settings: Settings) -> bool:
+        """Whether this slot was set for the config's schedule (a changed one starts over)."""
+        return (self.schedule, self.timezone) == (settings.digest.schedule,
+                                                  settings.digest.timezone)
+
 
 def _read_slot(session: Session) -> SlotState | None:
     raw = store.get_meta(session, SCHEDULE_KEY)
@@ -88,17 +93,10 @@ def _write_slot(session: Session, state: SlotState) -> None:
          "next_at": state.next_at.isoformat()}))
 
 
-def next_digest_at(sessions: sessionmaker[Session], settings: Settings) -> datetime | None:
+def next_digest_at(session: Session, settings: Settings) -> datetime | None:
     """When the next digests are due, or None before the first check has set a slot."""
-    try:
-        with sessions() as s:
-            state = _read_slot(s)
-    except SQLAlchemyError as exc:
-        raise StoreError(f"reading the digest schedule failed: {exc}") from exc
-    d = settings.digest
-    if state is None or (state.schedule, state.timezone) != (d.schedule, d.timezone):
-        return None
-    return state.next_at
+    state = _read_slot(session)
+    return state.next_at if state is not None and state.follows(settings) else None
 
 
 def _claim_slot(session: Session, settings: Settings, now: datetime) -> bool:
@@ -108,7 +106,7 @@ def _claim_slot(session: Session, settings: Settings, now: datetime) -> bool:
     schedule = CronSchedule(d.schedule, ZoneInfo(d.timezone))
     state = _read_slot(session)
     fresh = SlotState(d.schedule, d.timezone, schedule.next_after(now))
-    if state is None or (state.schedule, state.timezone) != (d.schedule, d.timezone):
+    if state is None or not state.follows(settings):
         _write_slot(session, fresh)
         log.info("digests scheduled %r (%s); the next at %s", d.schedule, d.timezone,
                  fresh.next_at.isoformat())

@@ -198,10 +198,10 @@ def _seconds_until_next_due(ctx: Context) -> float:
     """Until the next feed poll, digest slot or digest retry, at most MAX_IDLE_SECONDS."""
     try:
         with ctx.sessions() as s:
-            dues = [store.next_due_at(s), store.next_digest_attempt_at(s)]
+            dues = [store.next_due_at(s), store.next_digest_attempt_at(s),
+                    delivery.next_digest_at(s, ctx.settings)]
     except SQLAlchemyError as exc:
         raise StoreError(f"reading the poll schedule failed: {exc}") from exc
-    dues.append(delivery.next_digest_at(ctx.sessions, ctx.settings))
     now = ctx.clock()
     waits = [(due - now).total_seconds() for due in dues if due is not None]
     return min([MAX_IDLE_SECONDS, *(max(1.0, w) for w in waits)])

@@ -5,6 +5,12 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +32,28 @@ def cli(config: Path, *args: str) -> tuple[int, str]:
     out = io.StringIO()
     code = main(["--config", str(config), *args], out=out)
     return code, out.getvalue()
+
+
+def run_daemon(config: Path, until: Callable[[], bool], timeout: float,
+               linger: float = 0.0) -> tuple[int, str, bool]:
+    """Start ``monitor run`` as a process, wait until ``until()`` holds (at most
+    ``timeout`` seconds) and ``linger`` seconds more, then send SIGTERM. Returns its exit
+    code, its stderr, and whether it was still running when the signal was sent."""
+    proc = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "run"],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not until() and proc.poll() is None:
+            time.sleep(0.1)
+        time.sleep(linger)
+        running = proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err, running
 
 
 def json_lines(config: Path, *args: str) -> list[dict[str, Any]]:

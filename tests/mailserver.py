@@ -60,10 +60,6 @@ class MailServer:
                                           bytes(envelope.original_content or envelope.content)))
         return "250 2.0.0 OK queued"
 
-    def messages(self) -> list[EmailMessage]:
-        with self._lock:
-            return [r.message for r in self.received]
-
 
 def free_port() -> int:
     with socket.socket() as s:

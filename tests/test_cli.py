@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import LocalServer, Route
-from helpers import ROOT, Entry, rss, write_config
+from helpers import Entry, rss, run_daemon, write_config
 
 from monitor.cli import EXIT_CONFIG, EXIT_OK, EXIT_STORE, main
 
@@ -145,23 +142,10 @@ def test_daemon_polls_on_interval_and_stops_on_sigterm(server: LocalServer, tmp_
         {"name": "A", "url": server.url("/a.rss"), "interval": "30s"},
         {"name": "B", "url": server.url("/b.rss"), "interval": "30s"},
     ])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "--config", str(config), "run"],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(server.hits()) < 2:
-            time.sleep(0.1)
-        time.sleep(1.0)  # still running after the first round: it is a daemon
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
+    # linger: still running a second after the first round, as a daemon is
+    code, err, running = run_daemon(config, lambda: len(server.hits()) >= 2, timeout=30, linger=1.0)
+    assert running
+    assert code == 0, err
     assert {h.path for h in server.hits()} == {"/a.rss", "/b.rss"}
     assert len(server.hits()) == 2  # each once: the next poll is 30 s away
     assert f"feed 'A' <{server.url('/a.rss')}>: polling" in err

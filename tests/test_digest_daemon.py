@@ -4,16 +4,11 @@ alerts raised, and the digest that falls due mailed to a real SMTP server."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from conftest import LocalServer
-from helpers import ROOT, SEEDS, Entry, cli, write_config
+from helpers import SEEDS, Entry, cli, run_daemon, write_config
 from mailserver import MailServer
 from test_alerts import serve
 
@@ -45,19 +40,8 @@ def test_the_daemon_mails_the_digest_that_falls_due(server: LocalServer, mail: M
             "next_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat()}))
     engine.dispose()
 
-    proc = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), "run"],
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not mail.received and proc.poll() is None:
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
+    code, err, _ = run_daemon(config, lambda: bool(mail.received), timeout=120)
+    assert code == 0, err
     [received] = mail.received
     assert received.recipients == ["desk@example.org"]
     message = received.message

@@ -101,12 +101,6 @@ def digest_message(session: Session, digest_id: int) -> bytes:
     return session.execute(select(Digest.message).where(Digest.id == digest_id)).scalar_one()
 
 
-def digest_alert_ids(session: Session, digest_id: int) -> list[int]:
-    return list(session.scalars(select(DigestAlert.alert_id)
-                                .where(DigestAlert.digest_id == digest_id)
-                                .order_by(DigestAlert.alert_id)))
-
-
 def mark_digest_sent(session: Session, digest_id: int, now: datetime) -> None:
     """The server accepted the digest: it is sent, and so are its alerts (the first
     time any digest carries them)."""
