@@ -54,8 +54,10 @@ class DatabaseSettings:
 class FeedSettings:
     name: str
     url: str
-    interval: int  # seconds
+    interval: int  # seconds: the most often it is polled (the adaptive floor)
     enabled: bool = True
+    max_interval: int = 0  # seconds: the adaptive ceiling (at least interval; 0: interval)
+
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,28 @@ class FetchSettings:
     max_redirects: int = 5
     concurrency: int = 16  # requests in flight, all hosts together
     per_host: int = 2  # requests in flight to one host
+    host_delay: float = 1.0  # seconds between the starts of two requests to one host
     default_interval: int = 15 * 60
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """``[poll]``: when feeds are polled again (see :mod:`monitor.cadence`)."""
+
+    jitter: float = 0.1  # each wait is stretched or shrunk by up to this fraction, at random
+    max_interval: int = 4 * 3600  # ceiling for a feed that rarely changes; = interval: off
+    backoff_base: int = 60  # the wait after a first failure; doubled after each further one
+    backoff_max: int = 6 * 3600  # the longest wait after failures; a feed is never given up
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """``[daemon]``: how ``monitor run`` serves, reloads, shares work and stops."""
+
+    listen: str = "127.0.0.1:9464"  # /healthz and /metrics; "" for none; port 0: any free one
+    config_check: int = 5  # seconds between looks at the config file for changes
+    shutdown_timeout: int = 20  # seconds in-flight work may take to finish on SIGTERM
+    lease: int = 120  # seconds a claim on a feed or digest holds unless renewed
 
 
 @dataclass(frozen=True)
@@ -131,7 +154,10 @@ class Settings:
     fetch: FetchSettings = field(default_factory=FetchSettings)
     extract: ExtractSettings = field(default_factory=ExtractSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
+    poll: PollSettings = field(default_factory=PollSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
     log_level: str = "INFO"
+    log_format: str = "text"  # text | json
 
     def redacted(self) -> dict[str, Any]:
         """The effective settings as plain data, with secrets shown as "(hidden)"."""
@@ -142,7 +168,10 @@ class Settings:
             "database": {"url": shown_url, "from_env": self.database.from_env},
             "seeds": {"path": str(self.seeds_path)},
             "log_level": self.log_level,
+            "log_format": self.log_format,
             "fetch": _asdict(self.fetch),
+            "poll": _asdict(self.poll),
+            "daemon": _asdict(self.daemon),
             "extract": _asdict(self.extract),
             "dedup": {**_asdict(self.dedup.thresholds),
                       "boilerplate": list(self.dedup.boilerplate)},
@@ -288,6 +317,20 @@ def _duration(t: _Table, k: str, default: int, minimum: int = 1) -> int:
     return t.check(k, seconds, lambda s: s >= minimum, f"must be at least {minimum}s")
 
 
+def _seconds(t: _Table, k: str, default: float) -> float:
+    """A duration string, or a number of seconds (fractions allowed), at least 0."""
+    t.used.add(k)
+    value = t.data.get(k, default)
+    if isinstance(value, str):
+        try:
+            return float(parse_duration(value))
+        except ValueError as exc:
+            raise t.fail(k, str(exc)) from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise t.fail(k, "must be a duration like \"2s\" or a number of seconds, at least 0")
+    return float(value)
+
+
 def _size(t: _Table, k: str, default: int) -> int:
     t.used.add(k)
     if k not in t.data:
@@ -350,6 +393,7 @@ def _fetch(doc: _Table) -> FetchSettings:
         max_redirects=_positive(t, "max_redirects", d.max_redirects, 0),
         concurrency=_positive(t, "concurrency", d.concurrency),
         per_host=_positive(t, "per_host", d.per_host),
+        host_delay=_seconds(t, "host_delay", d.host_delay),
         default_interval=_duration(t, "default_interval", d.default_interval, minimum=30),
     )
     t.finish()
@@ -400,7 +444,59 @@ def _dedup(doc: _Table) -> DedupSettings:
     return s
 
 
-def _feeds(doc: _Table, default_interval: int) -> tuple[FeedSettings, ...]:
+def _poll(doc: _Table) -> PollSettings:
+    t = _Table(doc.file, "poll", doc.data.get("poll", {}))
+    doc.used.add("poll")
+    d = PollSettings()
+    jitter = t.check("jitter", t.get("jitter", float, d.jitter), lambda v: 0.0 <= v <= 0.5,
+                     "must be a number from 0 to 0.5")
+    s = PollSettings(
+        jitter=jitter,
+        max_interval=_duration(t, "max_interval", d.max_interval, minimum=30),
+        backoff_base=_duration(t, "backoff_base", d.backoff_base),
+        backoff_max=_duration(t, "backoff_max", d.backoff_max),
+    )
+    t.check("backoff_max", s.backoff_max, lambda v: v >= s.backoff_base,
+            f"must be at least backoff_base ({s.backoff_base}s)")
+    t.finish()
+    return s
+
+
+def _daemon(doc: _Table) -> DaemonSettings:
+    t = _Table(doc.file, "daemon", doc.data.get("daemon", {}))
+    doc.used.add("daemon")
+    d = DaemonSettings()
+    listen = t.get("listen", str, d.listen)
+    if listen:
+        problem = listen_problem(listen)
+        if problem:
+            raise t.fail("listen", problem)
+    s = DaemonSettings(
+        listen=listen,
+        config_check=_duration(t, "config_check", d.config_check),
+        shutdown_timeout=_duration(t, "shutdown_timeout", d.shutdown_timeout),
+        lease=_duration(t, "lease", d.lease, minimum=5),
+    )
+    t.finish()
+    return s
+
+
+def listen_problem(listen: str) -> str | None:
+    """Why ``listen`` is not ``HOST:PORT`` (an IPv6 host in brackets), or None."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        return f"{listen!r} is not HOST:PORT, e.g. \"127.0.0.1:9464\" (port 0: any free port)"
+    return None
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``"127.0.0.1:9464"`` -> ("127.0.0.1", 9464); ``"[::1]:9464"`` -> ("::1", 9464)."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _feeds(doc: _Table, default_interval: int,
+           default_max: int) -> tuple[FeedSettings, ...]:
     doc.used.add("feeds")
     raw = doc.data.get("feeds", [])
     if not isinstance(raw, list):
@@ -417,6 +513,9 @@ def _feeds(doc: _Table, default_interval: int) -> tuple[FeedSettings, ...]:
                 f"{url!r} is not an http(s) URL")
         interval = _duration(t, "interval", default_interval, minimum=30)
         enabled = t.get("enabled", bool, True)
+        max_interval = _duration(t, "max_interval", max(default_max, interval), minimum=30)
+        if max_interval < interval:
+            raise t.fail("max_interval", f"must be at least the feed's interval ({interval}s)")
         t.finish()
         if url in seen_urls:
             raise t.fail("url", f"duplicate feed URL {url!r}, already used by feeds[{seen_urls[url]}]")
@@ -424,7 +523,8 @@ def _feeds(doc: _Table, default_interval: int) -> tuple[FeedSettings, ...]:
         if name in seen_names:
             raise t.fail("name", f"duplicate feed name {name!r}, already used by feeds[{seen_names[name]}]")
         seen_urls[url], seen_names[name] = i, i
-        feeds.append(FeedSettings(name=name, url=url, interval=interval, enabled=enabled))
+        feeds.append(FeedSettings(name=name, url=url, interval=interval, enabled=enabled,
+                                  max_interval=max_interval))
     return tuple(feeds)
 
 
@@ -516,6 +616,7 @@ def _smtp(doc: _Table, environ: Mapping[str, str], base: Path) -> SmtpSettings:
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 
 def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Path,
@@ -532,20 +633,26 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
     doc.used.add("logging")
     level = log_t.check("level", log_t.get("level", str, "INFO").upper(),
                         lambda v: v in _LOG_LEVELS, f"must be one of: {', '.join(_LOG_LEVELS)}")
+    log_format = log_t.check("format", log_t.get("format", str, "text"),
+                             lambda v: v in LOG_FORMATS, f"must be one of: {', '.join(LOG_FORMATS)}")
     log_t.finish()
     fetch = _fetch(doc)
+    poll = _poll(doc)
     settings = Settings(
         path=path,
         database=database,
         seeds_path=seeds_path,
-        feeds=_feeds(doc, fetch.default_interval),
+        feeds=_feeds(doc, fetch.default_interval, poll.max_interval),
         rules=_rules(doc),
         digest=_digest(doc),
         smtp=_smtp(doc, environ, base),
         fetch=fetch,
         extract=_extract(doc),
         dedup=_dedup(doc),
+        poll=poll,
+        daemon=_daemon(doc),
         log_level=level,
+        log_format=log_format,
     )
     doc.finish()
     return settings

@@ -105,6 +105,7 @@ class HTTPStatusError(FetchError):
     def __init__(self, url: str, status: int, retry_after: str | None = None) -> None:
         self.status = status
         self.retry_after = retry_after
+        self.kind = "rate_limited" if status == 429 else f"http_{status // 100}xx"
         reason = f"HTTP {status}"
         if retry_after:
             reason += f" (Retry-After: {retry_after})"
@@ -121,6 +122,8 @@ class RedirectError(FetchError):
 
 class FeedParseError(MonitorError):
     """The body could not be read as a feed at all."""
+
+    kind = "parse"
 
     def __init__(self, url: str, reason: str) -> None:
         self.url = url
