@@ -7,7 +7,11 @@ psycopg 3. Migrations are Alembic revisions in the top-level ``alembic/``.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,39 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+@contextmanager
+def hold_sqlite_lock(url: str) -> Iterator[None]:
+    """One daemon per SQLite file: hold an exclusive lock on ``FILE.lock`` while the
+    block runs. Raises StoreError, naming the holder's pid, when another process
+    holds it. The kernel drops the lock when its holder dies, even by ``kill -9``.
+    Does nothing for PostgreSQL (workers share it through leases) or ``:memory:``."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database \
+            or parsed.database == ":memory:":
+        yield
+        return
+    path = Path(parsed.database + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise StoreError(
+                f"another monitor process (pid {holder}) is already running on "
+                f"{parsed.database}: SQLite allows one daemon per database file. Stop it "
+                "first, or use PostgreSQL to run several workers") from None
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
@@ -65,10 +102,11 @@ def check_connection(engine: Engine) -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot connect to {describe(engine)}: {_reason(exc)}") from exc
+        raise StoreError(f"cannot connect to {describe(engine)}: {reason(exc)}") from exc
 
 
-def _reason(exc: SQLAlchemyError) -> str:
+def reason(exc: SQLAlchemyError) -> str:
+    """The driver's own message, first line only: enough for a log line."""
     orig = getattr(exc, "orig", None)
     return str(orig or exc).strip().splitlines()[0]
 
@@ -114,7 +152,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
                     conn.commit()
     except SQLAlchemyError as exc:
-        raise MigrationError(f"{describe(engine)}: upgrade failed: {_reason(exc)}") from exc
+        raise MigrationError(f"{describe(engine)}: upgrade failed: {reason(exc)}") from exc
     if before != after:
         log.info("database %s upgraded from %s to %s", describe(engine), before, after)
     return before, after

@@ -75,8 +75,8 @@ class SlotState:
                                                   settings.digest.timezone)
 
 
-def _read_slot(session: Session) -> SlotState | None:
-    raw = store.get_meta(session, SCHEDULE_KEY)
+def _read_slot(session: Session, *, lock: bool = False) -> SlotState | None:
+    raw = store.get_meta(session, SCHEDULE_KEY, lock=lock)
     if not raw:
         return None
     try:
@@ -101,10 +101,12 @@ def next_digest_at(session: Session, settings: Settings) -> datetime | None:
 
 def _claim_slot(session: Session, settings: Settings, now: datetime) -> bool:
     """Whether a slot has come (and advance to the next one after ``now``). The first
-    check, or a changed schedule, only sets the next slot: digests start on schedule."""
+    check, or a changed schedule, only sets the next slot: digests start on schedule.
+    The slot's row stays locked until the transaction ends: of several workers
+    checking at once, one composes and the others then find the slot advanced."""
     d = settings.digest
     schedule = CronSchedule(d.schedule, ZoneInfo(d.timezone))
-    state = _read_slot(session)
+    state = _read_slot(session, lock=True)
     fresh = SlotState(d.schedule, d.timezone, schedule.next_after(now))
     if state is None or not state.follows(settings):
         _write_slot(session, fresh)
@@ -188,15 +190,18 @@ class Delivery:
 
 
 def send_pending(sessions: sessionmaker[Session], settings: Settings, mailer: Mailer,
-                 clock: Clock, *, everything: bool = False) -> list[Delivery]:
+                 clock: Clock, *, owner: str, everything: bool = False) -> list[Delivery]:
     """Send the pending digests whose attempt is due (all pending ones with
-    ``everything``), oldest first. A server that cannot be reached fails the rest
-    of the round at once instead of timing out on each. Raises StoreError."""
+    ``everything``), oldest first, each claimed by ``owner`` first so that no other
+    worker sends it too. A server that cannot be reached fails the rest of the
+    round at once instead of timing out on each. Raises StoreError."""
+    now = clock()
     try:
-        with sessions() as s:
-            pending = store.pending_digests(s, None if everything else clock())
+        with sessions.begin() as s:
+            pending = store.claim_digests(s, owner, None if everything else now, now,
+                                          now + timedelta(seconds=settings.daemon.lease))
     except SQLAlchemyError as exc:
-        raise StoreError(f"reading pending digests failed: {exc}") from exc
+        raise StoreError(f"claiming pending digests failed: {exc}") from exc
     results: list[Delivery] = []
     unreachable: MailError | None = None
     for d in pending:
@@ -264,9 +269,9 @@ class Round:
 
 
 def run_round(sessions: sessionmaker[Session], settings: Settings, mailer: Mailer,
-              clock: Clock, *, immediately: bool = False) -> Round:
+              clock: Clock, *, owner: str, immediately: bool = False) -> Round:
     """Compose what is due (everything new, ``immediately``), then send what is pending
     (everything pending, ignoring the backoff, ``immediately``). Raises StoreError."""
     composed = compose(sessions, settings, clock(), scheduled=not immediately)
-    return Round(composed,
-                 send_pending(sessions, settings, mailer, clock, everything=immediately))
+    return Round(composed, send_pending(sessions, settings, mailer, clock, owner=owner,
+                                        everything=immediately))

@@ -100,6 +100,14 @@ class Feed(Base):
     parse_warning: Mapped[str | None] = mapped_column(Text)  # a malformed-but-usable feed
     next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
     created_at: Mapped[datetime]
+    # Adaptive polling: the interval now in use, between interval_seconds (the floor) and
+    # max_interval_seconds (the ceiling); null until the first poll.
+    poll_interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    max_interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    last_changed_at: Mapped[datetime | None]  # the last poll that found new entries
+    # The worker polling it now, and until when its claim holds unless renewed.
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_until: Mapped[datetime | None]
 
 
 class Seed(Base):
@@ -247,6 +255,9 @@ class Digest(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    # The worker sending it now, and until when its claim holds.
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_until: Mapped[datetime | None]
 
 
 class DigestAlert(Base):
@@ -261,3 +272,18 @@ class DigestAlert(Base):
     alert_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
     recipient: Mapped[str] = mapped_column(Text)
+
+
+class Worker(Base):
+    """A ``monitor run`` process, for ``monitor status`` and to name lease owners.
+    Rows of stopped or dead workers stay, with their last heartbeat."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)  # host:pid:random
+    hostname: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    stopped_at: Mapped[datetime | None]  # a clean exit; null while running or after a crash

@@ -251,17 +251,17 @@ def test_a_failed_send_stays_pending_and_is_retried_with_backoff(
     # Not yet due: the backoff holds it back; each failure doubles the wait.
     failed_at = datetime.fromisoformat(pending["next_attempt_at"]) - timedelta(minutes=1)
     clock = Clock(failed_at + timedelta(seconds=30))
-    assert delivery.send_pending(sessions, settings, mailer, clock) == []
+    assert delivery.send_pending(sessions, settings, mailer, clock, owner="test") == []
     assert mail.attempts == 1
     clock.now = failed_at + timedelta(minutes=1, seconds=1)
-    [second] = delivery.send_pending(sessions, settings, mailer, clock)
+    [second] = delivery.send_pending(sessions, settings, mailer, clock, owner="test")
     assert second.error and second.retry_at == clock.now + timedelta(minutes=2)
     assert mail.attempts == 2
 
     # The server recovers: the same message goes out, once, with its Message-ID.
     mail.mode = "accept"
     clock.now = second.retry_at
-    [third] = delivery.send_pending(sessions, settings, mailer, clock)
+    [third] = delivery.send_pending(sessions, settings, mailer, clock, owner="test")
     assert third.error is None
     [received] = mail.received
     assert received.message["Message-ID"] == pending["message_id"]
@@ -269,7 +269,8 @@ def test_a_failed_send_stays_pending_and_is_retried_with_backoff(
     [sent] = digests(config)
     assert sent["sent_at"] and sent["attempts"] == 3 and sent["last_error"] is None
     assert all(a["sent_at"] for a in json_lines(config, "alerts", "list"))
-    assert delivery.send_pending(sessions, settings, mailer, Clock(clock.now + timedelta(days=1))) == []
+    later = Clock(clock.now + timedelta(days=1))
+    assert delivery.send_pending(sessions, settings, mailer, later, owner="test") == []
     assert len(mail.received) == 1
 
 
@@ -293,7 +294,8 @@ def test_an_unreachable_server_fails_the_round_quickly_and_loses_nothing(
             tried.append(message)
             smtp.send(message, sender, recipients)
 
-    results = delivery.send_pending(sessions, settings, Counting(), lambda: datetime.now(UTC))
+    results = delivery.send_pending(sessions, settings, Counting(), lambda: datetime.now(UTC),
+                                    owner="test")
     assert len(results) == 2 and all(r.error for r in results)
     assert len(tried) == 1  # the second was not tried against a server known to be down
     code, out = cli(config, "digest", "send", "--now")
@@ -327,16 +329,16 @@ def test_a_crash_after_acceptance_repeats_once_with_the_same_message_id(
 
     monkeypatch.setattr(store, "mark_digest_sent", database_gone)
     with pytest.raises(StoreError, match="recording digest"):
-        delivery.send_pending(sessions, settings, mailer, clock)
+        delivery.send_pending(sessions, settings, mailer, clock, owner="test")
     monkeypatch.undo()
     assert len(mail.received) == 1
 
-    [again] = delivery.send_pending(sessions, settings, mailer, clock)
+    [again] = delivery.send_pending(sessions, settings, mailer, clock, owner="test")
     assert again.error is None
     first, second = mail.received
     assert first.data == second.data
     assert first.message["Message-ID"] == second.message["Message-ID"]
-    assert delivery.send_pending(sessions, settings, mailer, clock) == []
+    assert delivery.send_pending(sessions, settings, mailer, clock, owner="test") == []
     assert delivery.compose(sessions, settings, clock(), scheduled=False) == []
     assert len(mail.received) == 2
 
@@ -352,7 +354,7 @@ def test_digests_go_out_when_the_schedule_says(tmp_path: Path, db_url: str,
     caracas_7am = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)
 
     def round_at(now: datetime) -> delivery.Round:
-        return delivery.run_round(sessions, settings, mailer, Clock(now))
+        return delivery.run_round(sessions, settings, mailer, Clock(now), owner="test")
 
     # The first check only starts the schedule: the first digest is the next 07:00.
     assert round_at(caracas_7am - timedelta(hours=3)).composed == []
@@ -380,11 +382,11 @@ def test_a_changed_schedule_starts_again(tmp_path: Path, db_url: str, mail: Mail
     sessions = sessions_of(settings)
     mailer = SmtpMailer(settings.smtp, str(config))
     now = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)
-    delivery.run_round(sessions, settings, mailer, Clock(now))
+    delivery.run_round(sessions, settings, mailer, Clock(now), owner="test")
     write_config(config, db_url=db_url, feeds=FEEDS, rules=[LEADERS],
                  smtp={"host": "127.0.0.1", "port": mail.port},
                  digest={"schedule": "30 18 * * fri"})
     friday = load_settings(config)
     assert next_slot(sessions, friday) is None
-    delivery.run_round(sessions, friday, mailer, Clock(now))
+    delivery.run_round(sessions, friday, mailer, Clock(now), owner="test")
     assert next_slot(sessions, friday) == datetime(2026, 11, 27, 22, 30, tzinfo=UTC)

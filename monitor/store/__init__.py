@@ -7,6 +7,8 @@ the caller owns the transaction.
     near    the near-duplicate index (band keys) and its lookup
     rules   rules from the config and the alerts they raise
     digests digest emails: composed, pending, sent
+    workers the running daemons and their heartbeats
+    leases  renewing and releasing a worker's claims on feeds and digests
 
 Results leave this package as plain frozen dataclasses, never as ORM objects,
 so nothing outside touches a lazy load or a detached instance. Callers use
@@ -19,18 +21,22 @@ from monitor.store.digests import (
     DigestRow,
     NewDigest,
     add_digest,
+    claim_digests,
+    digest_counts,
     digest_message,
     list_digests,
     mark_digest_failed,
     mark_digest_sent,
     next_digest_attempt_at,
-    pending_digests,
     undelivered_alerts,
 )
 from monitor.store.feeds import (
+    Backlog,
     FeedRow,
     FeedState,
-    due_feeds,
+    SyncResult,
+    backlog,
+    claim_feeds,
     list_feeds,
     next_due_at,
     record_feed_failure,
@@ -50,6 +56,10 @@ from monitor.store.items import (
     find_by_url,
     known_guids,
     list_items,
+)
+from monitor.store.leases import (
+    release_leases,
+    renew_leases,
 )
 from monitor.store.near import (
     NearCandidate,
@@ -77,9 +87,17 @@ from monitor.store.rules import (
 from monitor.store.seeds import (
     upsert_seed,
 )
+from monitor.store.workers import (
+    WorkerRow,
+    heartbeat,
+    list_workers,
+    register_worker,
+    worker_stopped,
+)
 
 __all__ = [
     "AlertRow",
+    "Backlog",
     "Copy",
     "DigestRow",
     "FeedRow",
@@ -91,19 +109,25 @@ __all__ = [
     "NewDigest",
     "NewItem",
     "Ref",
+    "SyncResult",
+    "WorkerRow",
     "add_alerts",
     "add_digest",
     "add_item",
     "add_item_bands",
     "also_reported_by",
+    "backlog",
+    "claim_digests",
+    "claim_feeds",
     "clear_item_bands",
     "count_alerts",
+    "digest_counts",
     "digest_message",
-    "due_feeds",
     "find_by_guid_elsewhere",
     "find_by_text_hash",
     "find_by_url",
     "get_meta",
+    "heartbeat",
     "indexable_items",
     "items_to_match",
     "known_guids",
@@ -111,16 +135,19 @@ __all__ = [
     "list_digests",
     "list_feeds",
     "list_items",
+    "list_workers",
     "lock_near_index",
     "mark_digest_failed",
     "mark_digest_sent",
     "near_candidates",
     "next_digest_attempt_at",
     "next_due_at",
-    "pending_digests",
     "record_feed_failure",
     "record_feed_success",
     "record_permanent_redirect",
+    "register_worker",
+    "release_leases",
+    "renew_leases",
     "replace_seed_bands",
     "rule_ids",
     "seed_texts",
@@ -129,4 +156,5 @@ __all__ = [
     "sync_rules",
     "undelivered_alerts",
     "upsert_seed",
+    "worker_stopped",
 ]

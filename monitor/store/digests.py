@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from monitor.models import Alert, Digest, DigestAlert, Rule
@@ -70,13 +70,30 @@ def _row(d: Digest) -> DigestRow:
                      d.attempts, d.last_error, d.next_attempt_at, d.sent_at)
 
 
-def pending_digests(session: Session, due_by: datetime | None) -> list[DigestRow]:
-    """Digests not yet accepted by the SMTP server whose next attempt is due by
-    ``due_by`` (all of them if None), oldest first."""
-    q = select(Digest).where(Digest.sent_at.is_(None)).order_by(Digest.id)
+def claim_digests(session: Session, owner: str, due_by: datetime | None, now: datetime,
+                  lease_until: datetime) -> list[DigestRow]:
+    """Claim the pending digests due by ``due_by`` (all pending ones if None) that no
+    live lease holds, for ``owner`` until ``lease_until``; oldest first. With
+    ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so each is sent by one worker.
+    ``owner``'s own claims count as free (a round that failed to record its sends)."""
+    free = or_(Digest.lease_until.is_(None), Digest.lease_until <= now,
+               Digest.lease_owner == owner)
+    pick = select(Digest.id).where(Digest.sent_at.is_(None), free)
     if due_by is not None:
-        q = q.where(Digest.next_attempt_at <= due_by)
-    return [_row(d) for d in session.scalars(q)]
+        pick = pick.where(Digest.next_attempt_at <= due_by)
+    claimed = session.scalars(
+        update(Digest).where(Digest.id.in_(pick.with_for_update(skip_locked=True)
+                                           .scalar_subquery()), free)
+        .values(lease_owner=owner, lease_until=lease_until)
+        .returning(Digest)
+        .execution_options(synchronize_session=False))
+    return sorted((_row(d) for d in claimed), key=lambda d: d.id)
+
+
+def digest_counts(session: Session) -> tuple[int, datetime | None]:
+    """How many digests are pending, and when the last one was sent (None: never)."""
+    pending = session.scalar(select(func.count()).where(Digest.sent_at.is_(None))) or 0
+    return pending, session.scalar(select(func.max(Digest.sent_at)))
 
 
 def next_digest_attempt_at(session: Session) -> datetime | None:
@@ -105,7 +122,8 @@ def mark_digest_sent(session: Session, digest_id: int, now: datetime) -> None:
     """The server accepted the digest: it is sent, and so are its alerts (the first
     time any digest carries them)."""
     session.execute(update(Digest).where(Digest.id == digest_id).values(
-        sent_at=now, attempts=Digest.attempts + 1, last_error=None))
+        sent_at=now, attempts=Digest.attempts + 1, last_error=None, lease_owner=None,
+        lease_until=None))
     carried = select(DigestAlert.alert_id).where(DigestAlert.digest_id == digest_id)
     session.execute(update(Alert)
                     .where(Alert.id.in_(carried), Alert.sent_at.is_(None))
@@ -117,4 +135,5 @@ def mark_digest_failed(session: Session, digest_id: int, error: str,
                        retry_at: datetime) -> None:
     """A send failed: keep the digest pending, say why, and when to try again."""
     session.execute(update(Digest).where(Digest.id == digest_id).values(
-        attempts=Digest.attempts + 1, last_error=error[:2000], next_attempt_at=retry_at))
+        attempts=Digest.attempts + 1, last_error=error[:2000], next_attempt_at=retry_at,
+        lease_owner=None, lease_until=None))

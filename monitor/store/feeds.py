@@ -1,16 +1,25 @@
-"""Feeds: config sync, poll schedule and fetch state."""
+"""Feeds: config sync, poll schedule, leases and fetch state.
+
+A worker polls a feed only while it holds the feed's lease (``lease_owner``,
+``lease_until``). :func:`claim_feeds` takes due feeds with ``SELECT … FOR UPDATE
+SKIP LOCKED`` on PostgreSQL, so workers sharing a database never claim the same
+feed; a claim that is not renewed lapses, and a dead worker's feeds fall due to
+the others. Recording a poll's outcome releases the lease. SQLite has one writer
+at a time, and one daemon per file (:func:`monitor.db.hold_sqlite_lock`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from monitor.config import FeedSettings
 from monitor.models import Feed, Item
+from monitor.store.leases import rowcount
 
 
 @dataclass(frozen=True)
@@ -26,27 +35,75 @@ class FeedState:
     body_hash: str | None
     consecutive_failures: int
     next_poll_at: datetime | None
+    poll_interval_seconds: int | None = None  # the adaptive interval in use
+    max_interval_seconds: int | None = None  # its ceiling
 
     @property
     def effective_url(self) -> str:
         return self.fetch_url or self.url
 
 
-def sync_feeds(session: Session, feeds: Sequence[FeedSettings], now: datetime) -> None:
+# Any constant, distinct from the other advisory locks (db.py, near.py).
+_PG_CONFIG_SYNC_LOCK = 0x6D6F6E63  # "monc"
+
+
+def sync_feeds(session: Session, feeds: Sequence[FeedSettings], now: datetime) -> SyncResult:
     """Make the feeds table match the config. Feeds gone from the config are disabled,
-    not deleted: their items stay, and re-adding the URL resumes their state."""
+    not deleted: their items stay, and re-adding the URL resumes their state. A feed
+    whose interval changed starts again from it, and is polled within that interval.
+    Workers starting together on PostgreSQL take turns (an advisory lock held until
+    the transaction ends), so they never insert the same feed twice."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_PG_CONFIG_SYNC_LOCK)))
     rows = {f.url: f for f in session.scalars(select(Feed))}
+    result = SyncResult()
     for fs in feeds:
         row = rows.pop(fs.url, None)
+        ceiling = max(fs.max_interval, fs.interval)
         if row is None:
             session.add(Feed(url=fs.url, name=fs.name, enabled=fs.enabled,
-                             interval_seconds=fs.interval, consecutive_failures=0,
-                             created_at=now))
-        else:
-            row.name, row.enabled, row.interval_seconds = fs.name, fs.enabled, fs.interval
+                             interval_seconds=fs.interval, max_interval_seconds=ceiling,
+                             consecutive_failures=0, created_at=now))
+            result.added.append(fs.name)
+            continue
+        if (row.interval_seconds, row.max_interval_seconds) != (fs.interval, ceiling):
+            row.poll_interval_seconds = None
+            soonest = now + timedelta(seconds=fs.interval)
+            if row.next_poll_at is not None and row.next_poll_at > soonest:
+                row.next_poll_at = soonest
+            result.changed.append(fs.name)
+        if row.enabled != fs.enabled:
+            (result.enabled if fs.enabled else result.disabled).append(fs.name)
+        elif row.name != fs.name:
+            result.changed.append(fs.name)
+        row.name, row.enabled = fs.name, fs.enabled
+        row.interval_seconds, row.max_interval_seconds = fs.interval, ceiling
     for row in rows.values():
+        if row.enabled:
+            result.disabled.append(row.name)
         row.enabled = False
     session.flush()
+    return result
+
+
+@dataclass
+class SyncResult:
+    """Which feeds a config sync added, changed, enabled or disabled (by name)."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    enabled: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.enabled or self.disabled)
+
+    def render(self) -> str:
+        parts = [f"{label} {', '.join(repr(n) for n in names)}"
+                 for label, names in (("added", self.added), ("changed", self.changed),
+                                      ("enabled", self.enabled), ("disabled", self.disabled))
+                 if names]
+        return "; ".join(parts) or "no feed changed"
 
 
 def _feed_state(f: Feed) -> FeedState:
@@ -54,21 +111,64 @@ def _feed_state(f: Feed) -> FeedState:
         id=f.id, name=f.name, url=f.url, fetch_url=f.fetch_url, enabled=f.enabled,
         interval_seconds=f.interval_seconds, etag=f.etag, last_modified=f.last_modified,
         body_hash=f.body_hash, consecutive_failures=f.consecutive_failures,
-        next_poll_at=f.next_poll_at,
+        next_poll_at=f.next_poll_at, poll_interval_seconds=f.poll_interval_seconds,
+        max_interval_seconds=f.max_interval_seconds,
     )
 
 
-def due_feeds(session: Session, now: datetime | None) -> list[FeedState]:
-    """Enabled feeds whose next poll is due at ``now`` (all enabled feeds when ``now`` is None)."""
-    q = select(Feed).where(Feed.enabled.is_(True)).order_by(Feed.id)
-    if now is not None:
-        q = q.where(or_(Feed.next_poll_at.is_(None), Feed.next_poll_at <= now))
-    return [_feed_state(f) for f in session.scalars(q)]
+def _unclaimed(now: datetime) -> ColumnElement[bool]:
+    return or_(Feed.lease_until.is_(None), Feed.lease_until <= now)
 
 
-def next_due_at(session: Session) -> datetime | None:
-    """When the next enabled feed falls due (None if none is scheduled)."""
-    return session.scalar(select(func.min(Feed.next_poll_at)).where(Feed.enabled.is_(True)))
+def _due(now: datetime) -> ColumnElement[bool]:
+    return or_(Feed.next_poll_at.is_(None), Feed.next_poll_at <= now)
+
+
+def claim_feeds(session: Session, owner: str, now: datetime, lease_until: datetime,
+                limit: int, *, everything: bool = False) -> list[FeedState]:
+    """Claim up to ``limit`` enabled feeds that are due at ``now`` (every enabled one
+    with ``everything``) and that no live lease holds, most overdue first, for
+    ``owner`` until ``lease_until``. Returns them in id order."""
+    pick = (select(Feed.id)
+            .where(Feed.enabled.is_(True), _unclaimed(now), true() if everything else _due(now))
+            .order_by(Feed.next_poll_at.asc().nulls_first(), Feed.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True))
+    claimed = session.scalars(
+        update(Feed).where(Feed.id.in_(pick.scalar_subquery()), _unclaimed(now))
+        .values(lease_owner=owner, lease_until=lease_until)
+        .returning(Feed)
+        .execution_options(synchronize_session=False))
+    return sorted((_feed_state(f) for f in claimed), key=lambda f: f.id)
+
+
+def next_due_at(session: Session, now: datetime) -> datetime | None:
+    """When the next enabled feed that no live lease holds falls due (None if none)."""
+    return session.scalar(select(func.min(Feed.next_poll_at))
+                          .where(Feed.enabled.is_(True), _unclaimed(now)))
+
+
+@dataclass(frozen=True)
+class Backlog:
+    due: int  # enabled feeds due and not being polled
+    polling: int  # enabled feeds under a live lease
+    oldest_overdue_seconds: float  # how late the most overdue feed is (0 if none)
+    failing: int  # enabled feeds whose last poll failed
+    enabled: int
+
+
+def backlog(session: Session, now: datetime) -> Backlog:
+    """How far polling is behind, for ``monitor status`` and ``/metrics``."""
+    enabled = Feed.enabled.is_(True)
+    due = session.scalar(select(func.count()).where(enabled, _due(now), _unclaimed(now))) or 0
+    polling = session.scalar(select(func.count()).where(enabled, Feed.lease_until > now)) or 0
+    oldest = session.scalar(select(func.min(Feed.next_poll_at))
+                            .where(enabled, Feed.next_poll_at <= now))
+    failing = session.scalar(select(func.count()).where(enabled, Feed.consecutive_failures > 0))
+    total = session.scalar(select(func.count()).where(enabled)) or 0
+    return Backlog(due=due, polling=polling,
+                   oldest_overdue_seconds=(now - oldest).total_seconds() if oldest else 0.0,
+                   failing=failing or 0, enabled=total)
 
 
 def record_feed_success(
@@ -78,19 +178,27 @@ def record_feed_success(
     now: datetime,
     status: int,
     next_poll_at: datetime,
+    poll_interval: int | None,
+    owner: str,
     etag: str | None,
     last_modified: str | None,
+    changed: bool = False,
     body_hash: str | None = None,
     title: str | None = None,
     parse_warning: str | None = None,
     parsed: bool = False,
-) -> None:
-    """A poll that worked. ``parsed`` says whether the body was read this time: only
-    then do the body hash, title and parse warning change."""
+) -> bool:
+    """A poll that worked; releases ``owner``'s lease. ``parsed`` says whether the body
+    was read this time: only then do the body hash, title and parse warning change;
+    ``changed``: it found new entries. Returns False, recording nothing, when
+    ``owner`` no longer holds the lease (it lapsed and another worker took the feed)."""
     values: dict[str, object] = dict(
         last_attempt_at=now, last_success_at=now, last_status=status, last_error=None,
         consecutive_failures=0, next_poll_at=next_poll_at,
+        poll_interval_seconds=poll_interval, lease_owner=None, lease_until=None,
     )
+    if changed:
+        values["last_changed_at"] = now
     # A 304 may omit validators; keep the ones we have rather than lose them.
     if etag is not None:
         values["etag"] = etag
@@ -100,19 +208,24 @@ def record_feed_success(
         values.update(body_hash=body_hash, parse_warning=parse_warning)
         if title:
             values["title"] = title
-    session.execute(update(Feed).where(Feed.id == feed_id).values(**values))
+    return _update_held(session, feed_id, owner, values)
 
 
 def record_feed_failure(
     session: Session, feed_id: int, *, now: datetime, status: int | None, error: str,
-    next_poll_at: datetime,
-) -> None:
-    session.execute(
-        update(Feed).where(Feed.id == feed_id).values(
-            last_attempt_at=now, last_status=status, last_error=error,
-            consecutive_failures=Feed.consecutive_failures + 1, next_poll_at=next_poll_at,
-        )
-    )
+    next_poll_at: datetime, owner: str,
+) -> bool:
+    """A poll that failed; releases ``owner``'s lease. False when the lease was lost."""
+    return _update_held(session, feed_id, owner, dict(
+        last_attempt_at=now, last_status=status, last_error=error[:2000],
+        consecutive_failures=Feed.consecutive_failures + 1, next_poll_at=next_poll_at,
+        lease_owner=None, lease_until=None,
+    ))
+
+
+def _update_held(session: Session, feed_id: int, owner: str, values: dict[str, object]) -> bool:
+    return bool(rowcount(session.execute(
+        update(Feed).where(Feed.id == feed_id, Feed.lease_owner == owner).values(**values))))
 
 
 def record_permanent_redirect(session: Session, feed_id: int, new_url: str) -> None:
@@ -135,6 +248,21 @@ class FeedRow:
     parse_warning: str | None
     next_poll_at: datetime | None
     items: int
+    poll_interval_seconds: int | None
+    max_interval_seconds: int | None
+    last_changed_at: datetime | None
+    lease_owner: str | None
+    lease_until: datetime | None
+
+    def state(self, now: datetime) -> str:
+        """disabled | polling | failing | new | ok"""
+        if not self.enabled:
+            return "disabled"
+        if self.lease_owner and self.lease_until and self.lease_until > now:
+            return "polling"
+        if self.consecutive_failures:
+            return "failing"
+        return "new" if self.last_attempt_at is None else "ok"
 
 
 def list_feeds(session: Session) -> list[FeedRow]:
@@ -148,6 +276,9 @@ def list_feeds(session: Session) -> list[FeedRow]:
             last_success_at=f.last_success_at, last_status=f.last_status,
             last_error=f.last_error, consecutive_failures=f.consecutive_failures,
             parse_warning=f.parse_warning, next_poll_at=f.next_poll_at, items=n,
+            poll_interval_seconds=f.poll_interval_seconds,
+            max_interval_seconds=f.max_interval_seconds, last_changed_at=f.last_changed_at,
+            lease_owner=f.lease_owner, lease_until=f.lease_until,
         )
         for f, n in session.execute(q)
     ]

@@ -18,6 +18,7 @@ from sqlalchemy import (
     or_,
     select,
     union_all,
+    update,
 )
 from sqlalchemy.orm import Session, aliased
 
@@ -37,8 +38,16 @@ class NearCandidate:
     feed: str | None  # the item's feed name; None for a seed
 
 
-def get_meta(session: Session, name: str) -> str | None:
-    return session.scalar(select(Meta.value).where(Meta.name == name))
+def get_meta(session: Session, name: str, *, lock: bool = False) -> str | None:
+    """A meta value; with ``lock``, the row stays locked (``FOR UPDATE`` on PostgreSQL)
+    until the transaction ends, so workers reading it to change it take turns."""
+    q = select(Meta.value).where(Meta.name == name)
+    if lock and session.get_bind().dialect.name == "sqlite":
+        # SQLite ignores FOR UPDATE and pysqlite begins the transaction only at the
+        # first write: write first (a no-op), so the read below already holds the
+        # database's write lock and sees the latest value.
+        session.execute(update(Meta).where(Meta.name == name).values(value=Meta.value))
+    return session.scalar(q.with_for_update() if lock else q)
 
 
 def set_meta(session: Session, name: str, value: str) -> None:

@@ -1,0 +1,35 @@
+"""Lease upkeep shared by feeds and digests: renewing and giving back a worker's claims.
+
+Claiming differs per table (what is due), so it lives with each table
+(:func:`monitor.store.feeds.claim_feeds`, :func:`monitor.store.digests.claim_digests`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Result, update
+from sqlalchemy.orm import Session
+
+from monitor.models import Digest, Feed
+
+
+def rowcount(result: Result[object]) -> int:
+    """Rows an UPDATE touched (0 where the driver does not say)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def renew_leases(session: Session, owner: str, lease_until: datetime) -> int:
+    """Extend every feed and digest lease ``owner`` holds. Returns how many."""
+    return sum(rowcount(session.execute(update(model).where(model.lease_owner == owner)
+                                        .values(lease_until=lease_until)))
+               for model in (Feed, Digest))
+
+
+def release_leases(session: Session, owner: str) -> tuple[int, int]:
+    """Give up ``owner``'s leases without recording anything: its feeds stay due and
+    its digests pending. Returns how many (feeds, digests)."""
+    feeds, digests = (rowcount(session.execute(update(model).where(model.lease_owner == owner)
+                                               .values(lease_owner=None, lease_until=None)))
+                      for model in (Feed, Digest))
+    return feeds, digests
