@@ -141,7 +141,7 @@ def run(backend: str, n: int, pg_admin: str, workdir: Path) -> None:
     dedup = Deduplicator()
     with sessions.begin() as s:
         store.sync_feeds(s, [FeedSettings("bench", "http://127.0.0.1/feed", 900)], NOW)
-        feed_id = store.due_feeds(s, None)[0].id
+        feed_id = store.claim_feeds(s, "bench", NOW, NOW, 1, everything=True)[0].id
         store.set_meta(s, "near_dedup_index", dedup.fingerprinter.version)
     load_s = bulk_load(engine, n, feed_id)
 

@@ -2,7 +2,8 @@
 
 Conditional GET, redirects (remembering permanent ones), a total deadline per
 request, a cap on the *decoded* body size (so a gzip bomb stops at the cap),
-and concurrency limits overall and per host. Every failure is one of the
+concurrency limits overall and per host, and a minimum delay between the starts
+of two requests to one host (``[fetch] host_delay``). Every failure is one of the
 :class:`monitor.errors.FetchError` subclasses, naming the URL.
 """
 
@@ -76,6 +77,7 @@ class Fetcher:
         self._hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(settings.per_host)
         )
+        self._next_start: dict[str, float] = {}  # per host, on the event loop's clock
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -107,20 +109,37 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        async with self._all, self._hosts[host]:
-            try:
-                async with asyncio.timeout(self.settings.timeout):
-                    return await self._get(url, headers, max_bytes)
-            except TimeoutError as exc:
-                raise FetchTimeout(url, f"no complete answer within {self.settings.timeout:g}s") from exc
-            except httpx.TimeoutException as exc:
-                raise FetchTimeout(url, f"{type(exc).__name__}: {exc or 'timed out'}") from exc
-            except httpx.TooManyRedirects as exc:
-                raise RedirectError(url, f"more than {self.settings.max_redirects} redirects") from exc
-            except httpx.DecodingError as exc:
-                raise NetworkError(url, f"body could not be decoded: {exc}") from exc
-            except (httpx.TransportError, httpx.InvalidURL) as exc:
-                raise NetworkError(url, _describe_network_error(exc, host)) from exc
+        async with self._hosts[host]:
+            await self._pace(host)
+            async with self._all:
+                return await self._guarded(url, host, headers, max_bytes)
+
+    async def _pace(self, host: str) -> None:
+        """Wait until ``host_delay`` has passed since the last request to ``host`` began."""
+        delay = self.settings.host_delay
+        if delay <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        start = max(loop.time(), self._next_start.get(host, 0.0))
+        self._next_start[host] = start + delay
+        if start > loop.time():
+            await asyncio.sleep(start - loop.time())
+
+    async def _guarded(self, url: str, host: str, headers: dict[str, str],
+                   max_bytes: int) -> FetchResult:
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                return await self._get(url, headers, max_bytes)
+        except TimeoutError as exc:
+            raise FetchTimeout(url, f"no complete answer within {self.settings.timeout:g}s") from exc
+        except httpx.TimeoutException as exc:
+            raise FetchTimeout(url, f"{type(exc).__name__}: {exc or 'timed out'}") from exc
+        except httpx.TooManyRedirects as exc:
+            raise RedirectError(url, f"more than {self.settings.max_redirects} redirects") from exc
+        except httpx.DecodingError as exc:
+            raise NetworkError(url, f"body could not be decoded: {exc}") from exc
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
+            raise NetworkError(url, _describe_network_error(exc, host)) from exc
 
     async def _get(self, url: str, headers: dict[str, str], max_bytes: int) -> FetchResult:
         async with self._client.stream("GET", url, headers=headers) as resp:

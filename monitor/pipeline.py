@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor import store
+from monitor import cadence, store
 from monitor.articles import Article
 from monitor.config import RuleSettings, Settings
 from monitor.dedup import text_hash
@@ -38,6 +39,7 @@ from monitor.errors import (
 )
 from monitor.feeds import FeedEntry, ParsedFeed
 from monitor.fetcher import FEED_ACCEPT, PAGE_ACCEPT, Fetcher, FetchResult
+from monitor.logs import feed_context
 from monitor.rules import Hit, Matcher
 from monitor.seeds import read_seeds
 from monitor.urls import canonical_url, choose_canonical
@@ -82,6 +84,8 @@ class Context:
     clock: Clock
     dedup: Deduplicator
     rules: RuleBook
+    owner: str  # this worker's identity: polls run under its leases
+    rng: random.Random = field(default_factory=random.Random)  # jitter
     # Article fetches in flight, by canonical URL: when two entries (in one feed or in
     # feeds polled together) link to the same article, the page is fetched only once.
     pages: dict[str, asyncio.Future[_PageResult]] = field(default_factory=dict)
@@ -92,6 +96,8 @@ class FeedReport:
     feed: str
     url: str
     outcome: str  # "parsed" | "not_modified" | "unchanged" | "failed"
+    kind: str | None = None  # what failed: timeout, network, http, parse, store …
+    next_poll_at: datetime | None = None
     entries: int = 0
     known: int = 0  # entries this feed had already (same GUID): skipped
     new: int = 0
@@ -159,12 +165,26 @@ def choose_text(entry: FeedEntry, article: Article | None, min_chars: int) -> tu
 
 
 async def poll_feed(ctx: Context, feed: store.FeedState) -> FeedReport:
-    """Poll one feed and store its new entries. Never raises for a feed's own failures:
-    they are recorded on the feed and returned in the report."""
+    """Poll one feed, which ``ctx.owner`` has claimed, and store its new entries.
+    Never raises for a feed's own failures: they are recorded on the feed (with the
+    backoff) and returned in the report. Recording the outcome releases the lease."""
+    with feed_context(feed.name, feed.effective_url):
+        return await _poll(ctx, feed)
+
+
+def _success(ctx: Context, feed: store.FeedState, now: datetime,
+             changed: bool) -> tuple[datetime, int]:
+    """When to poll again after a success, and the adaptive interval to keep."""
+    plan = cadence.after_success(feed.interval_seconds,
+                                 feed.max_interval_seconds or feed.interval_seconds,
+                                 feed.poll_interval_seconds, changed)
+    return cadence.next_poll_at(now, plan, ctx.settings.poll.jitter, ctx.rng), plan.interval
+
+
+async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
     url = feed.effective_url
     report = FeedReport(feed=feed.name, url=feed.url, outcome="failed")
     now = ctx.clock()
-    next_poll = now + timedelta(seconds=feed.interval_seconds)
     log.info("feed %r <%s>: polling", feed.name, url)
     try:
         res = await ctx.fetcher.fetch(
@@ -172,8 +192,7 @@ async def poll_feed(ctx: Context, feed: store.FeedState) -> FeedReport:
             etag=feed.etag, last_modified=feed.last_modified,
         )
     except FetchError as exc:
-        status = exc.status if isinstance(exc, HTTPStatusError) else None
-        return _failed(ctx, feed, report, now, next_poll, status, str(exc.reason))
+        return _failed(ctx, feed, report, now, exc)
 
     if res.permanent_redirect and res.permanent_redirect != url:
         log.warning("feed %r <%s>: moved permanently to <%s>; fetching that from now on",
@@ -181,28 +200,25 @@ async def poll_feed(ctx: Context, feed: store.FeedState) -> FeedReport:
         with ctx.sessions.begin() as s:
             store.record_permanent_redirect(s, feed.id, res.permanent_redirect)
 
-    if res.not_modified:
-        report.outcome = "not_modified"
-        with ctx.sessions.begin() as s:
-            store.record_feed_success(s, feed.id, now=now, status=304, next_poll_at=next_poll,
-                                      etag=res.etag, last_modified=res.last_modified)
-        log.info("feed %r <%s>: not modified (304)", feed.name, url)
-        return report
-
     body_hash = hashlib.sha256(res.body).hexdigest()
-    if body_hash == feed.body_hash:
-        report.outcome = "unchanged"
+    if res.not_modified or body_hash == feed.body_hash:
+        report.outcome = "not_modified" if res.not_modified else "unchanged"
+        report.next_poll_at, interval = _success(ctx, feed, now, changed=False)
         with ctx.sessions.begin() as s:
-            store.record_feed_success(s, feed.id, now=now, status=res.status,
-                                      next_poll_at=next_poll, etag=res.etag,
-                                      last_modified=res.last_modified)
-        log.info("feed %r <%s>: body unchanged, not parsed", feed.name, url)
+            held = store.record_feed_success(
+                s, feed.id, now=now, status=res.status, next_poll_at=report.next_poll_at,
+                poll_interval=interval, owner=ctx.owner, etag=res.etag,
+                last_modified=res.last_modified)
+        _check_held(feed, held)
+        log.info("feed %r <%s>: %s; next poll in %s", feed.name, url,
+                 "not modified (304)" if res.not_modified else "body unchanged, not parsed",
+                 _until(report.next_poll_at, now))
         return report
 
     try:
         parsed = await ctx.processor.parse_feed(res.body, res.final_url, res.content_type)
     except FeedParseError as exc:
-        return _failed(ctx, feed, report, now, next_poll, res.status, exc.reason)
+        return _failed(ctx, feed, report, now, exc, res.status)
     if parsed.warning:
         log.warning("feed %r <%s>: malformed but usable: %s", feed.name, url, parsed.warning)
 
@@ -221,28 +237,66 @@ async def poll_feed(ctx: Context, feed: store.FeedState) -> FeedReport:
             for c in candidates:
                 if c.entry.guid not in stored_meanwhile:
                     _store_candidate(ctx, s, feed, parsed, c, report)
-            store.record_feed_success(
-                s, feed.id, now=now, status=res.status, next_poll_at=next_poll,
-                etag=res.etag, last_modified=res.last_modified, body_hash=body_hash,
+            changed = report.new + report.duplicates > 0
+            report.next_poll_at, interval = _success(ctx, feed, now, changed)
+            held = store.record_feed_success(
+                s, feed.id, now=now, status=res.status, next_poll_at=report.next_poll_at,
+                poll_interval=interval, owner=ctx.owner, etag=res.etag,
+                last_modified=res.last_modified, changed=changed, body_hash=body_hash,
                 title=parsed.title, parse_warning=parsed.warning, parsed=True,
             )
     except SQLAlchemyError as exc:
         # Nothing of this poll was written; the feed is parsed again next time.
         raise StoreError(f"feed {feed.name!r} <{url}>: storing entries failed: {exc}") from exc
+    _check_held(feed, held)
     log.info("feed %r <%s>: %d entries, %d already seen, %d new, %d duplicates, %d alerts, "
-             "%d pages fetched", feed.name, url, report.entries, report.known, report.new,
-             report.duplicates, report.alerts, report.pages_fetched)
+             "%d pages fetched; next poll in %s", feed.name, url, report.entries, report.known,
+             report.new, report.duplicates, report.alerts, report.pages_fetched,
+             _until(report.next_poll_at, now))
     return report
 
 
+def _until(when: datetime | None, now: datetime) -> str:
+    return f"{(when - now).total_seconds():.0f}s" if when else "?"
+
+
+def _check_held(feed: store.FeedState, held: bool) -> None:
+    if not held:
+        log.warning("feed %r <%s>: this worker's lease ran out during the poll and another "
+                    "worker took the feed; its schedule is left to that worker", feed.name,
+                    feed.effective_url)
+
+
 def _failed(ctx: Context, feed: store.FeedState, report: FeedReport, now: datetime,
-            next_poll: datetime, status: int | None, error: str) -> FeedReport:
-    report.error = error
-    log.warning("feed %r <%s>: %s (failure %d in a row)", feed.name, feed.effective_url, error,
-                feed.consecutive_failures + 1)
+            exc: FetchError | FeedParseError, status: int | None = None) -> FeedReport:
+    """Record a failed poll, with the backoff (or the wait Retry-After asks for)."""
+    report.error, report.kind = str(exc.reason), exc.kind
+    retry_after = None
+    if isinstance(exc, HTTPStatusError):
+        status = exc.status
+        retry_after = cadence.retry_after_seconds(exc.retry_after, now)
+    return record_failure(ctx, feed, report, now, status=status, retry_after=retry_after)
+
+
+def record_failure(ctx: Context, feed: store.FeedState, report: FeedReport, now: datetime, *,
+                   status: int | None = None, retry_after: float | None = None) -> FeedReport:
+    """Record ``report.error`` on the feed, schedule the next attempt after the backoff
+    (or the longer wait Retry-After asks for), and release the lease. Also for failures
+    outside the feed's own (a bug), so such a feed is not retried at once.
+    Raises SQLAlchemyError."""
+    failures = feed.consecutive_failures + 1
+    plan = cadence.after_failure(ctx.settings.poll, failures, feed.poll_interval_seconds,
+                                 retry_after)
+    report.outcome = "failed"
+    report.next_poll_at = cadence.next_poll_at(now, plan, ctx.settings.poll.jitter, ctx.rng)
+    log.warning("feed %r <%s>: %s (failure %d in a row); next attempt in %s (%s)", feed.name,
+                feed.effective_url, report.error, failures, _until(report.next_poll_at, now),
+                plan.reason)
     with ctx.sessions.begin() as s:
-        store.record_feed_failure(s, feed.id, now=now, status=status, error=error,
-                                  next_poll_at=next_poll)
+        held = store.record_feed_failure(s, feed.id, now=now, status=status,
+                                          error=report.error or "failed",
+                                          next_poll_at=report.next_poll_at, owner=ctx.owner)
+    _check_held(feed, held)
     return report
 
 
@@ -398,6 +452,7 @@ def load_seeds(sessions: sessionmaker[Session], settings: Settings, dedup: Dedup
     counts = {"added": 0, "updated": 0, "unchanged": 0}
     try:
         with sessions.begin() as s:
+            store.lock_near_index(s)  # workers starting together load the seeds in turn
             for doc in docs:
                 outcome, seed_id = store.upsert_seed(
                     s, name=doc.name, file_sha256=doc.file_sha256,

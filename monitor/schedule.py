@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, tzinfo
 
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 _ONE_SECOND = timedelta(seconds=1)
@@ -57,6 +58,20 @@ class CronSchedule:
 
     def __repr__(self) -> str:
         return f"CronSchedule({self.expr!r})"
+
+
+class ScheduleTrigger(BaseTrigger):
+    """A :class:`CronSchedule` as an APScheduler trigger, for the daemon's digest job."""
+
+    def __init__(self, schedule: CronSchedule) -> None:
+        self.schedule = schedule
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None,
+                           now: datetime) -> datetime | None:
+        return self.schedule.next_after(previous_fire_time or now)
+
+    def __repr__(self) -> str:
+        return f"ScheduleTrigger({self.schedule.expr!r})"
 
 
 def _just_after(moment: datetime) -> datetime:

@@ -1,11 +1,33 @@
-"""The daemon: start-up, the poll loop, signals.
+"""The daemon: start-up, ``run --once``, and ``run`` as a long-lived service.
 
-Start-up upgrades the schema (idempotent; on PostgreSQL behind an advisory
-lock), syncs feeds and rules from the config, loads the seeds and brings the
-near-duplicate index up to date. Then
-``run --once`` polls every enabled feed once; ``run`` keeps polling each feed
-on its interval until SIGINT or SIGTERM, and after each round of polls composes
-the digests that are due and sends the pending ones (:mod:`monitor.delivery`).
+Start-up (:func:`prepare`) upgrades the schema (idempotent; on PostgreSQL behind
+an advisory lock), syncs feeds and rules from the config, loads the seeds and
+brings the near-duplicate index up to date.
+
+``run --once`` claims every enabled feed, polls them all once and returns.
+
+``run`` (:class:`Daemon`) runs on one event loop:
+
+    dispatch    a loop that claims due feeds (row leases; see monitor.store.feeds)
+                up to [fetch] concurrency in flight and polls each in its own task;
+                it sleeps until the next feed falls due, a poll ends, or 5 s pass
+
+and an APScheduler 3.x ``AsyncIOScheduler`` with the timed jobs:
+
+    digests     compose on the [digest] schedule, and every minute send what is
+                pending (retries; a missed slot is caught up)
+    heartbeat   renew this worker's leases, so that only a dead worker's lapse
+    config      look at the config file every [daemon] config_check (and on
+                SIGHUP); a valid change applies without a restart
+    observe     read the backlog for /metrics
+
+Several daemons may share one PostgreSQL database: each feed and each digest is
+claimed by one of them at a time. The feed queue is the database, not an
+APScheduler job store: APScheduler 3.x documents that a job store shared by
+several schedulers runs jobs twice or misses them, and a feed's next poll time
+must survive restarts and be visible to every worker anyway. SIGTERM or SIGINT stops dispatching, gives
+in-flight polls and digest sends up to [daemon] shutdown_timeout to finish,
+cancels the rest (a cancelled poll writes nothing) and releases every claim.
 """
 
 from __future__ import annotations
@@ -14,31 +36,56 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.combining import OrTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor import db, delivery, store
-from monitor.config import Settings
+from monitor import __version__, db, delivery, logs, reload, store
+from monitor.config import Settings, load_settings, split_listen
 from monitor.duplicates import Deduplicator
-from monitor.errors import StoreError
+from monitor.endpoints import Endpoints, Health
+from monitor.errors import ConfigError, StoreError
 from monitor.fetcher import Fetcher
+from monitor.identity import worker_id
 from monitor.mailer import Mailer, SmtpMailer
-from monitor.pipeline import Clock, Context, FeedReport, RuleBook, load_seeds, poll_feed
+from monitor.metrics import Metrics
+from monitor.pipeline import (
+    Clock,
+    Context,
+    FeedReport,
+    RuleBook,
+    load_seeds,
+    poll_feed,
+    record_failure,
+)
+from monitor.schedule import CronSchedule, ScheduleTrigger
 from monitor.workers import Processor
 
 log = logging.getLogger(__name__)
 
-# How long in-flight polls may take to finish after SIGTERM before they are cancelled.
-SHUTDOWN_GRACE_SECONDS = 20.0
-# Longest sleep between checks for due feeds, and the pause after a database failure.
-MAX_IDLE_SECONDS = 60.0
-STORE_RETRY_SECONDS = 30.0
+T = TypeVar("T")
+
+# The longest the dispatcher sleeps: how soon it notices another worker's lapsed
+# lease or a database that came back.
+DISPATCH_IDLE_SECONDS = 5.0
+DISPATCH_RECHECK_SECONDS = 1.0  # due feeds another worker was claiming
+# How often pending digests are retried and a missed slot is caught up.
+DIGEST_CHECK_SECONDS = 60.0
+OBSERVE_SECONDS = 10.0
+# /healthz fails when the dispatcher has not reached the database for this long.
+HEALTHY_WITHIN_SECONDS = 30.0
 
 
 def utcnow() -> datetime:
@@ -72,38 +119,24 @@ class RunSummary:
 def prepare(settings: Settings, engine: Engine, clock: Clock = utcnow) -> None:
     """Schema upgrade, config sync and seed load. Raises StoreError, SeedError."""
     db.upgrade(engine)
-    sessions = db.session_factory(engine)
+    sync_config(db.session_factory(engine), settings, clock())
+    load_seeds(db.session_factory(engine), settings, Deduplicator.from_settings(settings),
+               clock())
+
+
+def sync_config(sessions: sessionmaker[Session], settings: Settings,
+                now: datetime) -> tuple[store.SyncResult, RuleBook]:
+    """Store the config's feeds and rules; returns what changed among the feeds and the
+    rules compiled with their ids. Raises StoreError."""
     try:
         with sessions.begin() as s:
-            store.sync_feeds(s, settings.feeds, clock())
-            store.sync_rules(s, settings.rules, clock())
+            result = store.sync_feeds(s, settings.feeds, now)
+            store.sync_rules(s, settings.rules, now)
+            ids = store.rule_ids(s, [r.name for r in settings.rules])
     except SQLAlchemyError as exc:
-        raise StoreError(f"syncing feeds and rules from the config failed: {exc}") from exc
-    load_seeds(sessions, settings, Deduplicator.from_settings(settings), clock())
-
-
-async def poll_due(ctx: Context, now: datetime | None) -> list[FeedReport]:
-    """Poll the feeds due at ``now`` (all enabled feeds if None) concurrently.
-
-    A feed's failure is recorded on that feed and never stops the others.
-    Raises StoreError only when the list of due feeds cannot be read.
-    """
-    try:
-        with ctx.sessions() as s:
-            feeds = store.due_feeds(s, now)
-    except SQLAlchemyError as exc:
-        raise StoreError(f"reading due feeds failed: {exc}") from exc
-    results = await asyncio.gather(*(poll_feed(ctx, f) for f in feeds), return_exceptions=True)
-    reports = []
-    for feed, result in zip(feeds, results, strict=True):
-        if isinstance(result, BaseException):
-            if isinstance(result, asyncio.CancelledError):
-                raise result
-            log.error("feed %r <%s>: poll failed: %s", feed.name, feed.effective_url, result,
-                      exc_info=not isinstance(result, StoreError))
-            result = FeedReport(feed=feed.name, url=feed.url, outcome="failed", error=str(result))
-        reports.append(result)
-    return reports
+        raise StoreError(f"syncing feeds and rules from the config failed: "
+                         f"{db.reason(exc)}") from exc
+    return result, RuleBook.build(settings.rules, ids)
 
 
 async def run(
@@ -116,107 +149,501 @@ async def run(
     stop: asyncio.Event | None = None,
     install_signal_handlers: bool = True,
     mailer: Mailer | None = None,
+    listen: str | None = None,
 ) -> RunSummary:
-    """Poll feeds: once, or until ``stop`` is set (SIGINT/SIGTERM set it), sending
-    digests as they fall due. Raises ConfigError (an SMTP password missing)."""
-    stop = stop or asyncio.Event()
-    if not once and mailer is None:
-        mailer = SmtpMailer(settings.smtp, str(settings.path))
-    if install_signal_handlers:
-        _install_signal_handlers(stop)
+    """Poll every enabled feed once (``once``), or serve until ``stop`` is set
+    (SIGINT/SIGTERM set it). ``listen`` overrides ``[daemon] listen``.
+    Raises ConfigError (an SMTP password missing, an address that cannot be bound)."""
+    if once:
+        return await _run_once(settings, engine, clock, transport)
+    daemon = Daemon(settings, engine, clock=clock, transport=transport,
+                    mailer=mailer or SmtpMailer(settings.smtp, str(settings.path)),
+                    listen=settings.daemon.listen if listen is None else listen)
+    await daemon.serve(stop or asyncio.Event(), install_signal_handlers)
+    return RunSummary()
+
+
+async def _run_once(settings: Settings, engine: Engine, clock: Clock,
+                    transport: httpx.AsyncBaseTransport | None) -> RunSummary:
     sessions = db.session_factory(engine)
-    rules = RuleBook.build(settings.rules, _rule_ids(sessions, settings))
+    owner = worker_id("once")
+    lease = timedelta(seconds=settings.daemon.lease)
+    _, rules = sync_config(sessions, settings, clock())
+    now = clock()
+    try:
+        with sessions.begin() as s:
+            feeds = store.claim_feeds(s, owner, now, now + lease, limit=1_000_000,
+                                      everything=True)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"claiming feeds failed: {exc}") from exc
+    skipped = len(settings.feeds) - len(feeds)
+    if skipped > 0:
+        log.info("%d feeds are disabled or being polled by a running daemon: not polled now",
+                 skipped)
     processor = Processor(settings.extract.workers, settings.extract.worker_max_tasks)
-    summary = RunSummary()
+    renewing = asyncio.create_task(_renew_forever(sessions, owner, settings, clock))
     try:
         async with Fetcher(settings.fetch, transport=transport) as fetcher:
             ctx = Context(settings, sessions, fetcher, processor, clock,
-                          Deduplicator.from_settings(settings), rules)
-            if once:
-                summary.reports = await poll_due(ctx, None)
-                return summary
-            assert mailer is not None
-            await _loop(ctx, mailer, stop, summary)
+                          Deduplicator.from_settings(settings), rules, owner)
+            results = await asyncio.gather(*(_guarded_poll(ctx, f) for f in feeds))
     finally:
+        renewing.cancel()
         processor.close()
-    return summary
+        _release(sessions, owner)
+    return RunSummary(list(results))
 
 
-def _rule_ids(sessions: sessionmaker[Session], settings: Settings) -> dict[str, int]:
+async def _renew_forever(sessions: sessionmaker[Session], owner: str, settings: Settings,
+                         clock: Clock) -> None:
+    while True:
+        await asyncio.sleep(settings.daemon.lease / 4)
+        await asyncio.to_thread(_renew, sessions, owner, settings, clock())
+
+
+def _renew(sessions: sessionmaker[Session], owner: str, settings: Settings,
+           now: datetime) -> None:
+    until = now + timedelta(seconds=settings.daemon.lease)
     try:
-        with sessions() as s:
-            return store.rule_ids(s, [r.name for r in settings.rules])
+        with sessions.begin() as s:
+            store.renew_leases(s, owner, until)
+            store.heartbeat(s, owner, now)
     except SQLAlchemyError as exc:
-        raise StoreError(f"reading rules failed: {exc}") from exc
+        log.error("renewing this worker's leases failed: %s", db.reason(exc))
 
 
-async def _loop(ctx: Context, mailer: Mailer, stop: asyncio.Event, summary: RunSummary) -> None:
-    log.info("polling %d feeds; stop with SIGINT or SIGTERM", len(ctx.settings.feeds))
-    stopping = asyncio.create_task(stop.wait())
+def _release(sessions: sessionmaker[Session], owner: str) -> None:
     try:
-        while not stop.is_set():
-            poll = asyncio.create_task(poll_due(ctx, ctx.clock()))
-            await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not poll.done():
-                log.info("stopping: waiting up to %ss for in-flight polls", SHUTDOWN_GRACE_SECONDS)
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError, StoreError):
-                    await asyncio.wait_for(poll, SHUTDOWN_GRACE_SECONDS)
-                break
-            try:
-                summary.reports.extend(poll.result())
-                # smtplib blocks: in a thread, so the event loop and its signal handlers
-                # keep running. A stop waits for the round: each SMTP step is bounded by
-                # [smtp] timeout, and an unreachable server ends the round at once.
-                await asyncio.to_thread(_digests, ctx, mailer)
-                pause = _seconds_until_next_due(ctx)
-                log.info("next check in %.0fs", pause)
-            except StoreError as exc:
-                log.error("database problem: %s; retrying in %ss", exc, STORE_RETRY_SECONDS)
-                pause = STORE_RETRY_SECONDS
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(stopping), pause)
-    finally:
-        stopping.cancel()
-    log.info("stopped")
-
-
-def _digests(ctx: Context, mailer: Mailer) -> None:
-    """Compose the digests that are due and send the pending ones. Raises StoreError;
-    any other failure is logged and the daemon goes on (the digests stay pending)."""
-    try:
-        result = delivery.run_round(ctx.sessions, ctx.settings, mailer, ctx.clock)
-    except StoreError:
-        raise
-    except Exception:
-        log.exception("digest round failed; pending digests are retried at the next check")
+        with sessions.begin() as s:
+            feeds, digests = store.release_leases(s, owner)
+    except SQLAlchemyError as exc:
+        log.error("releasing this worker's claims failed (they lapse by themselves): %s",
+                  db.reason(exc))
         return
-    if result.composed or result.deliveries:
-        log.info("digests: %s", result.render().replace("\n", "; "))
+    if feeds or digests:
+        log.info("released %d feeds and %d digests not finished", feeds, digests)
 
 
-def _seconds_until_next_due(ctx: Context) -> float:
-    """Until the next feed poll, digest slot or digest retry, at most MAX_IDLE_SECONDS."""
+async def _guarded_poll(ctx: Context, feed: store.FeedState) -> FeedReport:
+    """poll_feed, with a failure outside the feed's own (the database, a bug) turned
+    into a failed report and the feed put back with a backoff."""
     try:
-        with ctx.sessions() as s:
-            dues = [store.next_due_at(s), store.next_digest_attempt_at(s),
-                    delivery.next_digest_at(s, ctx.settings)]
-    except SQLAlchemyError as exc:
-        raise StoreError(f"reading the poll schedule failed: {exc}") from exc
-    now = ctx.clock()
-    waits = [(due - now).total_seconds() for due in dues if due is not None]
-    return min([MAX_IDLE_SECONDS, *(max(1.0, w) for w in waits)])
+        return await poll_feed(ctx, feed)
+    except StoreError as exc:
+        log.error("feed %r <%s>: %s", feed.name, feed.effective_url, exc)
+        return FeedReport(feed=feed.name, url=feed.url, outcome="failed", kind="store",
+                          error=str(exc))
+    except Exception as exc:
+        log.exception("feed %r <%s>: poll failed unexpectedly", feed.name, feed.effective_url)
+        report = FeedReport(feed=feed.name, url=feed.url, outcome="failed", kind="error",
+                            error=f"unexpected error: {exc!r}")
+        try:
+            return record_failure(ctx, feed, report, ctx.clock())
+        except SQLAlchemyError as db_exc:
+            log.error("feed %r: recording the failure failed: %s", feed.name,
+                      db.reason(db_exc))
+            return report
 
 
-def _install_signal_handlers(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+class Daemon:
+    """``monitor run``: one worker. See the module docstring for its jobs."""
+
+    def __init__(self, settings: Settings, engine: Engine, *, clock: Clock,
+                 transport: httpx.AsyncBaseTransport | None, mailer: Mailer,
+                 listen: str) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.sessions = db.session_factory(engine)
+        self.clock = clock
+        self.transport = transport
+        self.mailer = mailer
+        self._own_mailer = isinstance(mailer, SmtpMailer)  # rebuilt when [smtp] changes
+        self.listen = listen
+        self.owner = worker_id()
+        self.metrics = Metrics()
+        self.polls: dict[int, asyncio.Task[None]] = {}
+        self.background: set[asyncio.Future[Any]] = set()  # digest rounds in flight
+        self.stopping = False
+        self._dispatching = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._config_stamp = reload.fingerprint(settings.path)
+        self._reload_forced = False
+        self._last_dispatch: float | None = None  # monotonic time of the last good one
+        self._db_problem: str | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._ctx: Context | None = None
+
+    @property
+    def ctx(self) -> Context:
+        assert self._ctx is not None, "the daemon is not serving"
+        return self._ctx
+
+    # --- life cycle --------------------------------------------------------------------
+
+    async def serve(self, stop: asyncio.Event, install_signal_handlers: bool = True) -> None:
+        _, rules = await asyncio.to_thread(sync_config, self.sessions, self.settings,
+                                           self.clock())
+        await asyncio.to_thread(self._register)
+        endpoints = await self._start_endpoints()
+        processor = Processor(self.settings.extract.workers,
+                              self.settings.extract.worker_max_tasks)
+        try:
+            async with Fetcher(self.settings.fetch, transport=self.transport) as fetcher:
+                self._ctx = Context(self.settings, self.sessions, fetcher, processor,
+                                    self.clock, Deduplicator.from_settings(self.settings),
+                                    rules, self.owner)
+                self._scheduler = self._start_scheduler()
+                dispatcher = asyncio.create_task(self._dispatch_loop(), name="dispatch")
+                if install_signal_handlers:
+                    self._install_signal_handlers(stop)
+                log.info("worker %s: %d feeds, %d rules; stop with SIGINT or SIGTERM, "
+                         "reload the config with SIGHUP", self.owner, len(self.settings.feeds),
+                         len(self.settings.rules))
+                await stop.wait()
+                await self._shut_down(dispatcher)
+        finally:
+            processor.close()
+            if endpoints is not None:
+                await endpoints.close()
+            await asyncio.to_thread(self._unregister)
+        log.info("stopped")
+
+    async def _start_endpoints(self) -> Endpoints | None:
+        if not self.listen:
+            return None
+        host, port = split_listen(self.listen)
+        endpoints = Endpoints(host, port, self.health, self.metrics.exposition)
+        try:
+            await endpoints.start()
+        except OSError as exc:
+            raise ConfigError(str(self.settings.path), "daemon.listen",
+                              f"cannot listen on {self.listen}: {exc.strerror or exc}; "
+                              "choose another address, or \"\" for none") from exc
+        log.info("serving %s/healthz and %s/metrics", endpoints.url, endpoints.url)
+        return endpoints
+
+    def _start_scheduler(self) -> AsyncIOScheduler:
+        sched = AsyncIOScheduler(timezone=UTC)
+        now = datetime.now(UTC)
+        common: dict[str, Any] = {"coalesce": True, "misfire_grace_time": None}
+        sched.add_job(self._digests, self._digest_trigger(self.settings), id="digests",
+                      next_run_time=now, **common)
+        sched.add_job(self._heartbeat, IntervalTrigger(seconds=self.settings.daemon.lease / 4),
+                      id="heartbeat", **common)
+        sched.add_job(self._check_config,
+                      IntervalTrigger(seconds=self.settings.daemon.config_check),
+                      id="config", **common)
+        sched.add_job(self._observe, IntervalTrigger(seconds=OBSERVE_SECONDS), id="observe",
+                      next_run_time=now, **common)
+        sched.start()
+        return sched
+
+    @staticmethod
+    def _digest_trigger(settings: Settings) -> OrTrigger:
+        d = settings.digest
+        schedule = ScheduleTrigger(CronSchedule(d.schedule, ZoneInfo(d.timezone)))
+        return OrTrigger([schedule, IntervalTrigger(seconds=DIGEST_CHECK_SECONDS)])
+
+    async def _shut_down(self, dispatcher: asyncio.Task[None]) -> None:
+        async with self._dispatching:  # no claim is left half-made
+            self.stopping = True
+        self.wake()
+        await dispatcher
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        in_flight: list[asyncio.Future[Any]] = [*self.polls.values(), *self.background]
+        bound = self.settings.daemon.shutdown_timeout
+        if in_flight:
+            log.info("stopping: waiting up to %ss for %d polls and %d digest rounds in flight",
+                     bound, len(self.polls), len(self.background))
+            _, late = await asyncio.wait(in_flight, timeout=bound)
+            late_polls = [t for t in late if t in self.polls.values()]
+            for task in late_polls:
+                task.cancel()
+            await asyncio.gather(*late_polls, return_exceptions=True)
+            if late:
+                log.warning("stopping: %d polls cancelled (they are polled again on the next "
+                            "start or by another worker), %d digest rounds left unfinished",
+                            len(late_polls), len(late) - len(late_polls))
+        await asyncio.to_thread(_release, self.sessions, self.owner)
+
+    def _register(self) -> None:
+        host, pid, _ = self.owner.rsplit(":", 2)
+        try:
+            with self.sessions.begin() as s:
+                store.register_worker(s, self.owner, host, int(pid), __version__,
+                                      self.clock())
+        except SQLAlchemyError as exc:
+            raise StoreError(f"registering this worker failed: {db.reason(exc)}") from exc
+
+    def _unregister(self) -> None:
+        try:
+            with self.sessions.begin() as s:
+                store.worker_stopped(s, self.owner, self.clock())
+        except SQLAlchemyError as exc:
+            log.error("recording this worker's stop failed: %s", db.reason(exc))
+
+    def _install_signal_handlers(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_stop(sig: signal.Signals) -> None:
+            log.info("received %s", sig.name)
+            stop.set()
+
+        def on_hup() -> None:
+            log.info("received SIGHUP: reloading the config")
+            self.reload_soon()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, on_stop, sig)
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, _on_signal(stop, sig))
+            loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+    # --- health ------------------------------------------------------------------------
+
+    def health(self) -> Health:
+        age = None if self._last_dispatch is None else time.monotonic() - self._last_dispatch
+        detail: dict[str, object] = {
+            "worker": self.owner, "polls_in_flight": len(self.polls),
+            "last_dispatch_seconds_ago": None if age is None else round(age, 1)}
+        if self.stopping:
+            return Health(False, {**detail, "reason": "stopping"})
+        if age is None or age > HEALTHY_WITHIN_SECONDS:
+            reason = self._db_problem or "starting: no feeds claimed yet"
+            return Health(False, {**detail, "reason": reason})
+        return Health(True, detail)
+
+    # --- jobs --------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Make the dispatcher look for due feeds now (a poll ended, the config changed)."""
+        self._wake.set()
+
+    async def _dispatch_loop(self) -> None:
+        """Claim due feeds and start their polls; sleep until the next one falls due, a
+        poll ends (room for another), or DISPATCH_IDLE_SECONDS pass (another worker's
+        lease may lapse). A wake-up during a claim is never lost: the event is cleared
+        before the claim, so the sleep after it returns at once."""
+        while not self.stopping:
+            self._wake.clear()
+            try:
+                next_due = await self._dispatch_once()
+            except Exception:  # a bug must not end dispatching silently
+                log.exception("dispatching failed; trying again in %ss", DISPATCH_IDLE_SECONDS)
+                next_due = None
+            pause = DISPATCH_IDLE_SECONDS
+            now = self.clock()
+            if next_due is not None and next_due > now:
+                pause = min(pause, (next_due - now).total_seconds())
+            elif next_due is not None and len(self.polls) < self.settings.fetch.concurrency:
+                # Due, unclaimed, yet not ours with slots free: another worker's claim held
+                # those rows (SKIP LOCKED). If that worker dies mid-claim its claim is rolled
+                # back, so look again soon rather than at the idle tick. (With every slot
+                # taken, a poll's end wakes us: waking sooner would only spin.)
+                pause = DISPATCH_RECHECK_SECONDS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)
+
+    async def _dispatch_once(self) -> datetime | None:
+        """One claim. Returns when the next unclaimed feed falls due."""
+        async with self._dispatching:
+            if self.stopping:
+                return None
+            room = self.settings.fetch.concurrency - len(self.polls)
+            try:
+                claimed, next_due = await asyncio.to_thread(self._claim, max(room, 0))
+            except SQLAlchemyError as exc:
+                self._db_problem = f"database: {db.reason(exc)}"
+                log.error("claiming due feeds failed: %s; trying again in %ss",
+                          db.reason(exc), DISPATCH_IDLE_SECONDS)
+                return None
+            self._db_problem = None
+            self._last_dispatch = time.monotonic()
+            for feed in claimed:
+                self.polls[feed.id] = asyncio.create_task(self._poll(feed),
+                                                          name=f"poll {feed.name}")
+            self.metrics.in_flight.set(len(self.polls))
+            return next_due
+
+    def _claim(self, room: int) -> tuple[list[store.FeedState], datetime | None]:
+        now = self.clock()
+        with self.sessions.begin() as s:
+            claimed = []
+            if room > 0:
+                claimed = store.claim_feeds(
+                    s, self.owner, now, now + timedelta(seconds=self.settings.daemon.lease),
+                    room)
+            return claimed, store.next_due_at(s, now)
+
+    async def _poll(self, feed: store.FeedState) -> None:
+        started = time.monotonic()
+        try:
+            report = await _guarded_poll(self.ctx, feed)
+        finally:
+            self.polls.pop(feed.id, None)
+            self.metrics.in_flight.set(len(self.polls))
+        self.metrics.poll(report, time.monotonic() - started)
+        self.wake()  # room for another due feed
+
+    async def _digests(self) -> None:
+        """Compose what is due and send what is pending. smtplib blocks, so the round
+        runs in a daemon thread: the event loop (and the signal handlers) keep going,
+        and a stop need not wait past its bound for an SMTP server."""
+        if self.stopping:
+            return
+        round_ = _in_daemon_thread(self._digest_round)
+        self.background.add(round_)
+        try:
+            result = await asyncio.shield(round_)
+        finally:
+            self.background.discard(round_)
+        if result is None:
+            return
+        done, next_at = result
+        for d in done.deliveries:
+            (self.metrics.digest_failures if d.error else self.metrics.digests_sent).inc()
+        if done.composed or done.deliveries:
+            log.info("digests: %s", done.render().replace("\n", "; "))
+        sched = self._scheduler
+        job = sched.get_job("digests") if sched is not None and not self.stopping else None
+        soon = datetime.now(UTC) + timedelta(seconds=1)
+        if sched is not None and job is not None and next_at is not None and next_at > soon \
+                and job.next_run_time is not None and next_at < job.next_run_time:
+            # The slot stored in the database, or a retry, comes before the next check.
+            # (Not sooner than a second away: APScheduler skips a run that falls while
+            # this one is still finishing; the minute check covers those.)
+            sched.modify_job("digests", next_run_time=next_at)
+
+    def _digest_round(self) -> tuple[delivery.Round, datetime | None] | None:
+        """One round, and when the next slot or retry is due."""
+        try:
+            done = delivery.run_round(self.sessions, self.settings, self.mailer, self.clock,
+                                      owner=self.owner)
+            with self.sessions() as s:
+                dues = [store.next_digest_attempt_at(s),
+                        delivery.next_digest_at(s, self.settings)]
+            return done, min((d for d in dues if d is not None), default=None)
+        except StoreError as exc:
+            log.error("digest round: %s; retrying in %ss", exc, DIGEST_CHECK_SECONDS)
+        except SQLAlchemyError as exc:
+            log.error("digest round: %s; retrying in %ss", db.reason(exc), DIGEST_CHECK_SECONDS)
+        except Exception:
+            log.exception("digest round failed; pending digests are retried in %ss",
+                          DIGEST_CHECK_SECONDS)
+        return None
+
+    async def _heartbeat(self) -> None:
+        with self._quiet_when_stopping():
+            await asyncio.to_thread(_renew, self.sessions, self.owner, self.settings,
+                                    self.clock())
+
+    @contextlib.contextmanager
+    def _quiet_when_stopping(self) -> Iterator[None]:
+        """A job cancelled by the scheduler's shutdown ends quietly."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            if not self.stopping:
+                raise
+
+    async def _observe(self) -> None:
+        def read() -> tuple[store.Backlog, int]:
+            with self.sessions() as s:
+                return store.backlog(s, self.clock()), store.digest_counts(s)[0]
+
+        try:
+            with self._quiet_when_stopping():
+                backlog, pending = await asyncio.to_thread(read)
+            if self.stopping:
+                return
+        except SQLAlchemyError as exc:
+            log.error("reading the backlog failed: %s", db.reason(exc))
+            return
+        self.metrics.observe(backlog, pending)
+
+    # --- reload ------------------------------------------------------------------------
+
+    def reload_soon(self) -> None:
+        self._reload_forced = True
+        if self._scheduler is not None and self._scheduler.running and not self.stopping:
+            self._scheduler.modify_job("config", next_run_time=datetime.now(UTC))
+
+    async def _check_config(self) -> None:
+        with self._quiet_when_stopping():
+            await self._reload_if_changed()
+
+    async def _reload_if_changed(self) -> None:
+        path = self.settings.path
+        stamp = await asyncio.to_thread(reload.fingerprint, path)
+        forced, self._reload_forced = self._reload_forced, False
+        if stamp is None or (stamp == self._config_stamp and not forced):
+            return
+        self._config_stamp = stamp
+        try:
+            loaded = await asyncio.to_thread(load_settings, path)
+        except ConfigError as exc:
+            self.metrics.reloads.labels("rejected").inc()
+            log.error("config not reloaded, the running config stays: %s", exc)
+            return
+        await self._apply(loaded)
+
+    async def _apply(self, loaded: Settings) -> None:
+        running = self.settings
+        later = reload.restart_needed(running, loaded)
+        if later:
+            log.warning("config: changes to %s take effect after a restart", ", ".join(later))
+        new = reload.applicable(running, loaded)
+        changed = reload.live_changes(running, new)
+        if not changed:
+            log.info("config %s re-read: nothing to apply", running.path)
+            return
+        try:
+            synced, rules = await asyncio.to_thread(sync_config, self.sessions, new, self.clock())
+        except StoreError as exc:
+            self._config_stamp = None  # try again at the next check
+            log.error("config not reloaded (%s); trying again in %ss", exc,
+                      new.daemon.config_check)
+            return
+        self.settings = self.ctx.settings = new
+        self.ctx.rules = rules
+        if "logging.level" in changed:
+            logs.setup(new.log_level, new.log_format)
+        if "smtp" in changed and self._own_mailer:
+            self.mailer = SmtpMailer(new.smtp, str(new.path))
+        if "digest" in changed and self._scheduler is not None:
+            self._scheduler.reschedule_job("digests", trigger=self._digest_trigger(new))
+        self.metrics.reloads.labels("applied").inc()
+        log.info("config reloaded from %s: %s changed; feeds: %s", new.path, ", ".join(changed),
+                 synced.render())
+        self.wake()
 
 
-def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> Callable[[], None]:
-    def handler() -> None:
-        log.info("received %s", sig.name)
-        stop.set()
+def _in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
+    """Run ``fn`` in a new daemon thread: unlike the loop's executor, nothing waits for
+    it at exit, so a hung SMTP server cannot hold a stopping daemon past its bound."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
 
-    return handler
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def target() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=target, name="digests", daemon=True).start()
+    return future
+
+
+__all__ = ["Daemon", "RunSummary", "prepare", "run", "sync_config", "utcnow"]

@@ -81,6 +81,7 @@ class Hit:
     path: str
     headers: dict[str, str]
     status: int
+    at: float = 0.0  # time.monotonic() when the request arrived
 
 
 class LocalServer:
@@ -99,6 +100,7 @@ class LocalServer:
                 pass
 
             def do_GET(self) -> None:
+                arrived = time.monotonic()
                 route = server.routes.get(self.path) or server.routes.get(self.path.split("?")[0])
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status = route.status if route else 404
@@ -111,7 +113,7 @@ class LocalServer:
                 ):
                     status = 304
                 with server._lock:
-                    server.log.append(Hit(self.path, headers, status))
+                    server.log.append(Hit(self.path, headers, status, arrived))
                 body = b"not found" if route is None else route.body
                 if status == 304:
                     body = b""

@@ -56,6 +56,61 @@ def run_daemon(config: Path, until: Callable[[], bool], timeout: float,
     return proc.returncode, err, running
 
 
+class Daemon:
+    """A ``monitor run`` process whose log (stderr) goes to a file that tests can read
+    while it runs."""
+
+    def __init__(self, config: Path, *args: str, log: Path) -> None:
+        self.log_path = log
+        self._log = log.open("w", encoding="utf-8")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "--config", str(config), "run", *args],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._log, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8")
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Poll ``predicate`` until it holds or ``timeout`` passes (or the process ends)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            if self.proc.poll() is not None:
+                return predicate()
+            time.sleep(0.1)
+        return False
+
+    def wait_for_log(self, text: str, timeout: float) -> bool:
+        return self.wait_for(lambda: text in self.log(), timeout)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, then wait for the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        self._log.close()
+
+
 def json_lines(config: Path, *args: str) -> list[dict[str, Any]]:
     """The objects a ``--json`` listing printed, one per line; the command must succeed."""
     code, out = cli(config, *args, "--json")
@@ -75,14 +130,20 @@ def write_config(
     rules: list[dict[str, object]] | None = None,
     digest: dict[str, object] | None = None,
     smtp: dict[str, object] | None = None,
+    poll: dict[str, object] | None = None,
+    daemon: dict[str, object] | None = None,
+    logging: dict[str, object] | None = None,
 ) -> Path:
     """Write a config file with the documented keys. Returns its path. Without ``rules``,
-    the one rule of the default config: "Venezuela leadership"."""
+    the one rule of the default config: "Venezuela leadership". Every test server is
+    127.0.0.1, so there is no pause between requests to one host unless ``fetch`` sets
+    ``host_delay``; the daemon serves no HTTP unless ``daemon`` sets ``listen``."""
     digest = {"schedule": "0 7 * * *", "timezone": "America/Caracas",
               "sender": "monitor@example.org", **(digest or {})}
     smtp = {"host": "localhost", "port": 25, "security": "none", "username": "",
             "password_env": "MONITOR_SMTP_PASSWORD", **(smtp or {})}
-    fetch = {"timeout": "10s", "connect_timeout": "5s", **(fetch or {})}
+    fetch = {"timeout": "10s", "connect_timeout": "5s", "host_delay": 0, **(fetch or {})}
+    daemon = {"listen": "", **(daemon or {})}
     extract = {"workers": 2, **(extract or {})}
     lines = [
         "[database]", f"url = {_toml(db_url)}", "",
@@ -90,6 +151,9 @@ def write_config(
         "[fetch]", *(f"{k} = {_toml(v)}" for k, v in fetch.items()), "",
         "[extract]", *(f"{k} = {_toml(v)}" for k, v in extract.items()), "",
         "[dedup]", *(f"{k} = {_toml(v)}" for k, v in (dedup or {}).items()), "",
+        "[poll]", *(f"{k} = {_toml(v)}" for k, v in (poll or {}).items()), "",
+        "[daemon]", *(f"{k} = {_toml(v)}" for k, v in daemon.items()), "",
+        "[logging]", *(f"{k} = {_toml(v)}" for k, v in (logging or {}).items()), "",
     ]
     for f in feeds:
         lines += ["[[feeds]]", *(f"{k} = {_toml(v)}" for k, v in f.items()), ""]

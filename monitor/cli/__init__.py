@@ -7,6 +7,7 @@ could not be sent (it stays pending and is retried).
     __init__.py   the parser, logging, dispatch and error handling
     common.py     exit codes, JSON output, opening a database whose schema is current
     daemon.py     run, seeds load, db upgrade, config show
+    status.py     status
     listing.py    feeds list, items list
     dedup.py      dedup check, dedup reindex
     alerts.py     rules test, rules list, alerts list
@@ -22,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from monitor import __version__
+from monitor import __version__, logs
 from monitor.cli.alerts import cmd_alerts_list, cmd_rules_list, cmd_rules_test
 from monitor.cli.common import (
     EXIT_CONFIG,
@@ -36,6 +37,7 @@ from monitor.cli.daemon import cmd_config_show, cmd_db_upgrade, cmd_run, cmd_see
 from monitor.cli.dedup import cmd_dedup_check, cmd_dedup_reindex
 from monitor.cli.digests import cmd_digest_list, cmd_digest_preview, cmd_digest_send
 from monitor.cli.listing import cmd_feeds_list, cmd_items_list
+from monitor.cli.status import cmd_status
 from monitor.config import config_path, load_settings
 from monitor.errors import (
     ConfigError,
@@ -60,12 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="config file (default: $MONITOR_CONFIG, else config/monitor.toml)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="override [logging] level")
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help="override [logging] format: text lines or one JSON object per line")
     p.add_argument("--version", action="version", version=f"monitor {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="poll feeds and store new articles")
     run.add_argument("--once", action="store_true",
                      help="poll every enabled feed now, print a summary and exit")
+    run.add_argument("--listen", metavar="HOST:PORT",
+                     help="serve /healthz and /metrics here instead of [daemon] listen "
+                          "(port 0: any free port; \"\": none), e.g. for a second worker "
+                          "on the same machine")
+
+    st = sub.add_parser("status", help="workers, backlog, failing feeds and digests at a glance")
+    st.add_argument("--json", action="store_true", help="print one JSON object")
 
     seeds = sub.add_parser("seeds", help="seed corpus").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -144,23 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Ours, so that calling main() again replaces it and leaves other handlers alone."""
-
-
-def _setup_logging(level: str) -> None:
-    handler = _StderrHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrHandler)] + [handler]
-    root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "trafilatura", "htmldate", "charset_normalizer"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
-
-
 COMMANDS = {
     ("run", None): cmd_run,
+    ("status", None): cmd_status,
     ("seeds", "load"): cmd_seeds_load,
     ("db", "upgrade"): cmd_db_upgrade,
     ("feeds", "list"): cmd_feeds_list,
@@ -181,10 +178,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``monitor`` command. Returns the exit code."""
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level or "INFO")
+    logs.setup(args.log_level or "INFO", args.log_format or "text")
     try:
         settings = load_settings(config_path(args.config, os.environ))
-        _setup_logging(args.log_level or settings.log_level)
+        logs.setup(args.log_level or settings.log_level, args.log_format or settings.log_format)
         handler = COMMANDS[(args.command, getattr(args, "action", None))]
         return handler(settings, args, out)
     except ConfigError as exc:

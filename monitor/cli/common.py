@@ -87,3 +87,22 @@ def ref_json(ref: store.Ref | None) -> dict[str, Any] | None:
 
 def ref_text(ref: store.Ref) -> str:
     return f"{ref.kind} {ref.seed or ref.id}"
+
+
+def duration(seconds: float | None) -> str:
+    """``5400`` -> ``"1h30m"``; ``45`` -> ``"45s"``."""
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    parts = [(s // 86400, "d"), (s % 86400 // 3600, "h"), (s % 3600 // 60, "m"), (s % 60, "s")]
+    text = "".join(f"{n}{unit}" for n, unit in parts if n)
+    return text or "0s"
+
+
+def ago(when: datetime | None, now: datetime) -> str:
+    """``when`` relative to ``now``: "never", "in 4m", "2h ago" (and the UTC time)."""
+    if when is None:
+        return "never"
+    delta = (when - now).total_seconds()
+    rel = f"in {duration(delta)}" if delta > 0 else f"{duration(-delta)} ago"
+    return f"{rel} ({when.strftime('%Y-%m-%d %H:%M:%S')} UTC)"

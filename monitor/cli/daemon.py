@@ -17,8 +17,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
 
     engine = db.make_engine(settings.database.url)
     try:
-        service.prepare(settings, engine)
-        summary = asyncio.run(service.run(settings, engine, once=args.once))
+        with db.hold_sqlite_lock(settings.database.url):
+            service.prepare(settings, engine)
+            summary = asyncio.run(service.run(settings, engine, once=args.once,
+                                              listen=args.listen))
     finally:
         engine.dispose()
     if args.once:

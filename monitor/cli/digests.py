@@ -17,12 +17,13 @@ PREVIEW_MESSAGE_ID = "<digest.preview@{domain}>"
 
 def cmd_digest_send(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     from monitor.delivery import run_round  # smtplib and the templates: only needed here
+    from monitor.identity import worker_id
     from monitor.mailer import SmtpMailer
 
     mailer = SmtpMailer(settings.smtp, str(settings.path))
     with session_factory(settings) as sessions:
         result = run_round(sessions, settings, mailer, lambda: datetime.now(UTC),
-                           immediately=args.now)
+                           owner=worker_id("cli"), immediately=args.now)
     out.write(result.render() + "\n")
     return EXIT_MAIL if result.failed else EXIT_OK
 

@@ -4,27 +4,47 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from monitor import store
-from monitor.cli.common import EXIT_OK, dump, ref_json, ref_text, stored
+from monitor.cli.common import EXIT_OK, ago, dump, duration, ref_json, ref_text, stored
 from monitor.config import Settings
 
 
 def cmd_feeds_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    now = datetime.now(UTC)
     with stored(settings) as s:
         rows = store.list_feeds(s)
     for r in rows:
         if args.json:
-            dump(asdict(r), out)
+            dump({**asdict(r), "state": r.state(now)}, out)
         else:
-            state = "ok" if not r.last_error else f"FAILING x{r.consecutive_failures}: {r.last_error}"
-            if r.last_attempt_at is None:
-                state = "never polled"
-            flag = "" if r.enabled else " (disabled)"
-            out.write(f"{r.name}{flag} <{r.url}>\n    {r.items} items; {state}; "
-                      f"last success {r.last_success_at or 'never'}\n")
+            out.write(feed_text(r, now))
     return EXIT_OK
+
+
+def feed_text(r: store.FeedRow, now: datetime) -> str:
+    """A feed as two or three lines: name and URL; state, schedule; the last error."""
+    state = r.state(now)
+    if state == "failing":
+        state = f"FAILING ({r.consecutive_failures} in a row)"
+    elif state == "polling":
+        state = f"being polled by {r.lease_owner}"
+    when = "" if r.next_poll_at is None or not r.enabled else (
+        f"; next {'attempt' if r.consecutive_failures else 'poll'} "
+        f"{ago(r.next_poll_at, now)}")
+    interval = r.poll_interval_seconds or r.interval_seconds
+    lines = [f"{r.name} <{r.url}>",
+             f"    {state}; {r.items} items; every {duration(interval)}"
+             + (f" (adaptive {duration(r.interval_seconds)}-"
+                f"{duration(r.max_interval_seconds)})"
+                if r.max_interval_seconds and r.max_interval_seconds > r.interval_seconds
+                else "")
+             + f"; last success {ago(r.last_success_at, now)}{when}"]
+    if r.last_error and r.consecutive_failures:
+        lines.append(f"    last error: {r.last_error}")
+    return "\n".join(lines) + "\n"
 
 
 def _item_json(r: store.ItemRow, with_text: bool, copies: list[store.Copy]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 # The part of APScheduler 3.x that monitor uses (it ships no type information).
 from datetime import datetime, tzinfo
 
-class CronTrigger:
+from apscheduler.triggers.base import BaseTrigger
+
+class CronTrigger(BaseTrigger):
     def __init__(
         self,
         year: int | str | None = None,

@@ -1,0 +1,74 @@
+"""``monitor status``: the workers, the backlog, failing feeds and the digests, at a glance."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from sqlalchemy.engine import make_url
+
+from monitor import delivery, store
+from monitor.cli.common import EXIT_OK, ago, dump, stored
+from monitor.cli.listing import feed_text
+from monitor.config import Settings
+
+# Workers seen this recently are listed (running, stopped or lost).
+WORKERS_SINCE = timedelta(days=1)
+
+
+def worker_state(w: store.WorkerRow, now: datetime, lease_seconds: int) -> str:
+    """running | stopped | lost (no heartbeat for two lease periods: killed or hung)."""
+    if w.stopped_at is not None:
+        return "stopped"
+    if (now - w.heartbeat_at).total_seconds() > 2 * lease_seconds:
+        return "lost"
+    return "running"
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    now = datetime.now(UTC)
+    with stored(settings) as s:
+        workers = store.list_workers(s, now - WORKERS_SINCE)
+        feeds = store.list_feeds(s)
+        backlog = store.backlog(s, now)
+        pending, last_sent = store.digest_counts(s)
+        next_slot = delivery.next_digest_at(s, settings)
+    states: dict[str, int] = {}
+    for f in feeds:
+        states[f.state(now)] = states.get(f.state(now), 0) + 1
+    failing = [f for f in feeds if f.enabled and f.consecutive_failures]
+    lease = settings.daemon.lease
+    status: dict[str, Any] = {
+        "database": make_url(settings.database.url).render_as_string(hide_password=True),
+        "workers": [{**asdict(w), "state": worker_state(w, now, lease)} for w in workers],
+        "feeds": states,
+        "backlog": asdict(backlog),
+        "failing": [{"name": f.name, "url": f.url, "consecutive_failures": f.consecutive_failures,
+                     "last_error": f.last_error, "last_status": f.last_status,
+                     "next_attempt_at": f.next_poll_at} for f in failing],
+        "digests": {"next_slot_at": next_slot, "pending": pending, "last_sent_at": last_sent,
+                    "schedule": settings.digest.schedule, "timezone": settings.digest.timezone},
+    }
+    if args.json:
+        dump(status, out)
+        return EXIT_OK
+    running = [w for w in status["workers"] if w["state"] == "running"]
+    out.write(f"database: {status['database']}\n")
+    out.write(f"workers: {len(running)} running\n")
+    for w in status["workers"]:
+        out.write(f"  {w['id']} ({w['state']}): started {ago(w['started_at'], now)}, "
+                  f"last heartbeat {ago(w['heartbeat_at'], now)}\n")
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    out.write(f"feeds: {counts or 'none'}\n")
+    out.write(f"backlog: {backlog.due} due and waiting, {backlog.polling} being polled; "
+              f"the most overdue is {backlog.oldest_overdue_seconds:.0f}s late\n")
+    if failing:
+        out.write(f"failing feeds ({len(failing)}):\n")
+        for f in failing:
+            out.write("  " + feed_text(f, now).replace("\n    ", "\n      "))
+    out.write(f"digests: schedule {settings.digest.schedule!r} ({settings.digest.timezone}), "
+              f"next slot {ago(next_slot, now)}; {pending} pending; last sent "
+              f"{ago(last_sent, now)}\n")
+    return EXIT_OK

@@ -1,0 +1,50 @@
+"""Hot reload: which parts of a changed config can take effect in a running daemon.
+
+Feeds, rules, ``[poll]``, ``[digest]``, ``[smtp]`` and the log level apply at
+once. The rest (the database, the seeds, ``[fetch]``, ``[extract]``,
+``[dedup]``, ``[daemon]`` and the log format) is built into the running
+process; a change there is reported and waits for a restart. Pure, but for
+:func:`fingerprint`, which reads the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+from monitor.config import Settings
+
+# (label, attribute) of the settings that apply only after a restart.
+RESTART_ONLY = (("database", "database"), ("seeds", "seeds_path"), ("fetch", "fetch"),
+                ("extract", "extract"), ("dedup", "dedup"), ("daemon", "daemon"),
+                ("logging.format", "log_format"))
+
+
+def fingerprint(path: Path) -> str | None:
+    """The config file's content hash; None when it cannot be read (mid-rename, say)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def restart_needed(running: Settings, loaded: Settings) -> list[str]:
+    """The sections of ``loaded`` that differ from ``running`` and need a restart."""
+    return [label for label, attr in RESTART_ONLY
+            if getattr(running, attr) != getattr(loaded, attr)]
+
+
+def applicable(running: Settings, loaded: Settings) -> Settings:
+    """``loaded``, with the restart-only sections kept as they run now."""
+    return replace(loaded, **{attr: getattr(running, attr) for _, attr in RESTART_ONLY})
+
+
+def live_changes(running: Settings, loaded: Settings) -> list[str]:
+    """The live sections that changed, for the log."""
+    pairs = (("feeds", "feeds"), ("rules", "rules"), ("poll", "poll"), ("digest", "digest"),
+             ("smtp", "smtp"), ("logging.level", "log_level"))
+    changed = [label for label, attr in pairs if getattr(running, attr) != getattr(loaded, attr)]
+    if "smtp" not in changed and running.smtp.password != loaded.smtp.password:
+        changed.append("smtp")  # the password is not compared with the rest
+    return changed
