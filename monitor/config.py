@@ -26,6 +26,7 @@ from sqlalchemy.exc import ArgumentError
 from monitor import __version__
 from monitor.dedup import Thresholds
 from monitor.errors import ConfigError, QueryError
+from monitor.netguard import allow_entry_problem
 from monitor.rules import Query
 from monitor.rules import parse as parse_query
 
@@ -104,6 +105,9 @@ class FetchSettings:
     per_host: int = 2  # requests in flight to one host
     host_delay: float = 1.0  # seconds between the starts of two requests to one host
     default_interval: int = 15 * 60
+    # Addresses, networks and host names article links may point to although they are not
+    # public (see monitor.netguard). Feeds in the config are trusted and never checked.
+    allow_private: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -395,9 +399,21 @@ def _fetch(doc: _Table) -> FetchSettings:
         per_host=_positive(t, "per_host", d.per_host),
         host_delay=_seconds(t, "host_delay", d.host_delay),
         default_interval=_duration(t, "default_interval", d.default_interval, minimum=30),
+        allow_private=_allow_private(t),
     )
     t.finish()
     return s
+
+
+def _allow_private(t: _Table) -> tuple[str, ...]:
+    entries = t.get("allow_private", list, [])
+    for j, entry in enumerate(entries):
+        if not isinstance(entry, str):
+            raise t.fail(f"allow_private[{j}]", f"must be a string, not {_type_name(entry)}")
+        problem = allow_entry_problem(entry)
+        if problem:
+            raise t.fail(f"allow_private[{j}]", f"{entry!r} {problem}")
+    return tuple(entries)
 
 
 def _extract(doc: _Table) -> ExtractSettings:

@@ -15,7 +15,8 @@ the edge with ``raise ... from exc`` so callers only ever catch ours::
     │   ├── FetchTimeout       connect/read timeout
     │   ├── HTTPStatusError    a non-success status (carries status, Retry-After)
     │   ├── TooLargeError      body over the configured cap
-    │   └── RedirectError      too many redirects, or a loop
+    │   ├── RedirectError      too many redirects, or a loop
+    │   └── BlockedError       an article link to a non-public address (SSRF guard)
     ├── FeedParseError         a body that is no usable feed
     ├── ExtractionError        article extraction failed
     ├── MailError              the SMTP server could not be reached, or refused a digest
@@ -118,6 +119,14 @@ class TooLargeError(FetchError):
 
 class RedirectError(FetchError):
     kind = "redirect"
+
+
+class BlockedError(FetchError):
+    """An article link (or a redirect from one) points at a loopback, private,
+    link-local or metadata address that ``[fetch] allow_private`` does not admit."""
+
+    kind = "blocked"
+    hint = "add the address, network or host to [fetch] allow_private if it is a trusted source"
 
 
 class FeedParseError(MonitorError):

@@ -5,14 +5,21 @@ request, a cap on the *decoded* body size (so a gzip bomb stops at the cap),
 concurrency limits overall and per host, and a minimum delay between the starts
 of two requests to one host (``[fetch] host_delay``). Every failure is one of the
 :class:`monitor.errors.FetchError` subclasses, naming the URL.
+
+Untrusted URLs (article links: ``trusted=False``) pass the SSRF guard of
+:mod:`monitor.netguard` before every request, each redirect hop included: the host
+is resolved and every address it has must be public or allowed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
+import socket
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -20,12 +27,14 @@ import httpx
 
 from monitor.config import FetchSettings
 from monitor.errors import (
+    BlockedError,
     FetchTimeout,
     HTTPStatusError,
     NetworkError,
     RedirectError,
     TooLargeError,
 )
+from monitor.netguard import AddressGuard
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,18 @@ FEED_ACCEPT = (
     "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 )
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
+
+# Resolves a host and port to the addresses a connection could go to.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+# Set for the duration of an untrusted fetch: the request hook checks every hop then.
+_UNTRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("untrusted_fetch", default=False)
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses the system resolver gives for ``host`` (what httpx will connect to)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
 
 
 @dataclass(frozen=True)
@@ -55,14 +76,19 @@ class FetchResult:
 class Fetcher:
     """An HTTP client with the limits from ``[fetch]``. Use as an async context manager.
 
-    ``transport`` lets tests swap the network layer; production uses httpx's default.
+    ``transport`` and ``resolver`` let tests swap the network layer and DNS; production
+    uses httpx's default and the system resolver.
     """
 
     def __init__(
-        self, settings: FetchSettings, transport: httpx.AsyncBaseTransport | None = None
+        self, settings: FetchSettings, transport: httpx.AsyncBaseTransport | None = None,
+        resolver: Resolver = resolve,
     ) -> None:
         self.settings = settings
+        self._guard = AddressGuard.from_allow_list(settings.allow_private)
+        self._resolve = resolver
         self._client = httpx.AsyncClient(
+            event_hooks={"request": [self._check_hop]},
             follow_redirects=True,
             max_redirects=settings.max_redirects,
             timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
@@ -98,8 +124,13 @@ class Fetcher:
         accept: str = PAGE_ACCEPT,
         etag: str | None = None,
         last_modified: str | None = None,
+        trusted: bool = False,
     ) -> FetchResult:
-        """GET ``url``. Returns a 2xx or 304 result; raises a FetchError subclass otherwise."""
+        """GET ``url``. Returns a 2xx or 304 result; raises a FetchError subclass otherwise.
+
+        Only URLs the user chose (feeds in the config, a URL on the command line) are
+        ``trusted``; any other URL and every redirect from it must pass the SSRF guard,
+        or :class:`BlockedError` is raised before a connection is made."""
         try:
             host = httpx.URL(url).host
         except httpx.InvalidURL as exc:
@@ -109,10 +140,30 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        async with self._hosts[host]:
-            await self._pace(host)
-            async with self._all:
-                return await self._guarded(url, host, headers, max_bytes)
+        token = _UNTRUSTED.set(not trusted)
+        try:
+            async with self._hosts[host]:
+                await self._pace(host)
+                async with self._all:
+                    return await self._guarded(url, host, headers, max_bytes)
+        finally:
+            _UNTRUSTED.reset(token)
+
+    async def _check_hop(self, request: httpx.Request) -> None:
+        """httpx's request hook: runs before the first request and before each redirect."""
+        if not _UNTRUSTED.get():
+            return
+        host = request.url.host
+        port = request.url.port or (443 if request.url.scheme == "https" else 80)
+        try:
+            addresses = [] if self._guard.host_allowed(host) else await self._resolve(host, port)
+        except OSError as exc:
+            raise NetworkError(str(request.url),
+                               f"cannot resolve host {host!r} (DNS lookup failed: {exc})") from exc
+        refusal = self._guard.refusal(host, addresses)
+        if refusal:
+            log.warning("refused <%s>: %s", request.url, refusal)
+            raise BlockedError(str(request.url), refusal)
 
     async def _pace(self, host: str) -> None:
         """Wait until ``host_delay`` has passed since the last request to ``host`` began."""

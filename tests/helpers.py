@@ -137,12 +137,15 @@ def write_config(
     """Write a config file with the documented keys. Returns its path. Without ``rules``,
     the one rule of the default config: "Venezuela leadership". Every test server is
     127.0.0.1, so there is no pause between requests to one host unless ``fetch`` sets
-    ``host_delay``; the daemon serves no HTTP unless ``daemon`` sets ``listen``."""
+    ``host_delay``, and article links to it are admitted (the opt-in the SSRF guard asks
+    for) unless ``fetch`` sets ``allow_private``; the daemon serves no HTTP unless
+    ``daemon`` sets ``listen``."""
     digest = {"schedule": "0 7 * * *", "timezone": "America/Caracas",
               "sender": "monitor@example.org", **(digest or {})}
     smtp = {"host": "localhost", "port": 25, "security": "none", "username": "",
             "password_env": "MONITOR_SMTP_PASSWORD", **(smtp or {})}
-    fetch = {"timeout": "10s", "connect_timeout": "5s", "host_delay": 0, **(fetch or {})}
+    fetch = {"timeout": "10s", "connect_timeout": "5s", "host_delay": 0,
+             "allow_private": ["127.0.0.1"], **(fetch or {})}
     daemon = {"listen": "", **(daemon or {})}
     extract = {"workers": 2, **(extract or {})}
     lines = [

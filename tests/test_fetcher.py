@@ -15,10 +15,13 @@ from monitor.fetcher import Fetcher, FetchResult
 SETTINGS = FetchSettings(timeout=3.0, connect_timeout=2.0, max_redirects=3)
 
 
-def fetch(url: str, max_bytes: int = 1_000_000, **kw: str | None) -> FetchResult:
+def fetch(url: str, max_bytes: int = 1_000_000, trusted: bool = True,
+          **kw: str | None) -> FetchResult:
+    """Fetch as for a feed in the config (trusted) unless told otherwise."""
     async def go() -> FetchResult:
         async with Fetcher(SETTINGS) as f:
-            return await f.fetch(url, max_bytes=max_bytes, **kw)  # type: ignore[arg-type]
+            return await f.fetch(url, max_bytes=max_bytes, trusted=trusted,
+                                 **kw)  # type: ignore[arg-type]
 
     return asyncio.run(go())
 
