@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -84,6 +85,26 @@ def _entry(raw: Any, feed_url: str) -> FeedEntry:
     )
 
 
+# An internal entity whose value refers to another entity: how "billion laughs" starts.
+# Real feeds declare at most plain ones (<!ENTITY nbsp "&#160;">). expat stops the
+# expansion at its amplification limit, but only after feedparser has taken seconds
+# and tens of MB over the text it did expand: refuse before parsing instead.
+_NESTED_ENTITY = re.compile(
+    rb"""<!ENTITY\s+(?:%\s+)?[^\s"']+\s+"""  # <!ENTITY name or <!ENTITY % name, then a value
+    rb"""(?:"[^"]*&[A-Za-z_:][^"]*"|'[^']*&[A-Za-z_:][^']*')""")  # that holds &other;
+_PROLOG_BYTES = 64 * 1024  # where a DOCTYPE's internal subset may be looked for
+
+
+# What an HTML page starts with (after a BOM, blanks and comments), not a feed.
+_HTML_START = re.compile(rb"^(?:\xef\xbb\xbf)?(?:\s|<!--.*?-->)*<(?:!doctype\s+html|html)[\s>]",
+                         re.IGNORECASE | re.DOTALL)
+
+
+def _expansion_attack(body: bytes) -> bool:
+    head = body[:_PROLOG_BYTES]
+    return b"<!ENTITY" in head and _NESTED_ENTITY.search(head) is not None
+
+
 def parse_feed(body: bytes, url: str, content_type: str | None = None) -> ParsedFeed:
     """Parse a feed body fetched from ``url``.
 
@@ -92,6 +113,9 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
     """
     if not body.strip():
         raise FeedParseError(url, "empty body")
+    if _expansion_attack(body):
+        raise FeedParseError(url, "the feed declares XML entities that expand into other "
+                                  "entities (an entity-expansion attack); not parsed")
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
@@ -107,8 +131,14 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
     version = parsed.get("version") or ""
     entries = parsed.get("entries") or []
     if not version and not entries:
-        reason = warning or "no RSS or Atom content"
-        raise FeedParseError(url, reason)
+        if _HTML_START.match(body[:1024]):
+            raise FeedParseError(url, "the server sent an HTML page, not a feed; check the "
+                                      "feed's URL (a site's home page is no feed)")
+        raise FeedParseError(url, warning or "no RSS or Atom content")
+    if warning and not entries:
+        # Broken before any entry could be read: nothing usable, so a failure (with the
+        # parser's reason), not a quiet success with no news.
+        raise FeedParseError(url, f"{warning}; no entries could be read")
     meta = parsed.get("feed", {})
     language = meta.get("language")
     if isinstance(language, str) and language.strip():

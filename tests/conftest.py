@@ -74,6 +74,7 @@ class Route:
     gzip: bool = False  # send Content-Encoding: gzip
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering
+    trickle: float = 0.0  # when set, the body is sent one byte per this many seconds
 
 
 @dataclass
@@ -134,7 +135,13 @@ class LocalServer:
                             self.send_header(k, v)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(body)
+                    if route and route.trickle:
+                        for i in range(len(body)):
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(route.trickle)
+                    else:
+                        self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
