@@ -131,6 +131,9 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
     version = parsed.get("version") or ""
     entries = parsed.get("entries") or []
     if not version and not entries:
+        if body.lstrip()[:1] == b"{" and b"jsonfeed.org/version" in body[:4096]:
+            raise FeedParseError(url, "a JSON Feed: monitor reads RSS and Atom only; ask the "
+                                      "site for its RSS or Atom feed")
         if _HTML_START.match(body[:1024]):
             raise FeedParseError(url, "the server sent an HTML page, not a feed; check the "
                                       "feed's URL (a site's home page is no feed)")

@@ -144,7 +144,30 @@ def test_html_page_is_not_a_feed(content_type: str | None) -> None:
     with pytest.raises(FeedParseError) as info:
         parse_feed(body, "https://t.example/", content_type)
     assert info.value.url == "https://t.example/"
-    assert info.value.reason
+    assert "HTML page, not a feed" in info.value.reason
+
+
+def test_json_feed_is_named() -> None:
+    body = b'{"version":"https://jsonfeed.org/version/1.1","title":"T","items":[]}'
+    with pytest.raises(FeedParseError, match="a JSON Feed"):
+        parse_feed(body, "https://t.example/feed.json", "application/feed+json")
+
+
+def test_broken_feed_with_no_entries_is_a_failure_not_an_empty_success() -> None:
+    body = b'<?xml version="1.0"?>\n<rss rss:version=2.0><rss:channel><rss:title>T</rss:title>'
+    with pytest.raises(FeedParseError, match="no entries could be read"):
+        parse_feed(body, "https://t.example/rss", RSS_TYPE)
+
+
+def test_nested_entities_are_refused_and_plain_ones_are_not() -> None:
+    item = "<item><title>Caf&eacute;&nbsp;news</title><guid>e1</guid></item>"
+    plain = ('<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY nbsp "&#160;"><!ENTITY eacute "&#233;">]>'
+             f'<rss version="2.0"><channel><title>T</title>{item}</channel></rss>')
+    assert [e.title for e in parse_feed(plain.encode(), "https://t.example/", RSS_TYPE).entries] \
+        == ["Caf\u00e9 news"]  # html_to_text makes the no-break space a space
+    nested = plain.replace('"&#233;"', '"&nbsp;&nbsp;&nbsp;&nbsp;"')
+    with pytest.raises(FeedParseError, match="entity-expansion"):
+        parse_feed(nested.encode(), "https://t.example/", RSS_TYPE)
 
 
 @pytest.mark.parametrize("body", [b"", b"   \n\t "])
