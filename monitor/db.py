@@ -140,6 +140,14 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
                 conn.commit()
+            elif conn.dialect.name == "sqlite":
+                # pysqlite opens a transaction only before INSERT/UPDATE/DELETE, so
+                # DDL would commit statement by statement: a crash mid-upgrade left
+                # tables without the revision that made them, and every later start
+                # failed on "table … already exists". One explicit transaction makes
+                # the whole upgrade atomic (SQLite's DDL is transactional); IMMEDIATE
+                # takes the write lock first, so two processes upgrading take turns.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
                 before = MigrationContext.configure(conn).get_current_revision()
                 cfg = alembic_config()

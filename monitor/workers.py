@@ -12,6 +12,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -35,6 +36,21 @@ def _extract_task(html: bytes, url: str) -> Article:
             reset_caches()
 
 
+def _exit_with_parent() -> None:
+    """In a worker: exit when the parent process is gone. A parent killed outright
+    (``kill -9``, the OOM killer) never shuts its pool down, and its workers would
+    otherwise wait for work forever."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent's end of the spawn pipe closes
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 class Processor:
     """Runs parsing and extraction off the event loop, in worker processes.
 
@@ -54,6 +70,7 @@ class Processor:
                 # spawn: a forked child would inherit the parent's sockets and DB connections.
                 mp_context=multiprocessing.get_context("spawn"),
                 max_tasks_per_child=self.max_tasks,
+                initializer=_exit_with_parent,
             )
         return self._pool
 

@@ -3,6 +3,7 @@ optional AUTH, and switchable misbehaviour (refuse, drop the connection in DATA)
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import subprocess
@@ -36,9 +37,14 @@ class Received:
 class MailServer:
     """``mode``: "accept"; "refuse" (451 at the end of DATA: try again later);
     "reject" (554: refused outright); "drop" (close the connection at the end of DATA,
-    before any reply: the client cannot know whether the message was taken)."""
+    before any reply: the client cannot know whether the message was taken).
+    ``delay``: seconds the server takes to take a message at the end of DATA (a client
+    that hangs up meanwhile has it discarded); ``hold``: seconds between taking it and
+    answering (a client that dies then cannot know it was taken)."""
 
     mode: str = "accept"
+    delay: float = 0.0
+    hold: float = 0.0
     received: list[Received] = field(default_factory=list)
     attempts: int = 0  # DATA commands seen, whatever the mode
     port: int = 0
@@ -55,9 +61,13 @@ class MailServer:
         if mode == "drop":
             server.transport.close()
             return "421 closing"  # never reaches the client: the transport is gone
+        if self.delay:
+            await asyncio.sleep(self.delay)  # cancelled when the client hangs up
         with self._lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                           bytes(envelope.original_content or envelope.content)))
+        if self.hold:
+            await asyncio.sleep(self.hold)
         return "250 2.0.0 OK queued"
 
 
