@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor import store
+from monitor import db, store
 from monitor.config import RuleSettings, Settings
 from monitor.digest import Digest, Entry, Outlet, assemble, new_message_id, render, subject
 from monitor.errors import MailError, StoreError
@@ -172,7 +172,7 @@ def compose(sessions: sessionmaker[Session], settings: Settings, now: datetime, 
         log.info("digests were composed by another worker at the same time; nothing to add")
         return []
     except SQLAlchemyError as exc:
-        raise StoreError(f"composing digests failed: {exc}") from exc
+        raise StoreError(f"composing digests failed: {db.reason(exc)}") from exc
     for c in composed:
         log.info("digest %d for %s composed: %d alerts", c.digest_id, c.recipient, c.alerts)
     return composed
@@ -201,7 +201,7 @@ def send_pending(sessions: sessionmaker[Session], settings: Settings, mailer: Ma
             pending = store.claim_digests(s, owner, None if everything else now, now,
                                           now + timedelta(seconds=settings.daemon.lease))
     except SQLAlchemyError as exc:
-        raise StoreError(f"claiming pending digests failed: {exc}") from exc
+        raise StoreError(f"claiming pending digests failed: {db.reason(exc)}") from exc
     results: list[Delivery] = []
     unreachable: MailError | None = None
     for d in pending:
@@ -216,7 +216,7 @@ def send_pending(sessions: sessionmaker[Session], settings: Settings, mailer: Ma
                 if not exc.refused:
                     unreachable = exc
             except SQLAlchemyError as exc:
-                raise StoreError(f"reading digest {d.id} failed: {exc}") from exc
+                raise StoreError(f"reading digest {d.id} failed: {db.reason(exc)}") from exc
         results.append(_record(sessions, settings, d, error, clock()))
     return results
 
@@ -233,7 +233,7 @@ def _record(sessions: sessionmaker[Session], settings: Settings, d: store.Digest
     except SQLAlchemyError as exc:
         # If the server accepted it, the next run sends it again: the one repeat, same
         # Message-ID. Nothing is lost.
-        raise StoreError(f"recording digest {d.id} for {d.recipient} failed: {exc}") from exc
+        raise StoreError(f"recording digest {d.id} for {d.recipient} failed: {db.reason(exc)}") from exc
     if error is None:
         log.info("digest %d sent to %s (%d alerts)", d.id, d.recipient, d.alerts)
         return Delivery(d.id, d.recipient, d.alerts)

@@ -175,7 +175,7 @@ async def _run_once(settings: Settings, engine: Engine, clock: Clock,
             feeds = store.claim_feeds(s, owner, now, now + lease, limit=1_000_000,
                                       everything=True)
     except SQLAlchemyError as exc:
-        raise StoreError(f"claiming feeds failed: {exc}") from exc
+        raise StoreError(f"claiming feeds failed: {db.reason(exc)}") from exc
     skipped = len(settings.feeds) - len(feeds)
     if skipped > 0:
         log.info("%d feeds are disabled or being polled by a running daemon: not polled now",
@@ -226,23 +226,29 @@ def _release(sessions: sessionmaker[Session], owner: str) -> None:
 
 async def _guarded_poll(ctx: Context, feed: store.FeedState) -> FeedReport:
     """poll_feed, with a failure outside the feed's own (the database, a bug) turned
-    into a failed report and the feed put back with a backoff."""
+    into a failed report and the feed put back with a backoff. When even that cannot be
+    written (the database is down), the feed stays claimed: the daemon's dispatcher
+    gives it back, due, once the database answers again (see Daemon._claim)."""
     try:
         return await poll_feed(ctx, feed)
-    except StoreError as exc:
-        log.error("feed %r <%s>: %s", feed.name, feed.effective_url, exc)
-        return FeedReport(feed=feed.name, url=feed.url, outcome="failed", kind="store",
-                          error=str(exc))
+    except (StoreError, SQLAlchemyError) as exc:
+        cause = exc if isinstance(exc, SQLAlchemyError) else exc.__cause__
+        error = f"database: {db.reason(cause)}" if isinstance(cause, SQLAlchemyError) \
+            else str(exc)
+        log.error("feed %r <%s>: the poll could not be stored: %s", feed.name,
+                  feed.effective_url, error)
+        report = FeedReport(feed=feed.name, url=feed.url, outcome="failed", kind="store",
+                            error=error)
     except Exception as exc:
         log.exception("feed %r <%s>: poll failed unexpectedly", feed.name, feed.effective_url)
         report = FeedReport(feed=feed.name, url=feed.url, outcome="failed", kind="error",
                             error=f"unexpected error: {exc!r}")
-        try:
-            return record_failure(ctx, feed, report, ctx.clock())
-        except SQLAlchemyError as db_exc:
-            log.error("feed %r: recording the failure failed: %s", feed.name,
-                      db.reason(db_exc))
-            return report
+    try:
+        return record_failure(ctx, feed, report, ctx.clock())
+    except SQLAlchemyError as db_exc:
+        log.error("feed %r: recording the failure failed: %s; it is polled again once the "
+                  "database answers", feed.name, db.reason(db_exc))
+        return report
 
 
 class Daemon:
@@ -452,7 +458,8 @@ class Daemon:
                 return None
             room = self.settings.fetch.concurrency - len(self.polls)
             try:
-                claimed, next_due = await asyncio.to_thread(self._claim, max(room, 0))
+                claimed, next_due = await asyncio.to_thread(self._claim, max(room, 0),
+                                                            frozenset(self.polls))
             except SQLAlchemyError as exc:
                 self._db_problem = f"database: {db.reason(exc)}"
                 log.error("claiming due feeds failed: %s; trying again in %ss",
@@ -466,15 +473,22 @@ class Daemon:
             self.metrics.in_flight.set(len(self.polls))
             return next_due
 
-    def _claim(self, room: int) -> tuple[list[store.FeedState], datetime | None]:
+    def _claim(self, room: int, polling: frozenset[int]
+               ) -> tuple[list[store.FeedState], datetime | None]:
         now = self.clock()
         with self.sessions.begin() as s:
+            # Polls whose outcome the database did not take (it was down) left their
+            # feeds claimed: give them back, due, to be polled again now.
+            stranded = store.release_idle_feed_leases(s, self.owner, polling)
             claimed = []
             if room > 0:
                 claimed = store.claim_feeds(
                     s, self.owner, now, now + timedelta(seconds=self.settings.daemon.lease),
                     room)
-            return claimed, store.next_due_at(s, now)
+            next_due = store.next_due_at(s, now)
+        if stranded:
+            log.info("%d feeds whose last poll could not be stored are due again", stranded)
+        return claimed, next_due
 
     async def _poll(self, feed: store.FeedState) -> None:
         started = time.monotonic()

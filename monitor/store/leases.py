@@ -6,6 +6,7 @@ Claiming differs per table (what is due), so it lives with each table
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import Result, update
@@ -33,3 +34,13 @@ def release_leases(session: Session, owner: str) -> tuple[int, int]:
                                                .values(lease_owner=None, lease_until=None)))
                       for model in (Feed, Digest))
     return feeds, digests
+
+
+def release_idle_feed_leases(session: Session, owner: str, polling: Collection[int]) -> int:
+    """Give back ``owner``'s feed leases except on the feeds it is ``polling``: those of
+    polls that ended without recording their outcome (the database failed meanwhile),
+    which :func:`renew_leases` would otherwise hold for as long as ``owner`` lives.
+    The feeds stay due. Returns how many."""
+    return rowcount(session.execute(
+        update(Feed).where(Feed.lease_owner == owner, Feed.id.not_in(list(polling)))
+        .values(lease_owner=None, lease_until=None)))
