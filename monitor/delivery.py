@@ -195,11 +195,11 @@ def send_pending(sessions: sessionmaker[Session], settings: Settings, mailer: Ma
     ``everything``), oldest first, each claimed by ``owner`` first so that no other
     worker sends it too. A server that cannot be reached fails the rest of the
     round at once instead of timing out on each. Raises StoreError."""
-    now = clock()
+    now = renewed = clock()
+    lease = timedelta(seconds=settings.daemon.lease)
     try:
         with sessions.begin() as s:
-            pending = store.claim_digests(s, owner, None if everything else now, now,
-                                          now + timedelta(seconds=settings.daemon.lease))
+            pending = store.claim_digests(s, owner, None if everything else now, now, now + lease)
     except SQLAlchemyError as exc:
         raise StoreError(f"claiming pending digests failed: {db.reason(exc)}") from exc
     results: list[Delivery] = []
@@ -207,6 +207,16 @@ def send_pending(sessions: sessionmaker[Session], settings: Settings, mailer: Ma
     for d in pending:
         error = unreachable
         if error is None:
+            # A slow server can take longer than the lease for the whole batch: keep the
+            # claims alive, or another worker (or `digest send`) sends the rest again.
+            # (A daemon's heartbeat renews them too; `digest send` has no heartbeat.)
+            if (now := clock()) - renewed > lease / 3:
+                try:
+                    with sessions.begin() as s:
+                        store.renew_leases(s, owner, now + lease)
+                except SQLAlchemyError as exc:
+                    raise StoreError(f"renewing digest claims failed: {db.reason(exc)}") from exc
+                renewed = now
             try:
                 with sessions() as s:
                     message = store.digest_message(s, d.id)

@@ -343,6 +343,35 @@ def test_a_crash_after_acceptance_repeats_once_with_the_same_message_id(
     assert len(mail.received) == 2
 
 
+def test_a_send_slower_than_the_lease_keeps_its_claims(tmp_path: Path, db_url: str,
+                                                       mail: MailServer) -> None:
+    """Each message takes 60% of the lease. During the second, past the first claim's
+    lease, another worker tries to send everything pending: it must find the rest still
+    claimed, so nothing goes twice."""
+    config = setup(tmp_path, db_url, mail, [KREMLIN, HAVANA])
+    settings = load_settings(config)
+    sessions = sessions_of(settings)
+    clock = Clock(datetime.now(UTC))
+    assert len(delivery.compose(sessions, settings, clock(), scheduled=False)) == 2
+    lease = timedelta(seconds=settings.daemon.lease)
+    smtp = SmtpMailer(settings.smtp, str(config))
+    other: list[delivery.Delivery] = []
+
+    class Slow:
+        def send(self, message: bytes, sender: str, recipients: list[str]) -> None:
+            clock.now += lease * 0.6  # by the second message, past the first claim's lease
+            if len(mail.received) == 1:  # meanwhile, another worker's round
+                other.extend(delivery.send_pending(sessions, settings, smtp, clock,
+                                                   owner="other", everything=True))
+            smtp.send(message, sender, recipients)
+
+    sent = delivery.send_pending(sessions, settings, Slow(), clock, owner="slow")  # type: ignore[arg-type]
+    assert [d.error for d in sent] == [None, None]
+    assert other == []
+    assert sorted(r.recipients[0] for r in mail.received) == ["analyst@example.org",
+                                                              "desk@example.org"]
+
+
 # --- the schedule --------------------------------------------------------------------------------
 
 def test_digests_go_out_when_the_schedule_says(tmp_path: Path, db_url: str,
