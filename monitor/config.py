@@ -11,6 +11,7 @@ absolute paths (a service manager should set the working directory).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -24,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from monitor import __version__
-from monitor.dedup import Thresholds
+from monitor.dedup import Boilerplate, Thresholds
 from monitor.errors import ConfigError, QueryError
 from monitor.netguard import allow_entry_problem
 from monitor.rules import Query
@@ -43,12 +44,19 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DatabaseSettings:
-    url: str
+    url: str  # with the password: for connecting, never to show (see __repr__, redacted())
     from_env: bool = False
 
     @property
     def is_sqlite(self) -> bool:
         return self.url.startswith("sqlite")
+
+    def __repr__(self) -> str:  # in a log line or a traceback, the password stays hidden
+        try:
+            shown = make_url(self.url).render_as_string(hide_password=True)
+        except (ArgumentError, ValueError):
+            shown = "(not a database URL)"
+        return f"DatabaseSettings(url={shown!r}, from_env={self.from_env!r})"
 
 
 @dataclass(frozen=True)
@@ -218,7 +226,7 @@ def load_settings(
         raise ConfigError(file, "", "no such file (use --config PATH or MONITOR_CONFIG)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(file, "", f"cannot read: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError; also a number too long to convert
         raise ConfigError(file, "", f"invalid TOML: {exc}") from exc
     return _parse(raw, file, environ, base, path)
 
@@ -281,14 +289,20 @@ def _type_name(value: Any) -> str:
 
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# The longest duration: past it, float seconds, datetime arithmetic and the 32-bit
+# interval columns would overflow.
+MAX_DURATION = 3650 * 86400
 
 
 def parse_duration(text: str) -> int:
-    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` -> seconds. Raises ValueError."""
+    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` -> seconds, at most 3650d. Raises ValueError."""
     m = _DURATION_RE.match(text)
     if not m:
         raise ValueError(f"{text!r} is not a duration like \"90s\", \"15m\", \"2h\" or \"1d\"")
-    return int(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    seconds = int(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{text.strip()!r} is longer than {MAX_DURATION // 86400}d")
+    return seconds
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
@@ -330,7 +344,8 @@ def _seconds(t: _Table, k: str, default: float) -> float:
             return float(parse_duration(value))
         except ValueError as exc:
             raise t.fail(k, str(exc)) from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not 0 <= value <= MAX_DURATION or not math.isfinite(value):
         raise t.fail(k, "must be a duration like \"2s\" or a number of seconds, at least 0")
     return float(value)
 
@@ -366,6 +381,12 @@ def _database(doc: _Table, environ: Mapping[str, str], base: Path) -> DatabaseSe
         parsed = make_url(url)
     except ArgumentError as exc:
         raise ConfigError(doc.file, key, f"not a database URL: {exc}") from None
+    except ValueError:  # the port is no number; its text may be a password: not shown
+        raise ConfigError(doc.file, key, "not a database URL: what follows the host's ':' is "
+                          "not a port number") from None
+    if parsed.host and "@" in parsed.host:  # the rest of a password: not shown
+        raise ConfigError(doc.file, key, "not a database URL: an '@' in the user name or "
+                          "password must be written %40")
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:" and not Path(parsed.database).is_absolute():
@@ -445,8 +466,13 @@ def _dedup(doc: _Table) -> DedupSettings:
             raise t.fail(key, "must be a non-empty string (a regular expression)")
         try:
             re.compile(pattern)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:
             raise t.fail(key, f"invalid regular expression: {exc}") from None
+    try:  # the way they are used: one expression, with the default patterns
+        Boilerplate(patterns)
+    except (re.error, OverflowError, RecursionError) as exc:
+        raise t.fail("boilerplate", f"the patterns cannot be combined into one expression: "
+                     f"{exc}") from None
     s = DedupSettings(
         Thresholds(
             jaccard=_fraction(t, "jaccard", d.jaccard),
@@ -500,7 +526,7 @@ def _daemon(doc: _Table) -> DaemonSettings:
 def listen_problem(listen: str) -> str | None:
     """Why ``listen`` is not ``HOST:PORT`` (an IPv6 host in brackets), or None."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         return f"{listen!r} is not HOST:PORT, e.g. \"127.0.0.1:9464\" (port 0: any free port)"
     return None
 
@@ -587,7 +613,7 @@ def _digest(doc: _Table) -> DigestSettings:
     tz = t.get("timezone", str, d.timezone)
     try:
         ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America", a directory
         raise t.fail("timezone", f"unknown IANA time zone {tz!r}") from None
     sender = t.check("sender", t.get("sender", str, d.sender), lambda s: bool(_EMAIL_RE.match(s)),
                      "is not an email address")
@@ -694,7 +720,7 @@ def cron_problem(expr: str) -> str | None:
     for text, (name, lo, hi, names) in zip(parts, _CRON_FIELDS, strict=True):
         for item in text.split(","):
             rng, _, step = item.partition("/")
-            if step and (not step.isdigit() or int(step) == 0):
+            if step and (not (step.isascii() and step.isdigit()) or int(step) == 0):
                 return f"{name} field {text!r}: bad step {step!r}"
             if rng == "*":
                 continue
@@ -703,7 +729,7 @@ def cron_problem(expr: str) -> str | None:
                 return f"{name} field {text!r}: bad range {rng!r}"
             values = []
             for b in bounds:
-                v = names.get(b.lower()) if not b.isdigit() else int(b)
+                v = int(b) if b.isascii() and b.isdigit() else names.get(b.lower())
                 if v is None or not lo <= v <= hi:
                     return f"{name} field {text!r}: {b!r} is not in {lo}-{hi}"
                 values.append(v)

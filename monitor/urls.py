@@ -9,9 +9,10 @@ courlan leaves to the caller: fragments are dropped and a few extra trackers go.
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote_plus, unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
 from courlan import normalize_url, scrub_url
+from courlan.clean import TRACKERS_RE
 
 # courlan's list misses a handful still seen in feed links.
 _EXTRA_TRACKERS = re.compile(
@@ -30,20 +31,38 @@ def canonical_url(url: str, base: str | None = None) -> str | None:
     url = url.strip()
     if not url:
         return None
-    if base:
-        url = urljoin(base, url)
     try:
+        if base:
+            url = urljoin(base, url)  # ValueError for a malformed base or URL ("http://[::1")
         parts = urlsplit(scrub_url(url))
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             return None
-        normalized = normalize_url(parts, strict=False)
+        _ = parts.port  # ValueError unless the port is a number from 0 to 65535
+        # courlan for scheme, host, port and path; the query is ours (see _query).
+        normalized = urlsplit(normalize_url(parts._replace(query=""), strict=False))
     except (ValueError, AttributeError):
         return None
-    parts = urlsplit(normalized)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if not _EXTRA_TRACKERS.match(k)]
-    path = parts.path or "/"
-    return urlunsplit((parts.scheme, parts.netloc, path, urlencode(query), ""))
+    path = normalized.path or "/"
+    return urlunsplit((normalized.scheme, normalized.netloc, path, _query(parts.query), ""))
+
+
+def _query(query: str) -> str:
+    """``query`` without trackers, its parameters sorted by name and each spelled one way
+    (``+`` for a space, upper-case escapes). Nothing else is lost, so two URLs that differ
+    in a parameter stay two: not a parameter without a value (``story.php?123``), nor
+    escapes of bytes that are not UTF-8 (``?q=%E9``), as courlan's parse_qs would."""
+    params: list[tuple[bytes, str, bytes]] = []
+    for param in query.split("&"):
+        if not param:
+            continue
+        raw_name, eq, raw_value = param.partition("=")
+        name = unquote_to_bytes(raw_name.replace("+", " "))
+        shown = name.decode("utf-8", "replace")
+        if TRACKERS_RE.search(shown.lower()) or _EXTRA_TRACKERS.match(shown):
+            continue
+        params.append((name, eq, unquote_to_bytes(raw_value.replace("+", " "))))
+    params.sort(key=lambda p: p[0])  # stable: repeated names keep their order
+    return "&".join(quote_plus(name) + eq + quote_plus(value) for name, eq, value in params)
 
 
 def _site(host: str | None) -> str:

@@ -13,6 +13,10 @@ from monitor.rules.text import Document, Field, Word, word_pattern, words_of
 FIELDS = ("title", "text")
 OPERATORS = ("AND", "OR", "NOT")
 MIN_PREFIX_CHARS = 2  # "a*" would match nearly every article
+# How deep a query may nest: parentheses, NOT/-, field: prefixes, and the groups of the
+# parsed tree. Real queries nest a few levels; the limit keeps hostile ones ("(" * 10000)
+# from exhausting Python's recursion limit here and wherever the tree is walked.
+MAX_DEPTH = 100
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,8 @@ class _Tok(NamedTuple):
 def parse(query: str) -> Query:
     """Parse ``query``. Returns a :class:`Query`; raises :class:`QueryError`."""
     node = _Parser(query).parse()
+    if _depth(node) > MAX_DEPTH:  # the canonical form, str(), must parse again
+        raise QueryError(query, 0, f"this query nests more than {MAX_DEPTH} levels deep")
     if evaluate(node, Document("", "")):
         raise QueryError(query, 0, "this query matches articles that contain none of its words "
                          "(it only excludes); add a word to look for, e.g. Maduro -Guaido")
@@ -197,6 +203,7 @@ class _Parser:
         self.q = query
         self.toks = _lex(query)
         self.i = 0
+        self.depth = 0  # unary() calls in progress: every level of nesting passes through one
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -244,6 +251,16 @@ class _Parser:
         return rule(scope)
 
     def unary(self, scope: str | None) -> Node:
+        if self.depth >= MAX_DEPTH:
+            raise self.fail(self.peek().pos, f"this query nests more than {MAX_DEPTH} levels deep "
+                            "(parentheses, NOT, - and field: prefixes)")
+        self.depth += 1
+        try:
+            return self._unary(scope)
+        finally:
+            self.depth -= 1
+
+    def _unary(self, scope: str | None) -> Node:
         t = self.peek()
         if t.kind in ("NOT", "-"):
             self.take()
@@ -281,6 +298,16 @@ class _Parser:
         if t.kind in ("AND", "OR"):
             raise self.fail(t.pos, f"{t.kind} needs a term on both sides")
         raise self.fail(t.pos, "the query ends where a word, a phrase or a (group) should be")
+
+
+def _depth(node: Node) -> int:
+    """The most ``unary`` levels :meth:`Query.__str__` of ``node`` can take to parse: one
+    per node on a path (a non-root group is printed in parentheses), one more for a field."""
+    if isinstance(node, Term):
+        return 2 if node.scope else 1
+    if isinstance(node, Not):
+        return 1 + _depth(node.child)
+    return 1 + max(_depth(c) for c in node.children)
 
 
 def _join(kind: type[And] | type[Or], parts: list[Node]) -> Node:
