@@ -160,8 +160,7 @@ class Fetcher:
             raise NetworkError(str(request.url),
                                f"cannot resolve host {host!r} (DNS lookup failed: {exc})") from exc
         refusal = self._guard.refusal(host, addresses)
-        if refusal:
-            log.warning("refused <%s>: %s", request.url, refusal)
+        if refusal:  # the caller logs it, with the feed and the entry's link
             raise BlockedError(str(request.url), refusal)
 
     async def _pace(self, host: str) -> None:
