@@ -131,9 +131,12 @@ def test_a_malformed_database_url_is_refused_without_showing_it(tmp_path: Path, 
 
 # --- a database that does not answer ------------------------------------------------------------
 
-@pytest.mark.parametrize("args", [("db", "upgrade"), ("status",), ("status", "--json"),
-                                  ("run", "--once"), ("digest", "send"), ("seeds", "load")])
-@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.parametrize(("args", "log_format"), [
+    *[(args, "text") for args in [("db", "upgrade"), ("status",), ("status", "--json"),
+                                  ("run", "--once"), ("digest", "send"), ("seeds", "load")]],
+    # JSON logs take the same path to the same message: two commands are enough.
+    (("db", "upgrade"), "json"), (("run", "--once"), "json"),
+])
 def test_an_unreachable_database_is_named_without_its_password(tmp_path: Path, args: tuple[str, ...],
                                                                log_format: str) -> None:
     config = write_config(tmp_path / "monitor.toml", db_url=UNREACHABLE, feeds=FEEDS, smtp=SMTP)
