@@ -44,19 +44,23 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DatabaseSettings:
-    url: str  # with the password: for connecting, never to show (see __repr__, redacted())
+    url: str  # with the password: for connecting, never to show (use shown_url)
     from_env: bool = False
 
     @property
     def is_sqlite(self) -> bool:
         return self.url.startswith("sqlite")
 
-    def __repr__(self) -> str:  # in a log line or a traceback, the password stays hidden
+    @property
+    def shown_url(self) -> str:
+        """The URL with its password as ``***``: what output, logs and errors may show."""
         try:
-            shown = make_url(self.url).render_as_string(hide_password=True)
+            return make_url(self.url).render_as_string(hide_password=True)
         except (ArgumentError, ValueError):
-            shown = "(not a database URL)"
-        return f"DatabaseSettings(url={shown!r}, from_env={self.from_env!r})"
+            return "(not a database URL)"
+
+    def __repr__(self) -> str:  # in a log line or a traceback, the password stays hidden
+        return f"DatabaseSettings(url={self.shown_url!r}, from_env={self.from_env!r})"
 
 
 @dataclass(frozen=True)
@@ -173,11 +177,9 @@ class Settings:
 
     def redacted(self) -> dict[str, Any]:
         """The effective settings as plain data, with secrets shown as "(hidden)"."""
-        url = make_url(self.database.url)
-        shown_url = url.render_as_string(hide_password=True) if url.password else str(url)
         return {
             "config_file": str(self.path),
-            "database": {"url": shown_url, "from_env": self.database.from_env},
+            "database": {"url": self.database.shown_url, "from_env": self.database.from_env},
             "seeds": {"path": str(self.seeds_path)},
             "log_level": self.log_level,
             "log_format": self.log_format,
@@ -265,6 +267,11 @@ class _Table:
         if not test(value):
             raise self.fail(k, reason)
         return value
+
+    def section(self, k: str) -> _Table:
+        """The table at key ``k`` (empty when absent), to validate on its own."""
+        self.used.add(k)
+        return _Table(self.file, self.key(k), self.data.get(k, {}))
 
     def finish(self) -> None:
         unknown = sorted(set(self.data) - self.used)
@@ -369,8 +376,7 @@ def _positive(t: _Table, k: str, default: int, minimum: int = 1) -> int:
 
 
 def _database(doc: _Table, environ: Mapping[str, str], base: Path) -> DatabaseSettings:
-    t = _Table(doc.file, "database", doc.data.get("database", {}))
-    doc.used.add("database")
+    t = doc.section("database")
     url = t.get("url", str, "sqlite:///data/monitor.db")
     t.finish()
     from_env = bool(environ.get(ENV_DATABASE_URL))
@@ -401,8 +407,7 @@ def _database(doc: _Table, environ: Mapping[str, str], base: Path) -> DatabaseSe
 
 
 def _fetch(doc: _Table) -> FetchSettings:
-    t = _Table(doc.file, "fetch", doc.data.get("fetch", {}))
-    doc.used.add("fetch")
+    t = doc.section("fetch")
     d = FetchSettings()
     ua = t.check("user_agent", t.get("user_agent", str, d.user_agent),
                  lambda s: bool(s.strip()) and "\n" not in s and "\r" not in s,
@@ -438,8 +443,7 @@ def _allow_private(t: _Table) -> tuple[str, ...]:
 
 
 def _extract(doc: _Table) -> ExtractSettings:
-    t = _Table(doc.file, "extract", doc.data.get("extract", {}))
-    doc.used.add("extract")
+    t = doc.section("extract")
     d = ExtractSettings()
     s = ExtractSettings(
         workers=_positive(t, "workers", d.workers, 0),
@@ -456,8 +460,7 @@ def _fraction(t: _Table, k: str, default: float) -> float:
 
 
 def _dedup(doc: _Table) -> DedupSettings:
-    t = _Table(doc.file, "dedup", doc.data.get("dedup", {}))
-    doc.used.add("dedup")
+    t = doc.section("dedup")
     d = Thresholds()
     patterns = t.get("boilerplate", list, [])
     for i, pattern in enumerate(patterns):
@@ -487,8 +490,7 @@ def _dedup(doc: _Table) -> DedupSettings:
 
 
 def _poll(doc: _Table) -> PollSettings:
-    t = _Table(doc.file, "poll", doc.data.get("poll", {}))
-    doc.used.add("poll")
+    t = doc.section("poll")
     d = PollSettings()
     jitter = t.check("jitter", t.get("jitter", float, d.jitter), lambda v: 0.0 <= v <= 0.5,
                      "must be a number from 0 to 0.5")
@@ -505,8 +507,7 @@ def _poll(doc: _Table) -> PollSettings:
 
 
 def _daemon(doc: _Table) -> DaemonSettings:
-    t = _Table(doc.file, "daemon", doc.data.get("daemon", {}))
-    doc.used.add("daemon")
+    t = doc.section("daemon")
     d = DaemonSettings()
     listen = t.get("listen", str, d.listen)
     if listen:
@@ -603,8 +604,7 @@ def _rules(doc: _Table) -> tuple[RuleSettings, ...]:
 
 
 def _digest(doc: _Table) -> DigestSettings:
-    t = _Table(doc.file, "digest", doc.data.get("digest", {}))
-    doc.used.add("digest")
+    t = doc.section("digest")
     d = DigestSettings()
     schedule = t.get("schedule", str, d.schedule)
     problem = cron_problem(schedule)
@@ -628,8 +628,7 @@ def _digest(doc: _Table) -> DigestSettings:
 
 
 def _smtp(doc: _Table, environ: Mapping[str, str], base: Path) -> SmtpSettings:
-    t = _Table(doc.file, "smtp", doc.data.get("smtp", {}))
-    doc.used.add("smtp")
+    t = doc.section("smtp")
     d = SmtpSettings()
     s = SmtpSettings(
         host=t.check("host", t.get("host", str, d.host), lambda s: bool(s.strip()), "must not be empty"),
@@ -665,14 +664,12 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
            path: Path) -> Settings:
     doc = _Table(file, "", raw)
     database = _database(doc, environ, base)
-    seeds_t = _Table(file, "seeds", raw.get("seeds", {}))
-    doc.used.add("seeds")
+    seeds_t = doc.section("seeds")
     seeds_path = Path(seeds_t.get("path", str, "seeds"))
     seeds_t.finish()
     if not seeds_path.is_absolute():
         seeds_path = base / seeds_path
-    log_t = _Table(file, "logging", raw.get("logging", {}))
-    doc.used.add("logging")
+    log_t = doc.section("logging")
     level = log_t.check("level", log_t.get("level", str, "INFO").upper(),
                         lambda v: v in _LOG_LEVELS, f"must be one of: {', '.join(_LOG_LEVELS)}")
     log_format = log_t.check("format", log_t.get("format", str, "text"),

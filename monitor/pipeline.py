@@ -106,6 +106,7 @@ class FeedReport:
     pages_fetched: int = 0
     page_failures: int = 0
     error: str | None = None
+    recorded: bool = True  # False: the outcome could not be written (the database failed)
 
 
 @dataclass(frozen=True)

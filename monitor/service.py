@@ -227,8 +227,8 @@ def _release(sessions: sessionmaker[Session], owner: str) -> None:
 async def _guarded_poll(ctx: Context, feed: store.FeedState) -> FeedReport:
     """poll_feed, with a failure outside the feed's own (the database, a bug) turned
     into a failed report and the feed put back with a backoff. When even that cannot be
-    written (the database is down), the feed stays claimed: the daemon's dispatcher
-    gives it back, due, once the database answers again (see Daemon._claim)."""
+    written (the database is down), the report says so (``recorded`` is False) and the
+    feed stays claimed: the daemon gives it back, due, at its next claim."""
     try:
         return await poll_feed(ctx, feed)
     except (StoreError, SQLAlchemyError) as exc:
@@ -248,6 +248,7 @@ async def _guarded_poll(ctx: Context, feed: store.FeedState) -> FeedReport:
     except SQLAlchemyError as db_exc:
         log.error("feed %r: recording the failure failed: %s; it is polled again once the "
                   "database answers", feed.name, db.reason(db_exc))
+        report.recorded = False
         return report
 
 
@@ -268,6 +269,7 @@ class Daemon:
         self.owner = worker_id()
         self.metrics = Metrics()
         self.polls: dict[int, asyncio.Task[None]] = {}
+        self._stranded: set[int] = set()  # feeds whose poll ended unrecorded, still leased
         self.background: set[asyncio.Future[Any]] = set()  # digest rounds in flight
         self.stopping = False
         self._dispatching = asyncio.Lock()
@@ -458,14 +460,15 @@ class Daemon:
                 return None
             room = self.settings.fetch.concurrency - len(self.polls)
             try:
-                claimed, next_due = await asyncio.to_thread(self._claim, max(room, 0),
-                                                            frozenset(self.polls))
+                stranded = frozenset(self._stranded)
+                claimed, next_due = await asyncio.to_thread(self._claim, max(room, 0), stranded)
             except SQLAlchemyError as exc:
                 self._db_problem = f"database: {db.reason(exc)}"
                 log.error("claiming due feeds failed: %s; trying again in %ss",
                           db.reason(exc), DISPATCH_IDLE_SECONDS)
                 return None
             self._db_problem = None
+            self._stranded -= stranded
             self._last_dispatch = time.monotonic()
             for feed in claimed:
                 self.polls[feed.id] = asyncio.create_task(self._poll(feed),
@@ -473,21 +476,20 @@ class Daemon:
             self.metrics.in_flight.set(len(self.polls))
             return next_due
 
-    def _claim(self, room: int, polling: frozenset[int]
+    def _claim(self, room: int, stranded: frozenset[int]
                ) -> tuple[list[store.FeedState], datetime | None]:
         now = self.clock()
         with self.sessions.begin() as s:
-            # Polls whose outcome the database did not take (it was down) left their
-            # feeds claimed: give them back, due, to be polled again now.
-            stranded = store.release_idle_feed_leases(s, self.owner, polling)
+            # Given back due, so this very claim may take them again.
+            released = store.release_feed_leases(s, self.owner, stranded) if stranded else 0
             claimed = []
             if room > 0:
                 claimed = store.claim_feeds(
                     s, self.owner, now, now + timedelta(seconds=self.settings.daemon.lease),
                     room)
             next_due = store.next_due_at(s, now)
-        if stranded:
-            log.info("%d feeds whose last poll could not be stored are due again", stranded)
+        if released:
+            log.info("%d feeds whose last poll could not be stored are due again", released)
         return claimed, next_due
 
     async def _poll(self, feed: store.FeedState) -> None:
@@ -497,6 +499,10 @@ class Daemon:
         finally:
             self.polls.pop(feed.id, None)
             self.metrics.in_flight.set(len(self.polls))
+        if not report.recorded:
+            # Still leased to us, and the heartbeat would renew that lease for as long as
+            # we live: give it back at the next claim, when the database answers again.
+            self._stranded.add(feed.id)
         self.metrics.poll(report, time.monotonic() - started)
         self.wake()  # room for another due feed
 

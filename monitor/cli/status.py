@@ -7,8 +7,6 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from sqlalchemy.engine import make_url
-
 from monitor import delivery, store
 from monitor.cli.common import EXIT_OK, ago, dump, stored
 from monitor.cli.listing import feed_text
@@ -41,7 +39,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
     failing = [f for f in feeds if f.enabled and f.consecutive_failures]
     lease = settings.daemon.lease
     status: dict[str, Any] = {
-        "database": make_url(settings.database.url).render_as_string(hide_password=True),
+        "database": settings.database.shown_url,
         "workers": [{**asdict(w), "state": worker_state(w, now, lease)} for w in workers],
         "feeds": states,
         "backlog": asdict(backlog),

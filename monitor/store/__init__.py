@@ -58,7 +58,7 @@ from monitor.store.items import (
     list_items,
 )
 from monitor.store.leases import (
-    release_idle_feed_leases,
+    release_feed_leases,
     release_leases,
     renew_leases,
 )
@@ -147,7 +147,7 @@ __all__ = [
     "record_feed_success",
     "record_permanent_redirect",
     "register_worker",
-    "release_idle_feed_leases",
+    "release_feed_leases",
     "release_leases",
     "renew_leases",
     "replace_seed_bands",

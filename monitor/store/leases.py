@@ -36,11 +36,11 @@ def release_leases(session: Session, owner: str) -> tuple[int, int]:
     return feeds, digests
 
 
-def release_idle_feed_leases(session: Session, owner: str, polling: Collection[int]) -> int:
-    """Give back ``owner``'s feed leases except on the feeds it is ``polling``: those of
-    polls that ended without recording their outcome (the database failed meanwhile),
-    which :func:`renew_leases` would otherwise hold for as long as ``owner`` lives.
-    The feeds stay due. Returns how many."""
+def release_feed_leases(session: Session, owner: str, feed_ids: Collection[int]) -> int:
+    """Give back ``owner``'s leases on ``feed_ids`` without recording anything: polls
+    that ended without their outcome written (the database failed meanwhile), which
+    :func:`renew_leases` would otherwise hold for as long as ``owner`` lives. The feeds
+    stay due. Returns how many."""
     return rowcount(session.execute(
-        update(Feed).where(Feed.lease_owner == owner, Feed.id.not_in(list(polling)))
+        update(Feed).where(Feed.lease_owner == owner, Feed.id.in_(list(feed_ids)))
         .values(lease_owner=None, lease_until=None)))
