@@ -146,7 +146,7 @@ class DaemonSettings:
 class ExtractSettings:
     workers: int = 0  # 0 = one per CPU core
     min_text_chars: int = 250  # shorter page text counts as a failed extraction
-    worker_max_tasks: int = 200  # recycle a worker after this many pages (trafilatura caches)
+    worker_max_tasks: int = 2000  # replace the workers after this many pages each (memory)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,13 @@
 
 trafilatura is not thread-safe, so extraction never runs on threads: it runs
 in a :class:`concurrent.futures.ProcessPoolExecutor`. Workers reset
-trafilatura's caches every few pages and are replaced after
-``worker_max_tasks`` tasks, so memory stays flat over months.
+trafilatura's caches every few pages, and the pool is replaced after
+``worker_max_tasks`` tasks per worker, so memory stays flat over months.
+
+The pool is replaced whole rather than with the executor's ``max_tasks_per_child``:
+on Python 3.11 that option deadlocks once a worker reaches its limit while work is
+queued (the executor's feeder thread blocks on the call queue and no replacement
+worker ever reads it; ``tests/test_workers.py`` shows the recycling here does not).
 """
 
 from __future__ import annotations
@@ -58,20 +63,31 @@ class Processor:
     never pays for it.
     """
 
-    def __init__(self, workers: int = 0, max_tasks_per_worker: int = 200) -> None:
+    def __init__(self, workers: int = 0, max_tasks_per_worker: int = 2000) -> None:
         self.workers = workers or os.cpu_count() or 1
         self.max_tasks = max_tasks_per_worker
         self._pool: ProcessPoolExecutor | None = None
+        self._submitted = 0  # tasks given to the current pool
+        self.pools_started = 0
 
     def _executor(self) -> ProcessPoolExecutor:
+        """The pool for the next task: a new one once the current pool has been given
+        ``workers * max_tasks`` tasks. The old pool finishes what it holds, then its
+        workers exit; a new worker's start-up (about a second of CPU) overlaps that."""
+        if self._pool is not None and self._submitted >= self.workers * self.max_tasks:
+            log.debug("replacing the worker processes after %d tasks", self._submitted)
+            self._pool.shutdown(wait=False)
+            self._pool = None
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 # spawn: a forked child would inherit the parent's sockets and DB connections.
                 mp_context=multiprocessing.get_context("spawn"),
-                max_tasks_per_child=self.max_tasks,
                 initializer=_exit_with_parent,
             )
+            self._submitted = 0
+            self.pools_started += 1
+        self._submitted += 1
         return self._pool
 
     def _broken(self) -> None:
