@@ -231,14 +231,16 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
     report.pages_fetched = sum(1 for c in candidates if c.fetched_here and c.page is not None)
     report.page_failures = sum(1 for c in candidates if c.page_error is not None)
 
+    prepared = [(c, _prepare(ctx, c)) for c in candidates]  # outside the transaction
     try:
         with ctx.sessions.begin() as s:
             # Another worker may have stored some of these since _plan looked.
             stored_meanwhile = store.known_guids(s, feed.id, (c.entry.guid for c in candidates))
             report.known += len(stored_meanwhile)
-            for c in candidates:
-                if c.entry.guid not in stored_meanwhile:
-                    _store_candidate(ctx, s, feed, parsed, c, report)
+            todo = [(c, p) for c, p in prepared if c.entry.guid not in stored_meanwhile]
+            batch = _Batch(s, feed, todo)
+            for c, p in todo:
+                _store_candidate(ctx, s, feed, parsed, c, p, batch, report)
             changed = report.new + report.duplicates > 0
             report.next_poll_at, interval = _success(ctx, feed, now, changed)
             held = store.record_feed_success(
@@ -313,7 +315,8 @@ def record_failure(ctx: Context, feed: store.FeedState, report: FeedReport, now:
 
 def _plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed,
           report: FeedReport) -> list[_Candidate]:
-    """Entries not seen before in this feed, with duplicates-by-URL found before any fetch."""
+    """Entries not seen before in this feed, with duplicates-by-GUID and by URL found
+    before any fetch (one batch of lookups for the whole feed)."""
     with ctx.sessions() as s:
         seen = store.known_guids(s, feed.id, (e.guid for e in parsed.entries))
         report.known = len(seen)
@@ -322,18 +325,19 @@ def _plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed,
             if entry.guid in seen:
                 continue
             seen.add(entry.guid)  # a GUID repeated inside one feed counts once
-            c = _Candidate(entry, canonical_url(entry.link) if entry.link else None)
-            if _global_guid(entry.guid):
-                c.known_as = store.find_by_guid_elsewhere(s, feed.id, entry.guid)
-                c.known_by = "guid" if c.known_as else None
-            if c.known_as is None and c.link_canonical:
-                c.known_as = store.find_by_url(s, c.link_canonical)
-                c.known_by = "url" if c.known_as else None
-            if c.known_as is not None:
-                log.info("feed %r: entry <%s> is a known article (%s %s, by %s); page not fetched",
-                         feed.name, entry.link, c.known_as.kind, c.known_as.seed or c.known_as.id,
-                         c.known_by)
-            candidates.append(c)
+            candidates.append(_Candidate(entry, canonical_url(entry.link) if entry.link else None))
+        known = store.lookup_known(
+            s, feed.id, guids=[c.entry.guid for c in candidates if _global_guid(c.entry.guid)],
+            urls=[c.link_canonical for c in candidates if c.link_canonical])
+    for c in candidates:
+        if _global_guid(c.entry.guid) and c.entry.guid in known.by_guid:
+            c.known_as, c.known_by = known.by_guid[c.entry.guid], "guid"
+        elif c.link_canonical and c.link_canonical in known.by_url:
+            c.known_as, c.known_by = known.by_url[c.link_canonical], "url"
+        if c.known_as is not None:
+            log.info("feed %r: entry <%s> is a known article (%s %s, by %s); page not fetched",
+                     feed.name, c.entry.link, c.known_as.kind, c.known_as.seed or c.known_as.id,
+                     c.known_by)
     return candidates
 
 
@@ -373,34 +377,67 @@ async def _fetch_and_extract(ctx: Context, feed: store.FeedState, link: str) -> 
     return _PageResult(page, article, None, fetched_at, page.status)
 
 
-def _verdict(s: Session, feed: store.FeedState, c: _Candidate, canonical: str | None,
-             thash: str | None) -> _Verdict:
-    if c.known_as is not None:
-        return _Verdict(c.known_as, c.known_by)
-    if _global_guid(c.entry.guid):
-        ref = store.find_by_guid_elsewhere(s, feed.id, c.entry.guid)
-        if ref:
-            return _Verdict(ref, "guid")
-    if canonical:
-        ref = store.find_by_url(s, canonical)
-        if ref:
-            return _Verdict(ref, "url")
-    if thash:
-        ref = store.find_by_text_hash(s, thash)
-        if ref:
-            return _Verdict(ref, "exact", 1.0)
-    return _Verdict()
+@dataclass(frozen=True)
+class _Prepared:
+    """A candidate's text and keys, worked out before the storing transaction."""
+
+    text: str
+    source: str  # text_source
+    canonical: str | None
+    thash: str | None
+
+
+def _prepare(ctx: Context, c: _Candidate) -> _Prepared:
+    text, source = choose_text(c.entry, c.article, ctx.settings.extract.min_text_chars)
+    canonical = c.link_canonical
+    if c.page is not None:
+        canonical = choose_canonical(c.page.final_url,
+                                     c.article.canonical_url if c.article else None)
+    return _Prepared(text, source, canonical, text_hash(text) if source != "title" else None)
+
+
+class _Batch:
+    """The exact-dedup keys of one storing transaction: what the database held when it
+    began (one batch of lookups), plus what this transaction has stored since."""
+
+    def __init__(self, s: Session, feed: store.FeedState,
+                 todo: Sequence[tuple[_Candidate, _Prepared]]) -> None:
+        self.known = store.lookup_known(
+            s, feed.id,
+            guids=[c.entry.guid for c, _ in todo if _global_guid(c.entry.guid)],
+            urls=[p.canonical for _, p in todo if p.canonical],
+            hashes=[p.thash for _, p in todo if p.thash])
+
+    def verdict(self, c: _Candidate, p: _Prepared) -> _Verdict:
+        if c.known_as is not None:
+            return _Verdict(c.known_as, c.known_by)
+        known = self.known
+        if _global_guid(c.entry.guid) and c.entry.guid in known.by_guid:
+            return _Verdict(known.by_guid[c.entry.guid], "guid")
+        if p.canonical and p.canonical in known.by_url:
+            return _Verdict(known.by_url[p.canonical], "url")
+        if p.thash and p.thash in known.by_hash:
+            return _Verdict(known.by_hash[p.thash], "exact", 1.0)
+        return _Verdict()
+
+    def stored(self, c: _Candidate, p: _Prepared, ref: store.Ref) -> None:
+        """Remember an item stored in this transaction (``ref``: it, or its original),
+        so a later entry with the same GUID, URL or text is its duplicate. The first
+        holder of a key keeps it, as the database lookup would prefer it."""
+        known = self.known
+        if _global_guid(c.entry.guid):
+            known.by_guid.setdefault(c.entry.guid, ref)
+        if p.canonical:
+            known.by_url.setdefault(p.canonical, ref)
+        if p.thash:
+            known.by_hash.setdefault(p.thash, ref)
 
 
 def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: ParsedFeed,
-                     c: _Candidate, report: FeedReport) -> None:
+                     c: _Candidate, p: _Prepared, batch: _Batch, report: FeedReport) -> None:
     entry, article, page = c.entry, c.article, c.page
-    text, source = choose_text(entry, article, ctx.settings.extract.min_text_chars)
-    canonical = c.link_canonical
-    if page is not None:
-        canonical = choose_canonical(page.final_url, article.canonical_url if article else None)
-    thash = text_hash(text) if source != "title" else None
-    v = _verdict(s, feed, c, canonical, thash)
+    text, source, canonical, thash = p.text, p.source, p.canonical, p.thash
+    v = batch.verdict(c, p)
     # A title alone is too little to call anything a copy; exact and URL copies are
     # not fingerprinted (they add nothing to the index).
     fp = ctx.dedup.fingerprint(text) if v.ref is None and source != "title" else None
@@ -437,6 +474,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
         dedup_method=v.method,
         similarity=v.similarity,
     ), now)
+    batch.stored(c, p, v.ref or store.Ref("item", item_id, canonical or entry.link))
     if fp is not None:
         ctx.dedup.index_item(s, item_id, fp)
     if v.ref is None:

@@ -47,6 +47,7 @@ from monitor.store.feeds import (
 from monitor.store.items import (
     Copy,
     ItemRow,
+    Known,
     NewItem,
     Ref,
     add_item,
@@ -56,6 +57,7 @@ from monitor.store.items import (
     find_by_url,
     known_guids,
     list_items,
+    lookup_known,
 )
 from monitor.store.leases import (
     release_feed_leases,
@@ -104,6 +106,7 @@ __all__ = [
     "FeedRow",
     "FeedState",
     "ItemRow",
+    "Known",
     "MatchableItem",
     "NearCandidate",
     "NewAlert",
@@ -138,6 +141,7 @@ __all__ = [
     "list_items",
     "list_workers",
     "lock_near_index",
+    "lookup_known",
     "mark_digest_failed",
     "mark_digest_sent",
     "near_candidates",

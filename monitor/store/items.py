@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased, defer
 
 from monitor.models import Feed, Item, Seed
@@ -47,59 +48,114 @@ class NewItem:
 
 def known_guids(session: Session, feed_id: int, guids: Iterable[str]) -> set[str]:
     """Which of ``guids`` this feed has stored already."""
-    wanted = list(dict.fromkeys(guids))
     found: set[str] = set()
-    for start in range(0, len(wanted), 500):  # stay under bind-parameter limits
-        chunk = wanted[start:start + 500]
+    for chunk in _chunks(guids):
         found.update(session.scalars(
             select(Item.guid).where(Item.feed_id == feed_id, Item.guid.in_(chunk))))
     return found
 
 
-def _original(session: Session, item: Item) -> Ref:
-    """Follow a duplicate to what it duplicates, so every copy points at the original."""
-    if item.duplicate_of_seed_id is not None:
-        seed = session.get_one(Seed, item.duplicate_of_seed_id)
-        return Ref("seed", seed.id, seed.source_url, seed.name)
-    if item.duplicate_of_item_id is not None:
-        orig = session.get_one(Item, item.duplicate_of_item_id)
-        return Ref("item", orig.id, orig.canonical_url or orig.url)
-    return Ref("item", item.id, item.canonical_url or item.url)
+@dataclass(frozen=True)
+class Known:
+    """What stored seeds and items already carry the given GUIDs, canonical URLs and
+    text hashes, each resolved to the original it duplicates (see :func:`lookup_known`)."""
+
+    by_guid: dict[str, Ref]
+    by_url: dict[str, Ref]
+    by_hash: dict[str, Ref]
 
 
-def _first_item(session: Session, *conditions: object) -> Item | None:
-    # Prefer an original ("new") over a copy, then the oldest.
-    return session.scalars(
-        select(Item).where(*conditions)  # type: ignore[arg-type]
-        .order_by((Item.status == "new").desc(), Item.id).limit(1)
-    ).first()
+V = TypeVar("V", str, int)
+_CHUNK = 500  # values per IN (...): under every driver's bind-parameter limit
+
+
+def _chunks(values: Iterable[V]) -> list[list[V]]:
+    """Distinct non-empty values, in chunks of at most _CHUNK."""
+    wanted = list(dict.fromkeys(v for v in values if v))
+    return [wanted[i:i + _CHUNK] for i in range(0, len(wanted), _CHUNK)]
+
+
+def _seeds_by(session: Session, column: Any, values: Iterable[str]) -> dict[str, Ref]:
+    """The first seed (lowest id) per value of ``column``."""
+    found: dict[str, Ref] = {}
+    for chunk in _chunks(values):
+        q = (select(column, Seed.id, Seed.source_url, Seed.name)
+             .where(column.in_(chunk)).order_by(Seed.id))
+        for key, sid, url, name in session.execute(q):
+            found.setdefault(key, Ref("seed", sid, url, name))
+    return found
+
+
+def _items_by(session: Session, column: Any, values: Iterable[str],
+              *conditions: Any) -> dict[str, Ref]:
+    """Per value of ``column``, the original of the first matching item: an original
+    ("new") before a copy, then the oldest. Copies point at their original, so every
+    later copy points there too."""
+    best: dict[str, tuple[bool, int, int | None, int | None, str | None]] = {}
+    for chunk in _chunks(values):
+        q = (select(column, Item.id, Item.status, Item.duplicate_of_item_id,
+                    Item.duplicate_of_seed_id, func.coalesce(Item.canonical_url, Item.url))
+             .where(column.in_(chunk), *conditions))
+        for key, iid, status, dup_item, dup_seed, url in session.execute(q):
+            rank = (status != "new", iid)
+            if key not in best or rank < best[key][:2]:
+                best[key] = (status != "new", iid, dup_item, dup_seed, url)
+    orig_items = {i for _, _, i, _, _ in best.values() if i is not None}
+    orig_seeds = {s for _, _, i, s, _ in best.values() if i is None and s is not None}
+    items: dict[int, Ref] = {}
+    for ids in _chunks(orig_items):
+        for iid, url in session.execute(
+                select(Item.id, func.coalesce(Item.canonical_url, Item.url))
+                .where(Item.id.in_(ids))):
+            items[iid] = Ref("item", iid, url)
+    seeds: dict[int, Ref] = {}
+    for ids in _chunks(orig_seeds):
+        for sid, url, name in session.execute(
+                select(Seed.id, Seed.source_url, Seed.name).where(Seed.id.in_(ids))):
+            seeds[sid] = Ref("seed", sid, url, name)
+    found: dict[str, Ref] = {}
+    for key, (_, iid, dup_item, dup_seed, url) in best.items():
+        if dup_item is not None:
+            found[key] = items[dup_item]
+        elif dup_seed is not None:
+            found[key] = seeds[dup_seed]
+        else:
+            found[key] = Ref("item", iid, url)
+    return found
+
+
+def lookup_known(session: Session, feed_id: int, *, guids: Iterable[str] = (),
+                 urls: Iterable[str] = (), hashes: Iterable[str] = ()) -> Known:
+    """One batch of exact-dedup lookups, a few statements for any number of entries:
+
+    - ``guids``: items with that GUID in *another* feed (pass only GUIDs that are
+      globally unique);
+    - ``urls``: a seed whose source URL, else an item whose canonical URL, it is;
+    - ``hashes``: a seed, else an item, whose normalized text hashes to it.
+
+    Seeds win over items: they were known first."""
+    urls, hashes = list(urls), list(hashes)
+    by_url = _items_by(session, Item.canonical_url, urls)
+    by_url.update(_seeds_by(session, Seed.source_url, urls))
+    by_hash = _items_by(session, Item.text_hash, hashes)
+    by_hash.update(_seeds_by(session, Seed.text_hash, hashes))
+    return Known(by_guid=_items_by(session, Item.guid, guids, Item.feed_id != feed_id),
+                 by_url=by_url, by_hash=by_hash)
 
 
 def find_by_guid_elsewhere(session: Session, feed_id: int, guid: str) -> Ref | None:
     """An item with the same GUID in another feed (for GUIDs that are globally unique)."""
-    item = _first_item(session, Item.guid == guid, Item.feed_id != feed_id)
-    return _original(session, item) if item else None
-
-
-def _seed_else_item(session: Session, seed_match: object, item_match: object) -> Ref | None:
-    """The first seed matching ``seed_match``, else the original of the first item
-    matching ``item_match``: seeds were known first."""
-    seed = session.scalars(select(Seed).where(seed_match)  # type: ignore[arg-type]
-                           .order_by(Seed.id).limit(1)).first()
-    if seed is not None:
-        return Ref("seed", seed.id, seed.source_url, seed.name)
-    item = _first_item(session, item_match)
-    return _original(session, item) if item else None
+    return lookup_known(session, feed_id, guids=[guid]).by_guid.get(guid)
 
 
 def find_by_url(session: Session, canonical: str) -> Ref | None:
     """A seed whose source URL, or an item whose canonical URL, is ``canonical``."""
-    return _seed_else_item(session, Seed.source_url == canonical, Item.canonical_url == canonical)
+    return lookup_known(session, 0, urls=[canonical]).by_url.get(canonical)
 
 
 def find_by_text_hash(session: Session, text_hash: str) -> Ref | None:
     """A seed or item whose normalized text hashes to ``text_hash``."""
-    return _seed_else_item(session, Seed.text_hash == text_hash, Item.text_hash == text_hash)
+    return lookup_known(session, 0, hashes=[text_hash]).by_hash.get(text_hash)
 
 
 def add_item(session: Session, new: NewItem, now: datetime) -> int:
