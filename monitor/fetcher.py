@@ -92,6 +92,8 @@ class Fetcher:
             max_redirects=settings.max_redirects,
             timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
             headers={"User-Agent": settings.user_agent},
+            # Not more: httpcore's pool scans every connection for every queued request,
+            # and with 100 idle connections that scan cost more than new connections.
             limits=httpx.Limits(
                 max_connections=settings.concurrency,
                 max_keepalive_connections=settings.concurrency,
@@ -201,12 +203,13 @@ class Fetcher:
                 raise TooLargeError(url, f"Content-Length {declared} is over the {max_bytes}-byte cap")
             chunks: list[bytes] = []
             size = 0
-            if resp.status_code != 304:
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise TooLargeError(url, f"body is over the {max_bytes}-byte cap")
-                    chunks.append(chunk)
+            # Read to the end even for a 304 (no body): a response not read to its end
+            # closes its connection, and the next poll of that host would open another.
+            async for chunk in resp.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLargeError(url, f"body is over the {max_bytes}-byte cap")
+                chunks.append(chunk)
             return FetchResult(
                 url=url,
                 final_url=str(resp.url),
