@@ -39,7 +39,7 @@ def _read_source(source: str, settings: Settings) -> tuple[str, str | None]:
         raise InputError(f"cannot read {source}: {exc.strerror or exc}") from exc
     head = raw[:1024].lstrip().lower()
     if source.endswith((".html", ".htm")) or head.startswith((b"<!doctype html", b"<html")):
-        from monitor.articles import extract_article  # trafilatura: slow to import
+        from monitor.articles import extract_article
 
         return extract_article(raw, Path(source).resolve().as_uri()).text, None
     return raw.decode("utf-8", errors="replace"), None
