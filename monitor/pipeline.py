@@ -15,12 +15,15 @@ two feeds carrying the same story in one run still store it once.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,6 +51,12 @@ from monitor.workers import Processor
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
+
+# Pages fetched ahead of extraction, per worker process: enough that the workers never
+# wait for the network or for a feed's storing transaction, few enough that memory does
+# not grow with the backlog (each is up to [fetch] max_page_bytes, typically ~150 KB).
+PAGES_AHEAD_PER_WORKER = 6
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,26 @@ class Context:
     # Article fetches in flight, by canonical URL: when two entries (in one feed or in
     # feeds polled together) link to the same article, the page is fetched only once.
     pages: dict[str, asyncio.Future[_PageResult]] = field(default_factory=dict)
+    # Pages fetched and not yet extracted (see PAGES_AHEAD_PER_WORKER).
+    page_slots: asyncio.Semaphore = field(init=False)
+    # One thread runs every poll's reads and its storing transaction, in turn: the event
+    # loop goes on fetching meanwhile, and a process never races itself for SQLite's lock.
+    store_thread: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.page_slots = asyncio.Semaphore(PAGES_AHEAD_PER_WORKER * self.processor.workers)
+        self.store_thread = ThreadPoolExecutor(1, thread_name_prefix="store")
+
+    async def in_store_thread(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (database work) in the store thread, with this task's context (the
+        feed and URL on log records). A poll cancelled meanwhile does not stop ``fn``:
+        a transaction runs to its commit or rollback."""
+        run = contextvars.copy_context().run
+        return await asyncio.get_running_loop().run_in_executor(self.store_thread, run, fn)
+
+    def close(self) -> None:
+        """Wait for the store thread's last transaction, then end it."""
+        self.store_thread.shutdown(wait=True)
 
 
 @dataclass
@@ -226,13 +255,13 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
 
     report.outcome = "parsed"
     report.entries = len(parsed.entries)
-    candidates = _plan(ctx, feed, parsed, report)
+    candidates = await ctx.in_store_thread(lambda: _plan(ctx, feed, parsed, report))
     await asyncio.gather(*(_fetch_article(ctx, feed, c) for c in candidates if c.known_as is None))
     report.pages_fetched = sum(1 for c in candidates if c.fetched_here and c.page is not None)
     report.page_failures = sum(1 for c in candidates if c.page_error is not None)
 
-    prepared = [(c, _prepare(ctx, c)) for c in candidates]  # outside the transaction
-    try:
+    def store_all() -> bool:
+        prepared = [(c, _prepare(ctx, c)) for c in candidates]
         with ctx.sessions.begin() as s:
             # Another worker may have stored some of these since _plan looked.
             stored_meanwhile = store.known_guids(s, feed.id, (c.entry.guid for c in candidates))
@@ -243,12 +272,15 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
                 _store_candidate(ctx, s, feed, parsed, c, p, batch, report)
             changed = report.new + report.duplicates > 0
             report.next_poll_at, interval = _success(ctx, feed, now, changed)
-            held = store.record_feed_success(
+            return store.record_feed_success(
                 s, feed.id, now=now, status=res.status, next_poll_at=report.next_poll_at,
                 poll_interval=interval, owner=ctx.owner, etag=res.etag,
                 last_modified=res.last_modified, changed=changed, body_hash=body_hash,
                 title=parsed.title, parse_warning=parsed.warning, parsed=True,
             )
+
+    try:
+        held = await ctx.in_store_thread(store_all)
     except SQLAlchemyError as exc:
         # Nothing of this poll was written; the feed is parsed again next time.
         raise StoreError(f"feed {feed.name!r} <{url}>: storing entries failed: {exc}") from exc
@@ -363,6 +395,12 @@ async def _fetch_article(ctx: Context, feed: store.FeedState, c: _Candidate) -> 
 
 
 async def _fetch_and_extract(ctx: Context, feed: store.FeedState, link: str) -> _PageResult:
+    async with ctx.page_slots:  # fetch no further ahead of the workers than this
+        return await _fetch_and_extract_now(ctx, feed, link)
+
+
+async def _fetch_and_extract_now(ctx: Context, feed: store.FeedState,
+                                 link: str) -> _PageResult:
     page = fetched_at = None
     try:
         page = await ctx.fetcher.fetch(link, max_bytes=ctx.settings.fetch.max_page_bytes,

@@ -186,7 +186,10 @@ async def _run_once(settings: Settings, engine: Engine, clock: Clock,
         async with Fetcher(settings.fetch, transport=transport) as fetcher:
             ctx = Context(settings, sessions, fetcher, processor, clock,
                           Deduplicator.from_settings(settings), rules, owner)
-            results = await asyncio.gather(*(_guarded_poll(ctx, f) for f in feeds))
+            try:
+                results = await asyncio.gather(*(_guarded_poll(ctx, f) for f in feeds))
+            finally:
+                ctx.close()
     finally:
         renewing.cancel()
         processor.close()
@@ -373,6 +376,8 @@ class Daemon:
                 log.warning("stopping: %d polls cancelled (they are polled again on the next "
                             "start or by another worker), %d digest rounds left unfinished",
                             len(late_polls), len(late) - len(late_polls))
+        # A cancelled poll's transaction, if one had begun, ends before the release.
+        await asyncio.to_thread(self.ctx.close)
         await asyncio.to_thread(_release, self.sessions, self.owner)
 
     def _register(self) -> None:
