@@ -1,7 +1,7 @@
 """The one error hierarchy of monitor.
 
 Every error the package raises on purpose derives from :class:`MonitorError`.
-Library errors (httpx, SQLAlchemy, feedparser, trafilatura) are wrapped at
+Library errors (aiohttp, SQLAlchemy, feedparser, trafilatura) are wrapped at
 the edge with ``raise ... from exc`` so callers only ever catch ours::
 
     MonitorError

@@ -21,7 +21,7 @@ _feed: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
     "monitor_feed", default=None)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-QUIET_LOGGERS = ("httpx", "httpcore", "trafilatura", "htmldate", "charset_normalizer",
+QUIET_LOGGERS = ("aiohttp", "trafilatura", "htmldate", "charset_normalizer",
                  "alembic", "apscheduler")
 
 

@@ -44,7 +44,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -145,7 +144,6 @@ async def run(
     *,
     once: bool,
     clock: Clock = utcnow,
-    transport: httpx.AsyncBaseTransport | None = None,
     stop: asyncio.Event | None = None,
     install_signal_handlers: bool = True,
     mailer: Mailer | None = None,
@@ -155,16 +153,15 @@ async def run(
     (SIGINT/SIGTERM set it). ``listen`` overrides ``[daemon] listen``.
     Raises ConfigError (an SMTP password missing, an address that cannot be bound)."""
     if once:
-        return await _run_once(settings, engine, clock, transport)
-    daemon = Daemon(settings, engine, clock=clock, transport=transport,
+        return await _run_once(settings, engine, clock)
+    daemon = Daemon(settings, engine, clock=clock,
                     mailer=mailer or SmtpMailer(settings.smtp, str(settings.path)),
                     listen=settings.daemon.listen if listen is None else listen)
     await daemon.serve(stop or asyncio.Event(), install_signal_handlers)
     return RunSummary()
 
 
-async def _run_once(settings: Settings, engine: Engine, clock: Clock,
-                    transport: httpx.AsyncBaseTransport | None) -> RunSummary:
+async def _run_once(settings: Settings, engine: Engine, clock: Clock) -> RunSummary:
     sessions = db.session_factory(engine)
     owner = worker_id("once")
     lease = timedelta(seconds=settings.daemon.lease)
@@ -183,7 +180,7 @@ async def _run_once(settings: Settings, engine: Engine, clock: Clock,
     processor = Processor(settings.extract.workers, settings.extract.worker_max_tasks)
     renewing = asyncio.create_task(_renew_forever(sessions, owner, settings, clock))
     try:
-        async with Fetcher(settings.fetch, transport=transport) as fetcher:
+        async with Fetcher(settings.fetch) as fetcher:
             ctx = Context(settings, sessions, fetcher, processor, clock,
                           Deduplicator.from_settings(settings), rules, owner)
             try:
@@ -259,13 +256,12 @@ class Daemon:
     """``monitor run``: one worker. See the module docstring for its jobs."""
 
     def __init__(self, settings: Settings, engine: Engine, *, clock: Clock,
-                 transport: httpx.AsyncBaseTransport | None, mailer: Mailer,
+                 mailer: Mailer,
                  listen: str) -> None:
         self.settings = settings
         self.engine = engine
         self.sessions = db.session_factory(engine)
         self.clock = clock
-        self.transport = transport
         self.mailer = mailer
         self._own_mailer = isinstance(mailer, SmtpMailer)  # rebuilt when [smtp] changes
         self.listen = listen
@@ -299,7 +295,7 @@ class Daemon:
         processor = Processor(self.settings.extract.workers,
                               self.settings.extract.worker_max_tasks)
         try:
-            async with Fetcher(self.settings.fetch, transport=self.transport) as fetcher:
+            async with Fetcher(self.settings.fetch) as fetcher:
                 self._ctx = Context(self.settings, self.sessions, fetcher, processor,
                                     self.clock, Deduplicator.from_settings(self.settings),
                                     rules, self.owner)

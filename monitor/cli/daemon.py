@@ -13,7 +13,7 @@ from monitor.config import Settings
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    from monitor import service  # imports httpx and the pipeline: only needed here
+    from monitor import service  # imports aiohttp and the pipeline: only needed here
 
     engine = db.make_engine(settings.database.url)
     try:
