@@ -85,6 +85,7 @@ class Hit:
     headers: dict[str, str]
     status: int
     at: float = 0.0  # time.monotonic() when the request arrived
+    client_port: int = 0  # the client's end of the connection: the same port, one connection
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -104,6 +105,8 @@ class LocalServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.log: list[Hit] = []
+        self.in_flight = 0  # requests being answered now
+        self.max_in_flight = 0  # the most at once since the server started
         self._lock = threading.Lock()
         server = self
 
@@ -114,6 +117,16 @@ class LocalServer:
                 pass
 
             def do_GET(self) -> None:
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._answer()
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _answer(self) -> None:
                 arrived = time.monotonic()
                 route = server.routes.get(self.path) or server.routes.get(self.path.split("?")[0])
                 headers = {k.lower(): v for k, v in self.headers.items()}
@@ -127,7 +140,8 @@ class LocalServer:
                 ):
                     status = 304
                 with server._lock:
-                    server.log.append(Hit(self.path, headers, status, arrived))
+                    server.log.append(Hit(self.path, headers, status, arrived,
+                                          self.client_address[1]))
                 body = b"not found" if route is None else route.body
                 if status == 304:
                     body = b""

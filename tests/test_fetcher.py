@@ -54,6 +54,20 @@ def test_conditional_get_returns_304_and_keeps_validators(server: LocalServer) -
     assert again.not_modified and again.body == b""
 
 
+def test_polls_of_one_host_keep_one_connection_through_304s(server: LocalServer) -> None:
+    server.routes["/f"] = Route(body=b"<rss/>", etag='"v1"')
+    server.routes["/g"] = Route(body=b"<rss/>", etag='"v2"')
+
+    async def go() -> list[int]:
+        async with Fetcher(SETTINGS) as f:
+            return [(await f.fetch(server.url(path), max_bytes=1000, etag=tag, trusted=True)).status
+                    for path, tag in [("/f", None), ("/f", '"v1"'), ("/g", '"v2"'), ("/f", '"v1"')]]
+
+    assert asyncio.run(go()) == [200, 304, 304, 304]
+    # A 304 read to its end leaves its connection open for the next poll of the host.
+    assert len({hit.client_port for hit in server.hits()}) == 1
+
+
 def test_redirects_permanent_and_temporary(server: LocalServer) -> None:
     server.routes["/p1"] = Route(status=308, headers={"Location": "/p2"})
     server.routes["/p2"] = Route(status=301, headers={"Location": "/p3"})

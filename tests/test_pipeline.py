@@ -261,3 +261,28 @@ def test_malformed_but_usable_feed_is_ingested(server: LocalServer, db_url: str,
     assert cli(config, "run", "--once")[0] == 0
     assert feeds(config)["Bozo"]["parse_warning"]
     assert len(items(config)) == 1
+
+
+def test_pages_are_fetched_only_a_few_ahead_of_extraction(server: LocalServer, tmp_path: Path) -> None:
+    # 24 slow pages, every fetch limit wide open: only the pipeline's own bound (pages
+    # waiting for the one extraction worker) keeps them from all being fetched at once,
+    # and held in memory, while the worker is busy.
+    entries = []
+    for i in range(24):
+        server.routes[f"/p/{i}"] = Route(body=page_html_text(i), delay=0.3)
+        entries.append(Entry(title=f"Story {i}", link=server.url(f"/p/{i}"), guid=f"s{i}"))
+    server.routes["/feed.rss"] = Route(body=rss("Wide", entries), content_type="application/rss+xml")
+    config = write_config(tmp_path / "monitor.toml", db_url=f"sqlite:///{tmp_path / 'm.db'}",
+                          feeds=[{"name": "Wide", "url": server.url("/feed.rss")}],
+                          fetch={"concurrency": 32, "per_host": 32}, extract={"workers": 1})
+    code, out = cli(config, "run", "--once")
+    assert code == 0, out
+    assert len(items(config)) == 24
+    assert 2 <= server.max_in_flight <= 6, server.max_in_flight  # PAGES_AHEAD_PER_WORKER x 1
+
+
+def page_html_text(i: int) -> bytes:
+    paragraphs = "".join(f"<p>Paragraph {k} of story {i}, with enough words to be kept as "
+                         "the article's text by the extractor.</p>" for k in range(12))
+    return (f"<html lang=en><head><title>Story {i}</title></head><body><article>"
+            f"<h1>Story {i}</h1>{paragraphs}</article></body></html>").encode()
