@@ -57,6 +57,8 @@ T = TypeVar("T")
 # wait for the network or for a feed's storing transaction, few enough that memory does
 # not grow with the backlog (each is up to [fetch] max_page_bytes, typically ~150 KB).
 PAGES_AHEAD_PER_WORKER = 6
+# Feeds whose poll found nothing new, recorded in one transaction (see Context.record_soon).
+OUTCOMES_PER_TRANSACTION = 200
 
 
 @dataclass(frozen=True)
@@ -104,9 +106,46 @@ class Context:
     # loop goes on fetching meanwhile, and a process never races itself for SQLite's lock.
     store_thread: ThreadPoolExecutor = field(init=False)
 
+    # Outcomes of polls that found nothing to store, recorded together (see record_soon).
+    _outcomes: list[tuple[Callable[[Session], bool], asyncio.Future[bool]]] = field(
+        init=False, default_factory=list)
+    _recorder: asyncio.Task[None] | None = field(init=False, default=None)
+
     def __post_init__(self) -> None:
         self.page_slots = asyncio.Semaphore(PAGES_AHEAD_PER_WORKER * self.processor.workers)
         self.store_thread = ThreadPoolExecutor(1, thread_name_prefix="store")
+
+    async def record_soon(self, record: Callable[[Session], bool]) -> bool:
+        """Run ``record`` (one feed's outcome: an UPDATE) in a transaction shared with the
+        other outcomes waiting meanwhile; returns its result. A group commit: the first
+        outcome is written at once, and those arriving while it commits go together in
+        the next transaction. Raises SQLAlchemyError when that transaction fails."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((record, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.get_running_loop().create_task(self._record_waiting())
+        return await done
+
+    async def _record_waiting(self) -> None:
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes[:OUTCOMES_PER_TRANSACTION], \
+                self._outcomes[OUTCOMES_PER_TRANSACTION:]
+
+            def write(batch: list[tuple[Callable[[Session], bool], asyncio.Future[bool]]]
+                      = batch) -> list[bool]:
+                with self.sessions.begin() as s:
+                    return [record(s) for record, _ in batch]
+
+            try:
+                results = await self.in_store_thread(write)
+            except Exception as exc:  # every outcome of the batch failed with it
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for (_, done), held in zip(batch, results, strict=True):
+                    if not done.done():
+                        done.set_result(held)
 
     async def in_store_thread(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` (database work) in the store thread, with this task's context (the
@@ -235,11 +274,11 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
     if res.not_modified or body_hash == feed.body_hash:
         report.outcome = "not_modified" if res.not_modified else "unchanged"
         report.next_poll_at, interval = _success(ctx, feed, now, changed=False)
-        with ctx.sessions.begin() as s:
-            held = store.record_feed_success(
-                s, feed.id, now=now, status=res.status, next_poll_at=report.next_poll_at,
-                poll_interval=interval, owner=ctx.owner, etag=res.etag,
-                last_modified=res.last_modified)
+        next_poll_at = report.next_poll_at
+        held = await ctx.record_soon(lambda s: store.record_feed_success(
+            s, feed.id, now=now, status=res.status, next_poll_at=next_poll_at,
+            poll_interval=interval, owner=ctx.owner, etag=res.etag,
+            last_modified=res.last_modified))
         _check_held(feed, held)
         log.info("feed %r <%s>: %s; next poll in %s", feed.name, url,
                  "not modified (304)" if res.not_modified else "body unchanged, not parsed",

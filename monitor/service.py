@@ -9,7 +9,9 @@ brings the near-duplicate index up to date.
 ``run`` (:class:`Daemon`) runs on one event loop:
 
     dispatch    a loop that claims due feeds (row leases; see monitor.store.feeds)
-                up to [fetch] concurrency in flight and polls each in its own task;
+                up to 2 x [fetch] concurrency in flight (the fetcher's limits hold
+                the requests), in claims of at least half that many while polls
+                are running, and polls each in its own task;
                 it sleeps until the next feed falls due, a poll ends, or 5 s pass
 
 and an APScheduler 3.x ``AsyncIOScheduler`` with the timed jobs:
@@ -79,6 +81,7 @@ T = TypeVar("T")
 # The longest the dispatcher sleeps: how soon it notices another worker's lapsed
 # lease or a database that came back.
 DISPATCH_IDLE_SECONDS = 5.0
+CLAIM_AHEAD = 2  # polls in flight per [fetch] concurrency slot (see Daemon._window)
 DISPATCH_RECHECK_SECONDS = 1.0  # due feeds another worker was claiming
 # How often pending digests are retried and a missed slot is caught up.
 DIGEST_CHECK_SECONDS = 60.0
@@ -445,7 +448,7 @@ class Daemon:
             now = self.clock()
             if next_due is not None and next_due > now:
                 pause = min(pause, (next_due - now).total_seconds())
-            elif next_due is not None and len(self.polls) < self.settings.fetch.concurrency:
+            elif next_due is not None and len(self.polls) < self._window():
                 # Due, unclaimed, yet not ours with slots free: another worker's claim held
                 # those rows (SKIP LOCKED). If that worker dies mid-claim its claim is rolled
                 # back, so look again soon rather than at the idle tick. (With every slot
@@ -459,7 +462,11 @@ class Daemon:
         async with self._dispatching:
             if self.stopping:
                 return None
-            room = self.settings.fetch.concurrency - len(self.polls)
+            room = self._window() - len(self.polls)
+            if self.polls and room < self.settings.fetch.concurrency:
+                # Wait for a bigger claim: one claim per finished poll cost a transaction
+                # per feed. A poll's end wakes us again.
+                return None
             try:
                 stranded = frozenset(self._stranded)
                 claimed, next_due = await asyncio.to_thread(self._claim, max(room, 0), stranded)
@@ -476,6 +483,11 @@ class Daemon:
                                                           name=f"poll {feed.name}")
             self.metrics.in_flight.set(len(self.polls))
             return next_due
+
+    def _window(self) -> int:
+        """Polls this worker keeps in flight: twice the requests it may have in flight,
+        so the fetcher always has the next feeds queued while claims are made."""
+        return CLAIM_AHEAD * self.settings.fetch.concurrency
 
     def _claim(self, room: int, stranded: frozenset[int]
                ) -> tuple[list[store.FeedState], datetime | None]:

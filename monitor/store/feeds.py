@@ -10,11 +10,12 @@ at a time, and one daemon per file (:func:`monitor.db.hold_sqlite_lock`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Table, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Table, Update, bindparam, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from monitor.config import FeedSettings
@@ -223,14 +224,34 @@ def record_feed_failure(
     ))
 
 
-def _update_held(session: Session, feed_id: int, owner: str, values: dict[str, object]) -> bool:
-    # A Core UPDATE of the table, without the ORM's bulk-update bookkeeping (no Feed
-    # object is loaded here): about half the cost of a poll that got a 304.
+def _feeds_table() -> Table:
     table = Feed.__table__
     assert isinstance(table, Table)
-    return bool(rowcount(session.connection().execute(
-        update(table).where(table.c.id == feed_id, table.c.lease_owner == owner)
-        .values(**values))))
+    return table
+
+
+@functools.lru_cache(maxsize=64)
+def _held_update(keys: tuple[str, ...]) -> Update:
+    """The UPDATE of one leased feed setting ``keys``, built once per set of keys: every
+    value is a parameter, so SQLAlchemy compiles it once too."""
+    table = _feeds_table()
+    return (update(table)
+            .where(table.c.id == bindparam("w_id"), table.c.lease_owner == bindparam("w_owner"))
+            .values({k: bindparam(f"v_{k}") for k in keys}))
+
+
+def _update_held(session: Session, feed_id: int, owner: str, values: dict[str, object]) -> bool:
+    # A Core UPDATE of the table, without the ORM's bulk-update bookkeeping (no Feed
+    # object is loaded here): most of the cost of recording a poll that got a 304.
+    if any(isinstance(v, ColumnElement) for v in values.values()):
+        table = _feeds_table()
+        stmt = (update(table).where(table.c.id == feed_id, table.c.lease_owner == owner)
+                .values(**values))
+        return bool(rowcount(session.connection().execute(stmt)))
+    params = {f"v_{k}": v for k, v in values.items()}
+    params.update(w_id=feed_id, w_owner=owner)
+    return bool(rowcount(session.connection().execute(_held_update(tuple(sorted(values))),
+                                                      params)))
 
 
 def record_permanent_redirect(session: Session, feed_id: int, new_url: str) -> None:
