@@ -253,7 +253,6 @@ def _success(ctx: Context, feed: store.FeedState, now: datetime,
 async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
     url = feed.effective_url
     report = FeedReport(feed=feed.name, url=feed.url, outcome="failed")
-    now = ctx.clock()
     log.info("feed %r <%s>: polling", feed.name, url)
     try:
         res = await ctx.fetcher.fetch(
@@ -262,7 +261,10 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
             trusted=True,  # the user named this feed in the config; its article links are not
         )
     except FetchError as exc:
-        return _failed(ctx, feed, report, now, exc)
+        return _failed(ctx, feed, report, ctx.clock(), exc)
+    # The attempt is dated, and the next one scheduled, from when the feed answered: a
+    # claimed poll may have queued for the fetcher's limits before its request went out.
+    now = ctx.clock()
 
     if res.permanent_redirect and res.permanent_redirect != url:
         log.warning("feed %r <%s>: moved permanently to <%s>; fetching that from now on",
