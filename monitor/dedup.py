@@ -67,12 +67,39 @@ def normalize_text(text: str) -> str:
     return _NON_WORD.sub(" ", stripped.casefold()).strip()
 
 
-def text_hash(text: str) -> str | None:
-    """SHA-256 (hex) of the normalized text, or None when it is too short to identify."""
-    norm = normalize_text(text)
-    if len(norm) < MIN_HASHABLE_CHARS:
+@dataclass(frozen=True)
+class Normalized:
+    """A text's lines, as they are and normalized (:func:`normalize_text`): what both
+    the text hash and the near-dedup fingerprint are computed from, so that the work,
+    most of the daemon's CPU per article, is done once."""
+
+    lines: tuple[str, ...]  # text.splitlines()
+    normalized: tuple[str, ...]  # each of them normalized; "" for a line without words
+
+
+def normalized(text: str) -> Normalized:
+    """Normalize ``text`` once, line by line. The same as :func:`normalize_text` on each
+    line: decomposition, accent removal and case folding act on each character alone
+    and never add or remove a line break, so they run over the whole text at once."""
+    lines = text.splitlines()
+    if text.isascii():
+        folded = text.casefold()
+    else:
+        folded = unicodedata.normalize("NFKD", text).translate(_DROP_COMBINING).casefold()
+    parts = folded.splitlines()
+    if len(parts) != len(lines):  # not expected; stay exact whatever the text holds
+        return Normalized(tuple(lines), tuple(normalize_text(line) for line in lines))
+    return Normalized(tuple(lines), tuple(_NON_WORD.sub(" ", p).strip() for p in parts))
+
+
+def text_hash(text: str | Normalized) -> str | None:
+    """SHA-256 (hex) of the normalized text, or None when it is too short to identify.
+    (The normalized lines joined by spaces are :func:`normalize_text` of the whole.)"""
+    norm = text if isinstance(text, Normalized) else normalized(text)
+    joined = " ".join(line for line in norm.normalized if line)
+    if len(joined) < MIN_HASHABLE_CHARS:
         return None
-    return hashlib.sha256(norm.encode("utf-8")).hexdigest()
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()
 
 
 # --- near-duplicates -------------------------------------------------------------------------
@@ -173,13 +200,15 @@ class Boilerplate:
         return "\n".join(line for line in text.splitlines() if not self.is_boilerplate(line))
 
 
-def words_of(text: str, boilerplate: Boilerplate, first_line_words: int) -> list[str]:
+def words_of(text: str | Normalized, boilerplate: Boilerplate,
+             first_line_words: int) -> list[str]:
     """The words near-dedup compares: boilerplate lines dropped, and the few short lines
     before the first real paragraph (headline, byline, dateline, "Listen to this
     article"), where extraction and feeds disagree most. A text made of short lines
     (a table, a list) is kept whole."""
-    lines = [normalize_text(line) for line in boilerplate.remove(text).splitlines()]
-    lines = [line for line in lines if line]
+    norm = text if isinstance(text, Normalized) else normalized(text)
+    lines = [n for raw, n in zip(norm.lines, norm.normalized, strict=True)
+             if n and not boilerplate.is_boilerplate(raw)]
     start = 0
     for i, line in enumerate(lines[:_MAX_LEADING_LINES + 1]):
         if len(line.split()) >= first_line_words:
@@ -250,7 +279,7 @@ class Fingerprinter:
         patterns = hashlib.sha256("\n".join(self.boilerplate.patterns).encode()).hexdigest()
         return f"{self.params.version}:boilerplate={patterns[:12]}"
 
-    def fingerprint(self, text: str) -> Fingerprint:
+    def fingerprint(self, text: str | Normalized) -> Fingerprint:
         p = self.params
         words = words_of(text, self.boilerplate, p.first_line_words)
         ordered = shingle_hashes(words, p.shingle_words)

@@ -21,6 +21,7 @@ from monitor.dedup import (
     Fingerprint,
     Fingerprinter,
     Match,
+    Normalized,
     Thresholds,
     rank,
     text_hash,
@@ -71,7 +72,7 @@ class Deduplicator:
     def from_settings(cls, settings: Settings) -> Deduplicator:
         return cls(settings.dedup.thresholds, settings.dedup.boilerplate)
 
-    def fingerprint(self, text: str) -> Fingerprint:
+    def fingerprint(self, text: str | Normalized) -> Fingerprint:
         return self.fingerprinter.fingerprint(text)
 
     def matches(self, session: Session, fp: Fingerprint) -> list[NearMatch]:

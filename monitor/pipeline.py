@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor import cadence, store
 from monitor.articles import Article
 from monitor.config import RuleSettings, Settings
-from monitor.dedup import text_hash
+from monitor.dedup import Normalized, normalized, text_hash
 from monitor.duplicates import Deduplicator
 from monitor.errors import (
     ExtractionError,
@@ -463,6 +463,7 @@ class _Prepared:
     text: str
     source: str  # text_source
     canonical: str | None
+    norm: Normalized | None  # None for a title alone: too little to call anything a copy
     thash: str | None
 
 
@@ -472,7 +473,8 @@ def _prepare(ctx: Context, c: _Candidate) -> _Prepared:
     if c.page is not None:
         canonical = choose_canonical(c.page.final_url,
                                      c.article.canonical_url if c.article else None)
-    return _Prepared(text, source, canonical, text_hash(text) if source != "title" else None)
+    norm = normalized(text) if source != "title" else None
+    return _Prepared(text, source, canonical, norm, text_hash(norm) if norm else None)
 
 
 class _Batch:
@@ -517,9 +519,8 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
     entry, article, page = c.entry, c.article, c.page
     text, source, canonical, thash = p.text, p.source, p.canonical, p.thash
     v = batch.verdict(c, p)
-    # A title alone is too little to call anything a copy; exact and URL copies are
-    # not fingerprinted (they add nothing to the index).
-    fp = ctx.dedup.fingerprint(text) if v.ref is None and source != "title" else None
+    # Exact and URL copies are not fingerprinted (they add nothing to the index).
+    fp = ctx.dedup.fingerprint(p.norm) if v.ref is None and p.norm is not None else None
     if fp is not None:
         near = ctx.dedup.find(s, fp)
         if near is not None:
