@@ -261,7 +261,7 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
             trusted=True,  # the user named this feed in the config; its article links are not
         )
     except FetchError as exc:
-        return _failed(ctx, feed, report, ctx.clock(), exc)
+        return await _failed(ctx, feed, report, ctx.clock(), exc)
     # The attempt is dated, and the next one scheduled, from when the feed answered: a
     # claimed poll may have queued for the fetcher's limits before its request went out.
     now = ctx.clock()
@@ -269,8 +269,13 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
     if res.permanent_redirect and res.permanent_redirect != url:
         log.warning("feed %r <%s>: moved permanently to <%s>; fetching that from now on",
                     feed.name, url, res.permanent_redirect)
-        with ctx.sessions.begin() as s:
-            store.record_permanent_redirect(s, feed.id, res.permanent_redirect)
+        moved_to = res.permanent_redirect
+
+        def record_move() -> None:
+            with ctx.sessions.begin() as s:
+                store.record_permanent_redirect(s, feed.id, moved_to)
+
+        await ctx.in_store_thread(record_move)
 
     body_hash = hashlib.sha256(res.body).hexdigest()
     if res.not_modified or body_hash == feed.body_hash:
@@ -290,7 +295,7 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
     try:
         parsed = await ctx.processor.parse_feed(res.body, res.final_url, res.content_type)
     except FeedParseError as exc:
-        return _failed(ctx, feed, report, now, exc, res.status)
+        return await _failed(ctx, feed, report, now, exc, res.status)
     if parsed.warning:
         log.warning("feed %r <%s>: malformed but usable: %s", feed.name, url, parsed.warning)
 
@@ -353,22 +358,24 @@ def _check_held(feed: store.FeedState, held: bool) -> None:
                     feed.effective_url)
 
 
-def _failed(ctx: Context, feed: store.FeedState, report: FeedReport, now: datetime,
-            exc: FetchError | FeedParseError, status: int | None = None) -> FeedReport:
+async def _failed(ctx: Context, feed: store.FeedState, report: FeedReport, now: datetime,
+                  exc: FetchError | FeedParseError, status: int | None = None) -> FeedReport:
     """Record a failed poll, with the backoff (or the wait Retry-After asks for)."""
     report.error, report.kind = str(exc.reason), exc.kind
     retry_after = None
     if isinstance(exc, HTTPStatusError):
         status = exc.status
         retry_after = cadence.retry_after_seconds(exc.retry_after, now)
-    return record_failure(ctx, feed, report, now, status=status, retry_after=retry_after)
+    return await record_failure(ctx, feed, report, now, status=status, retry_after=retry_after)
 
 
-def record_failure(ctx: Context, feed: store.FeedState, report: FeedReport, now: datetime, *,
-                   status: int | None = None, retry_after: float | None = None) -> FeedReport:
+async def record_failure(ctx: Context, feed: store.FeedState, report: FeedReport,
+                         now: datetime, *, status: int | None = None,
+                         retry_after: float | None = None) -> FeedReport:
     """Record ``report.error`` on the feed, schedule the next attempt after the backoff
     (or the longer wait Retry-After asks for), and release the lease. Also for failures
-    outside the feed's own (a bug), so such a feed is not retried at once.
+    outside the feed's own (a bug), so such a feed is not retried at once. Written in the
+    store thread with other outcomes (see Context.record_soon), never on the event loop.
     Raises SQLAlchemyError."""
     failures = feed.consecutive_failures + 1
     plan = cadence.after_failure(ctx.settings.poll, failures, feed.poll_interval_seconds,
@@ -378,10 +385,10 @@ def record_failure(ctx: Context, feed: store.FeedState, report: FeedReport, now:
     log.warning("feed %r <%s>: %s (failure %d in a row); next attempt in %s (%s)", feed.name,
                 feed.effective_url, report.error, failures, _until(report.next_poll_at, now),
                 plan.reason)
-    with ctx.sessions.begin() as s:
-        held = store.record_feed_failure(s, feed.id, now=now, status=status,
-                                          error=report.error or "failed",
-                                          next_poll_at=report.next_poll_at, owner=ctx.owner)
+    next_poll_at, error = report.next_poll_at, report.error or "failed"
+    held = await ctx.record_soon(lambda s: store.record_feed_failure(
+        s, feed.id, now=now, status=status, error=error, next_poll_at=next_poll_at,
+        owner=ctx.owner))
     _check_held(feed, held)
     return report
 

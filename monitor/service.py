@@ -247,7 +247,7 @@ async def _guarded_poll(ctx: Context, feed: store.FeedState) -> FeedReport:
         report = FeedReport(feed=feed.name, url=feed.url, outcome="failed", kind="error",
                             error=f"unexpected error: {exc!r}")
     try:
-        return record_failure(ctx, feed, report, ctx.clock())
+        return await record_failure(ctx, feed, report, ctx.clock())
     except SQLAlchemyError as db_exc:
         log.error("feed %r: recording the failure failed: %s; it is polled again once the "
                   "database answers", feed.name, db.reason(db_exc))

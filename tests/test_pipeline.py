@@ -4,6 +4,7 @@ Runs on SQLite and on the local PostgreSQL (the ``db_url`` fixture)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 import py3langid
 from conftest import LocalServer, Route
 from helpers import Entry, atom, cli, json_lines, page_html, pages, rss, write_config
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from benchmarks.extract_quality import token_recall
 
@@ -286,3 +289,38 @@ def page_html_text(i: int) -> bytes:
                          "the article's text by the extractor.</p>" for k in range(12))
     return (f"<html lang=en><head><title>Story {i}</title></head><body><article>"
             f"<h1>Story {i}</h1>{paragraphs}</article></body></html>").encode()
+
+
+def test_a_polls_writes_run_in_the_store_thread(server: LocalServer, db_url: str,
+                                                tmp_path: Path) -> None:
+    # Each outcome (stored entries, a failure, a permanent move) is written by the store
+    # thread: written on the event loop instead, it would wait there for the database
+    # (SQLite's lock held by another feed's transaction) and stall every fetch meanwhile.
+    server.routes["/ok.rss"] = Route(content_type="application/rss+xml", body=rss("OK", [
+        Entry("Fine", None, guid="fine", content="A perfectly fine entry body. " * 20)]))
+    server.routes["/down.rss"] = Route(status=503)
+    server.routes["/old.rss"] = Route(status=301, headers={"Location": "/ok2.rss"})
+    server.routes["/ok2.rss"] = Route(content_type="application/rss+xml", body=rss("OK2", [
+        Entry("Moved", None, guid="moved", content="An entry of the moved feed. " * 20)]))
+    config = write_config(tmp_path / "m.toml", db_url=db_url, feeds=[
+        {"name": n, "url": server.url(f"/{n}.rss")} for n in ("ok", "down", "old")])
+    writes: list[tuple[str, str]] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sql = " ".join(statement.split()).lower()
+        set_clause = sql.split(" where ", 1)[0]  # not the claim: its subquery reads the feed
+        if sql.startswith("insert into items") or (sql.startswith("update feeds set") and (
+                "consecutive_failures" in set_clause or "fetch_url" in set_clause)):
+            writes.append((threading.current_thread().name, " ".join(sql.split()[:3])))
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        code, out = cli(config, "run", "--once")
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert code == 0, out
+    assert feeds(config)["down"]["consecutive_failures"] == 1
+    assert feeds(config)["old"]["fetch_url"] == server.url("/ok2.rss")
+    assert sum(w.startswith("insert") for _, w in writes) == 2
+    assert len(writes) >= 5  # two inserts, two successes, a failure, the move
+    assert all(thread.startswith("store") for thread, _ in writes), writes
