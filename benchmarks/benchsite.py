@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pages"
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus" / "pages"
 
 _SPLIT = re.compile(r"(<[^>]*>)")
 _ENTITY = re.compile(r"(&#?\w+;)")
@@ -105,7 +106,6 @@ def variant(html: bytes, copy: int) -> bytes:
         doc = html.decode("utf-8")
     except UnicodeDecodeError:
         doc = html.decode("latin-1")
-        table = _Scramble(copy)
         for cp in range(128, 256):
             table[cp] = cp
         encoding = "latin-1"
@@ -187,7 +187,6 @@ class _Server:
         self.pages = Pages(Path(spec.corpus))
         for j in range(spec.pregenerate):
             self.pages.keep(j)
-        self.rolled: dict[int, int] = {}
         self.next_page = spec.feeds * spec.per_feed  # rolling: pages not yet listed
         self.stats: dict[str, Any] = {"requests": 0, "not_modified": 0, "feeds": 0,
                                       "pages": 0, "first_feed_request": None}
@@ -227,7 +226,6 @@ class _Server:
             return 200, body, "application/rss+xml", etag
         first = self.next_page
         self.next_page += spec.per_feed
-        self.rolled[i] = self.rolled.get(i, 0) + 1
         body = feed_xml(i, range(first, first + spec.per_feed), self.base, spec.hosts)
         return 200, body, "application/rss+xml", f'"{hashlib.md5(body).hexdigest()}"'
 
@@ -321,7 +319,45 @@ class Site:
         self.stats("/_restart")
 
 
-# --- memory of a process tree -----------------------------------------------------------
+def write_config(path: Path, db_url: str, feed_urls: list[str], *, interval: str,
+                 level: str = "WARNING", fetch: dict[str, object] | None = None,
+                 extract: dict[str, object] | None = None,
+                 poll: dict[str, object] | None = None,
+                 rules: dict[str, str] | None = None) -> None:
+    """A monitor config for a benchmark run: the project's seeds, no pause between two
+    requests to one host, no HTTP listener, ``rules`` (name -> query) alerting one
+    recipient, and one feed per URL polled every ``interval``."""
+    sections: dict[str, dict[str, object]] = {
+        "database": {"url": db_url}, "seeds": {"path": str(ROOT / "seeds")},
+        "logging": {"level": level}, "fetch": {"host_delay": "0s", **(fetch or {})},
+        "extract": extract or {}, "poll": poll or {}, "daemon": {"listen": ""},
+    }
+    # JSON's strings, numbers and lists of strings are TOML's too.
+    out = [f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items())
+           for name, keys in sections.items() if keys]
+    out += [f"[[rules]]\nname = {json.dumps(name)}\nquery = {json.dumps(query)}\n"
+            'recipients = ["desk@example.org"]\n' for name, query in (rules or {}).items()]
+    out += [f'[[feeds]]\nname = "bench {i}"\nurl = "{url}"\ninterval = "{interval}"\n'
+            for i, url in enumerate(feed_urls)]
+    path.write_text("\n".join(out))
+
+
+# --- CPU and memory of a process tree ---------------------------------------------------
+
+def _stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state, ppid, …)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one live process (0 once it is gone)."""
+    try:
+        fields = _stat(pid)
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
 
 def _children() -> dict[int, list[int]]:
     kids: dict[int, list[int]] = {}
@@ -329,8 +365,7 @@ def _children() -> dict[int, list[int]]:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            ppid = int(_stat(entry)[1])
         except (OSError, IndexError, ValueError):
             continue
         kids.setdefault(ppid, []).append(int(entry))

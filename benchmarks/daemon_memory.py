@@ -22,30 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchsite import Site, Spec, tree_rss_mb
+from benchsite import ROOT, Site, Spec, tree_rss_mb, write_config
 from sqlalchemy import create_engine, text
 
 from monitor.config import FetchSettings
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_config(path: Path, db_url: str, feeds: list[str], workers: int) -> None:
-    lines = [
-        f'[database]\nurl = "{db_url}"\n',
-        f'[seeds]\npath = "{ROOT / "seeds"}"\n',
-        '[logging]\nlevel = "WARNING"\n',
-        f'[fetch]\nconcurrency = {FetchSettings().concurrency}\nhost_delay = "0s"\n'
-        'allow_private = ["127.0.0.0/8"]\n',
-        f'[extract]\nworkers = {workers}\n',
-        '[poll]\njitter = 0\n',
-        '[daemon]\nlisten = ""\n',
-        '[[rules]]\nname = "Russia"\nquery = "Russia OR Moscow OR Kremlin"\n'
-        'recipients = ["desk@example.org"]\n',
-    ]
-    lines += [f'[[feeds]]\nname = "f{i}"\nurl = "{u}"\ninterval = "30s"\n'
-              for i, u in enumerate(feeds)]
-    path.write_text("\n".join(lines))
 
 
 def slope(points: list[tuple[int, float]]) -> float:
@@ -77,7 +57,11 @@ def main() -> int:
     engine = create_engine(db_url)
     samples: list[tuple[int, float, float, float]] = []  # items, seconds, main MB, tree MB
     with Site(spec) as site:
-        write_config(cfg, db_url, site.feed_urls(), workers)
+        write_config(cfg, db_url, site.feed_urls(), interval="30s", poll={"jitter": 0},
+                     fetch={"concurrency": FetchSettings().concurrency,
+                            "allow_private": ["127.0.0.0/8"]},
+                     extract={"workers": workers},
+                     rules={"Russia": "Russia OR Moscow OR Kremlin"})
         with (work / "run.log").open("wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(cfg),
                                      "run"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)

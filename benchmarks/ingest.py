@@ -34,15 +34,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchsite import Pages, Site, Spec, tree_rss_mb
+from benchsite import ROOT, Pages, Site, Spec, cpu_seconds, tree_rss_mb, write_config
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from monitor.config import ExtractSettings, FetchSettings
 from monitor.errors import ExtractionError
 from monitor.workers import Processor
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class Sampler:
@@ -97,16 +95,6 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of one live process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 def extraction_bound(pages: list[bytes], workers: int, max_tasks: int,
                      exclude: int) -> tuple[float, int, int, float, float]:
     """(seconds, extracted, failed, peak RSS MB of the workers, CPU seconds of the workers)."""
@@ -118,26 +106,6 @@ def extraction_bound(pages: list[bytes], workers: int, max_tasks: int,
         seconds = time.perf_counter() - t0
     workers_rss = s.peak_total - s.peak_own  # the workers only: this process holds every page
     return seconds, ok, failed, workers_rss, _children_cpu() - cpu0
-
-
-def write_config(path: Path, db_url: str, feeds: list[str], workers: int,
-                 concurrency: int, per_host: int, max_tasks: int) -> None:
-    lines = [
-        f'[database]\nurl = "{db_url}"\n',
-        f'[seeds]\npath = "{ROOT / "seeds"}"\n',
-        '[logging]\nlevel = "INFO"\n',
-        f'[fetch]\nconcurrency = {concurrency}\nper_host = {per_host}\nhost_delay = "0s"\n'
-        'allow_private = ["127.0.0.0/8"]\n',
-        f'[extract]\nworkers = {workers}\nworker_max_tasks = {max_tasks}\n',
-        '[daemon]\nlisten = ""\n',
-        '[[rules]]\nname = "Venezuela leadership"\nquery = \'Maduro OR "Delcy Rodriguez"\'\n'
-        'recipients = ["desk@example.org"]\n',
-        '[[rules]]\nname = "Russia"\nquery = "Russia OR Moscow OR Kremlin"\n'
-        'recipients = ["desk@example.org"]\n',
-    ]
-    for i, url in enumerate(feeds):
-        lines.append(f'[[feeds]]\nname = "bench {i}"\nurl = "{url}"\ninterval = "1h"\n')
-    path.write_text("\n".join(lines))
 
 
 @dataclass
@@ -244,8 +212,13 @@ def main() -> int:
 
             url = fresh_database(args.postgres, work, round_)
             cfg = work / f"ingest-{round_}.toml"
-            write_config(cfg, url, site.feed_urls(), workers, args.concurrency, args.per_host,
-                         args.max_tasks)
+            write_config(
+                cfg, url, site.feed_urls(), interval="1h", level="INFO",
+                fetch={"concurrency": args.concurrency, "per_host": args.per_host,
+                       "allow_private": ["127.0.0.0/8"]},
+                extract={"workers": workers, "worker_max_tasks": args.max_tasks},
+                rules={"Venezuela leadership": 'Maduro OR "Delcy Rodriguez"',
+                       "Russia": "Russia OR Moscow OR Kremlin"})
             prefix = ["py-spy", "record", "--nonblocking", "--format", "raw", "--rate", "100",
                       "-o", f"{args.py_spy}.{round_}", "--"] if args.py_spy else []
             before = site.stats()["pages"]

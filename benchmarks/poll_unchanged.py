@@ -26,36 +26,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchsite import Site, Spec, rss_mb
+from benchsite import ROOT, Site, Spec, cpu_seconds, rss_mb, write_config
 from sqlalchemy import create_engine, text
 
 from monitor.config import FetchSettings
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_config(path: Path, db_url: str, feeds: list[str], concurrency: int,
-                 per_host: int) -> None:
-    lines = [
-        f'[database]\nurl = "{db_url}"\n',
-        f'[seeds]\npath = "{ROOT / "seeds"}"\n',
-        '[logging]\nlevel = "WARNING"\n',
-        f'[fetch]\nconcurrency = {concurrency}\nper_host = {per_host}\nhost_delay = "0s"\n',
-        '[poll]\njitter = 0\n',
-        '[daemon]\nlisten = ""\n',
-    ]
-    lines += [f'[[feeds]]\nname = "f{i}"\nurl = "{u}"\ninterval = "1h"\n'
-              for i, u in enumerate(feeds)]
-    path.write_text("\n".join(lines))
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def monitor(cfg: Path, *args: str, log: Path, prefix: tuple[str, ...] = ()
@@ -105,7 +79,8 @@ def main() -> int:
           f"{args.concurrency}, per_host {args.per_host}; SQLite; {os.cpu_count()} cores",
           flush=True)
     with Site(spec) as site:
-        write_config(cfg, db_url, site.feed_urls(), args.concurrency, args.per_host)
+        write_config(cfg, db_url, site.feed_urls(), interval="1h", poll={"jitter": 0},
+                     fetch={"concurrency": args.concurrency, "per_host": args.per_host})
         t0 = time.monotonic()
         first = monitor(cfg, "run", "--once", log=log)
         if first.wait() != 0:
