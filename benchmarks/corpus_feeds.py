@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from monitor.errors import FeedParseError
-from monitor.feeds import parse_feed
+from monitor.ingest.feeds import parse_feed
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "feeds"
 

@@ -45,8 +45,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.dedup_quality import load_eval_set  # noqa: E402
 from monitor import db, store  # noqa: E402
 from monitor.config import FeedSettings  # noqa: E402
-from monitor.dedup import LSH  # noqa: E402
-from monitor.duplicates import Deduplicator  # noqa: E402
+from monitor.dedup.fingerprint import LSH  # noqa: E402
+from monitor.dedup.index import Deduplicator  # noqa: E402
 
 KEYS_PER_ITEM = LSH.bands + LSH.lead_bands
 NOW = datetime(2026, 11, 23, tzinfo=UTC)

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from monitor.dedup import Fingerprint, Fingerprinter, Thresholds, compare, rank
+from monitor.config import Thresholds
+from monitor.dedup.fingerprint import Fingerprint, Fingerprinter
+from monitor.dedup.verdict import compare, rank
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_SET = ROOT / "tests" / "fixtures" / "dedup" / "eval_set.json.gz"

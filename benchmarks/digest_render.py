@@ -25,7 +25,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from monitor.config import DigestSettings
-from monitor.digest import Entry, Outlet, assemble, render
+from monitor.digest.render import Entry, Outlet, assemble, render
 from monitor.rules import Document, parse, snippet, terms_labelled
 
 ROOT = Path(__file__).resolve().parent.parent

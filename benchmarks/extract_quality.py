@@ -22,8 +22,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from monitor.articles import extract_article, reset_caches
 from monitor.errors import ExtractionError
+from monitor.ingest.articles import extract_article, reset_caches
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = re.compile(r"\w+")

@@ -40,7 +40,7 @@ from sqlalchemy.engine import make_url
 
 from monitor.config import ExtractSettings, FetchSettings
 from monitor.errors import ExtractionError
-from monitor.workers import Processor
+from monitor.ingest.extract_pool import Processor
 
 
 class Sampler:

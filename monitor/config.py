@@ -11,6 +11,7 @@ absolute paths (a service manager should set the working directory).
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -25,9 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from monitor import __version__
-from monitor.dedup import Boilerplate, Thresholds
 from monitor.errors import ConfigError, QueryError
-from monitor.netguard import allow_entry_problem
 from monitor.rules import Query
 from monitor.rules import parse as parse_query
 
@@ -118,13 +117,13 @@ class FetchSettings:
     host_delay: float = 1.0  # seconds between the starts of two requests to one host
     default_interval: int = 15 * 60
     # Addresses, networks and host names article links may point to although they are not
-    # public (see monitor.netguard). Feeds in the config are trusted and never checked.
+    # public (see monitor.ingest.netguard). Feeds in the config are trusted and never checked.
     allow_private: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class PollSettings:
-    """``[poll]``: when feeds are polled again (see :mod:`monitor.cadence`)."""
+    """``[poll]``: when feeds are polled again (see :mod:`monitor.ingest.cadence`)."""
 
     jitter: float = 0.1  # each wait is stretched or shrunk by up to this fraction, at random
     max_interval: int = 4 * 3600  # ceiling for a feed that rarely changes; = interval: off
@@ -147,6 +146,20 @@ class ExtractSettings:
     workers: int = 0  # 0 = one per CPU core
     min_text_chars: int = 250  # shorter page text counts as a failed extraction
     worker_max_tasks: int = 2000  # replace the workers after this many pages each (memory)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a verified near-duplicate candidate counts as a duplicate (see
+    :func:`monitor.dedup.verdict.is_duplicate`)."""
+
+    # Chosen from benchmarks/dedup_quality.py (docs/dedup.md): on the labelled set,
+    # different articles reach at most 0.27 containment / 0.14 Jaccard; copies reach
+    # containment 0.61 at the lowest, most 0.8 or more (teasers: Jaccard down to 0.01).
+    jaccard: float = 0.5
+    containment: float = 0.7
+    min_words: int = 30  # texts shorter than this are never near-duplicates
+    max_candidates: int = 20  # candidates verified per text, most band hits first
 
 
 @dataclass(frozen=True)
@@ -436,10 +449,31 @@ def _allow_private(t: _Table) -> tuple[str, ...]:
     for j, entry in enumerate(entries):
         if not isinstance(entry, str):
             raise t.fail(f"allow_private[{j}]", f"must be a string, not {_type_name(entry)}")
-        problem = allow_entry_problem(entry)
-        if problem:
-            raise t.fail(f"allow_private[{j}]", f"{entry!r} {problem}")
+        try:
+            allow_entry(entry)
+        except ValueError as exc:
+            raise t.fail(f"allow_private[{j}]", f"{entry!r} {exc}") from None
     return tuple(entries)
+
+
+# A host name pattern in the allow-list: "intranet.example.org" or "*.example.org".
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_PATTERN = re.compile(rf"^(\*\.)?({_LABEL}\.)*{_LABEL}$")
+
+
+def allow_entry(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str:
+    """An ``[fetch] allow_private`` entry read: an IP network (an address is a network
+    of one), or a host name pattern in lower case without a trailing dot. Raises
+    ValueError saying what an entry must be."""
+    try:
+        return ipaddress.ip_network(entry.strip(), strict=False)
+    except ValueError:
+        pass
+    host = entry.strip().lower().rstrip(".")
+    if _HOST_PATTERN.match(host):
+        return host
+    raise ValueError("must be an IP address, a network such as 10.0.0.0/8, or a host name "
+                     "such as *.example.org")
 
 
 def _extract(doc: _Table) -> ExtractSettings:
@@ -471,8 +505,8 @@ def _dedup(doc: _Table) -> DedupSettings:
             re.compile(pattern)
         except (re.error, OverflowError, RecursionError) as exc:
             raise t.fail(key, f"invalid regular expression: {exc}") from None
-    try:  # the way they are used: one expression, with the default patterns
-        Boilerplate(patterns)
+    try:  # the way they are used: alternatives of one expression (dedup.fingerprint)
+        re.compile("|".join(f"(?:{p})" for p in patterns))
     except (re.error, OverflowError, RecursionError) as exc:
         raise t.fail("boilerplate", f"the patterns cannot be combined into one expression: "
                      f"{exc}") from None

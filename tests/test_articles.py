@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.articles import detect_language, extract_article
 from monitor.errors import ExtractionError, FeedParseError, MonitorError
+from monitor.ingest.articles import detect_language, extract_article
 
 PAGES = Path(__file__).parent / "fixtures" / "pages"
 GROUND_TRUTH: dict[str, dict[str, str]] = json.loads((PAGES / "ground-truth.json").read_text("utf-8"))

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor import cadence
 from monitor.config import PollSettings
+from monitor.ingest import cadence
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 POLL = PollSettings(jitter=0.0, max_interval=3600, backoff_base=60, backoff_max=3600)

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import cron_problem, load_settings, parse_duration
-from monitor.dedup import Thresholds
+from monitor.config import Thresholds, cron_problem, load_settings, parse_duration
 from monitor.errors import ConfigError
 
 REPO = Path(__file__).parent.parent

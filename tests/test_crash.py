@@ -41,8 +41,9 @@ from test_digest_delivery import (
     STORED_AT,
 )
 
-from monitor import db, delivery
+from monitor import db
 from monitor.config import load_settings
+from monitor.digest import delivery
 from monitor.models import Alert, Digest, DigestAlert, Feed, Item, Rule, Seed
 
 SEED = int(os.environ.get("MONITOR_CRASH_SEED") or random.SystemRandom().randrange(10**6))

@@ -7,18 +7,16 @@ import sys
 import pytest
 from helpers import SEEDS
 
-from monitor.dedup import (
+from monitor.config import Thresholds
+from monitor.dedup.fingerprint import (
     MIN_HASHABLE_CHARS,
     Boilerplate,
     Fingerprinter,
-    Thresholds,
-    compare,
-    is_duplicate,
     normalize_text,
-    rank,
     text_hash,
 )
-from monitor.seeds import read_seeds
+from monitor.dedup.seeds import read_seeds
+from monitor.dedup.verdict import compare, is_duplicate, rank
 
 BASE = (
     "Russia voiced support for Venezuela's acting president Delcy Rodríguez after the "
@@ -171,7 +169,7 @@ def test_rank_puts_duplicates_first() -> None:
 
 def test_band_keys_are_stable_across_processes() -> None:
     # Stored keys must mean the same in every worker and after a restart (no hash seed).
-    code = ("from monitor.dedup import Fingerprinter; import sys; "
+    code = ("from monitor.dedup.fingerprint import Fingerprinter; import sys; "
             "print(Fingerprinter().fingerprint(sys.stdin.read()).band_keys)")
     out = subprocess.run([sys.executable, "-c", code], input=SEED_TEXTS["001"], text=True,
                          capture_output=True, check=True, env={"PYTHONHASHSEED": "123"}).stdout

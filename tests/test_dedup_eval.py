@@ -14,7 +14,9 @@ from dataclasses import replace
 import pytest
 
 from benchmarks.dedup_quality import Report, evaluate, load_eval_set
-from monitor.dedup import Fingerprinter, Thresholds, compare
+from monitor.config import Thresholds
+from monitor.dedup.fingerprint import Fingerprinter
+from monitor.dedup.verdict import compare
 
 # Reached with the default thresholds: precision 1.0000, recall 0.9978 (899/901).
 PRECISION_FLOOR = 0.995

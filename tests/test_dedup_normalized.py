@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.dedup import (
+from monitor.dedup.fingerprint import (
     MIN_HASHABLE_CHARS,
     Boilerplate,
     Fingerprinter,

@@ -14,8 +14,8 @@ from mailserver import PASSWORD, USER, MailServer, make_certificate, start
 from test_digest_delivery import DELEGATION, FEEDS, KREMLIN, LATER, LEADERS, RUSSIA, digests, setup
 
 from monitor.config import load_settings
+from monitor.digest.mailer import SmtpMailer
 from monitor.errors import MailError
-from monitor.mailer import SmtpMailer
 
 # aiosmtpd warns about AUTH without STARTTLS; with implicit TLS the session is encrypted.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")

@@ -14,7 +14,7 @@ from test_alerts import serve
 
 from monitor import db, store
 from monitor.config import load_settings
-from monitor.delivery import SCHEDULE_KEY
+from monitor.digest.delivery import SCHEDULE_KEY
 
 
 def test_the_daemon_mails_the_digest_that_falls_due(server: LocalServer, mail: MailServer,

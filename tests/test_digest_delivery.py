@@ -14,10 +14,11 @@ from helpers import Story, cli, json_lines, store_stories, write_config
 from mailserver import MailServer
 from sqlalchemy.exc import OperationalError
 
-from monitor import db, delivery, store
+from monitor import db, store
 from monitor.config import Settings, load_settings
+from monitor.digest import delivery
+from monitor.digest.mailer import SmtpMailer
 from monitor.errors import StoreError
-from monitor.mailer import SmtpMailer
 
 FEEDS = [
     {"name": "teleSUR English", "url": "https://www.telesurenglish.net/rss/"},

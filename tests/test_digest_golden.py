@@ -21,7 +21,7 @@ from helpers import Story, store_stories, write_config
 
 from monitor import db
 from monitor.config import load_settings
-from monitor.delivery import build, recipients
+from monitor.digest.delivery import build, recipients
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "digest"
 NOW = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)  # 07:00 in Caracas

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import FeedParseError
-from monitor.feeds import parse_feed
+from monitor.ingest.feeds import parse_feed
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 RSS_TYPE = "application/rss+xml"

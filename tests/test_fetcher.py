@@ -10,7 +10,7 @@ from conftest import LocalServer, Route
 
 from monitor.config import FetchSettings
 from monitor.errors import FetchTimeout, HTTPStatusError, NetworkError, RedirectError, TooLargeError
-from monitor.fetcher import Fetcher, FetchResult
+from monitor.ingest.fetcher import Fetcher, FetchResult
 
 SETTINGS = FetchSettings(timeout=3.0, connect_timeout=2.0, max_redirects=3)
 

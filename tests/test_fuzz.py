@@ -22,13 +22,13 @@ from urllib.parse import quote, urlsplit
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from monitor.articles import Article
 from monitor.config import Settings, load_settings
 from monitor.errors import ConfigError, FeedParseError, QueryError
-from monitor.feeds import FeedEntry, ParsedFeed, parse_feed
-from monitor.pipeline import choose_text
+from monitor.ingest.articles import Article
+from monitor.ingest.feeds import FeedEntry, ParsedFeed, parse_feed
+from monitor.ingest.urls import canonical_url, choose_canonical
+from monitor.pipeline.poll import choose_text
 from monitor.rules import Document, Query, parse
-from monitor.urls import canonical_url, choose_canonical
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = settings(max_examples=300, deadline=None)

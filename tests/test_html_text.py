@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.html_text import html_to_text
+from monitor.ingest.html_text import html_to_text
 
 
 def test_paragraphs_become_separate_lines() -> None:

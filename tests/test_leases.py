@@ -12,8 +12,9 @@ import pytest
 from helpers import Story, store_stories, write_config
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor import db, delivery, store
+from monitor import db, store
 from monitor.config import FeedSettings, load_settings
+from monitor.digest import delivery
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)

@@ -16,8 +16,8 @@ from helpers import SEEDS, Entry, cli, json_lines, page_html, pages, rss, write_
 from sqlalchemy import text as sql
 
 from monitor import db
-from monitor.dedup import Fingerprinter
-from monitor.seeds import read_seeds
+from monitor.dedup.fingerprint import Fingerprinter
+from monitor.dedup.seeds import read_seeds
 
 SEED_TEXTS = {doc.name[:3]: doc for doc in read_seeds(SEEDS)}
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from helpers import SEEDS
 
+from monitor.dedup.seeds import read_seeds
 from monitor.rules import Document, Matcher, parse
-from monitor.seeds import read_seeds
 
 DOCS = {d.name[:3]: Document(d.title, d.text) for d in read_seeds(SEEDS)}
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from monitor import db, store
 from monitor.config import load_settings
-from monitor.delivery import SCHEDULE_KEY
+from monitor.digest.delivery import SCHEDULE_KEY
 from monitor.models import Feed
 
 FEEDS = 200

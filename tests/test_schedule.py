@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.schedule import CronSchedule
+from monitor.digest.schedule import CronSchedule
 
 CARACAS = ZoneInfo("America/Caracas")  # UTC-4, no daylight saving
 BERLIN = ZoneInfo("Europe/Berlin")

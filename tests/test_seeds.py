@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from monitor.dedup.seeds import SeedDoc, parse_seed, read_seeds
 from monitor.errors import SeedError
-from monitor.seeds import SeedDoc, parse_seed, read_seeds
 
 SEEDS_DIR = Path(__file__).parent.parent / "seeds"
 

@@ -18,8 +18,8 @@ from helpers import Entry, cli, json_lines, rss, write_config
 
 from monitor.config import FetchSettings
 from monitor.errors import BlockedError, NetworkError
-from monitor.fetcher import Fetcher, FetchResult
-from monitor.netguard import AddressGuard
+from monitor.ingest.fetcher import Fetcher, FetchResult
+from monitor.ingest.netguard import AddressGuard
 
 REFUSED = [
     ("127.0.0.1", "loopback"), ("127.9.9.9", "loopback"), ("::1", "loopback"),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.urls import canonical_url, choose_canonical
+from monitor.ingest.urls import canonical_url, choose_canonical
 
 
 @pytest.mark.parametrize(

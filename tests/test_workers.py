@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from monitor.errors import ExtractionError
-from monitor.workers import Processor
+from monitor.ingest.extract_pool import Processor
 
 
 def _page(i: int) -> bytes:

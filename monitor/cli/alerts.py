@@ -12,8 +12,8 @@ from monitor.config import Settings
 
 
 def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor.clock import utcnow
     from monitor.rules import Matcher, parse
-    from monitor.service import utcnow
 
     query = parse(args.query)
     since = since_arg(args.since, utcnow())
@@ -61,7 +61,7 @@ def cmd_rules_list(settings: Settings, args: argparse.Namespace, out: TextIO) ->
 
 
 def cmd_alerts_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    from monitor.service import utcnow
+    from monitor.clock import utcnow
 
     since = since_arg(args.since, utcnow())
     with stored(settings) as s:

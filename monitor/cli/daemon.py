@@ -13,7 +13,7 @@ from monitor.config import Settings
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    from monitor import service  # imports aiohttp and the pipeline: only needed here
+    from monitor.service import daemon as service  # imports aiohttp and the pipeline: only needed here
 
     engine = db.make_engine(settings.database.url)
     try:
@@ -29,9 +29,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_seeds_load(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    from monitor.duplicates import Deduplicator
-    from monitor.pipeline import load_seeds
-    from monitor.service import utcnow
+    from monitor.clock import utcnow
+    from monitor.dedup.index import Deduplicator, load_seeds
 
     engine = db.make_engine(settings.database.url)
     try:

@@ -13,16 +13,16 @@ from monitor.config import Settings
 from monitor.errors import InputError
 
 if TYPE_CHECKING:
-    from monitor.duplicates import NearMatch
+    from monitor.dedup.index import NearMatch
 
 
 def _read_source(source: str, settings: Settings) -> tuple[str, str | None]:
     """(text, canonical URL) of what ``dedup check`` was given. Raises InputError,
     FetchError or ExtractionError."""
     if source.startswith(("http://", "https://")):
-        from monitor.articles import extract_article
-        from monitor.fetcher import PAGE_ACCEPT, Fetcher
-        from monitor.urls import choose_canonical
+        from monitor.ingest.articles import extract_article
+        from monitor.ingest.fetcher import PAGE_ACCEPT, Fetcher
+        from monitor.ingest.urls import choose_canonical
 
         async def fetch() -> tuple[bytes, str]:
             async with Fetcher(settings.fetch) as fetcher:
@@ -39,7 +39,7 @@ def _read_source(source: str, settings: Settings) -> tuple[str, str | None]:
         raise InputError(f"cannot read {source}: {exc.strerror or exc}") from exc
     head = raw[:1024].lstrip().lower()
     if source.endswith((".html", ".htm")) or head.startswith((b"<!doctype html", b"<html")):
-        from monitor.articles import extract_article
+        from monitor.ingest.articles import extract_article
 
         return extract_article(raw, Path(source).resolve().as_uri()).text, None
     return raw.decode("utf-8", errors="replace"), None
@@ -53,7 +53,7 @@ def _scores_json(m: NearMatch) -> dict[str, Any]:
 
 
 def cmd_dedup_check(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    from monitor.duplicates import Deduplicator
+    from monitor.dedup.index import Deduplicator
 
     text, canonical = _read_source(args.source, settings)
     dedup = Deduplicator.from_settings(settings)
@@ -96,7 +96,7 @@ def cmd_dedup_check(settings: Settings, args: argparse.Namespace, out: TextIO) -
 
 
 def cmd_dedup_reindex(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    from monitor.duplicates import Deduplicator
+    from monitor.dedup.index import Deduplicator
 
     with stored(settings, write=True) as s:
         n = Deduplicator.from_settings(settings).rebuild_index(s)

@@ -16,9 +16,9 @@ PREVIEW_MESSAGE_ID = "<digest.preview@{domain}>"
 
 
 def cmd_digest_send(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    from monitor.delivery import run_round  # smtplib and the templates: only needed here
+    from monitor.digest.delivery import run_round  # smtplib and the templates: only needed here
+    from monitor.digest.mailer import SmtpMailer
     from monitor.identity import worker_id
-    from monitor.mailer import SmtpMailer
 
     mailer = SmtpMailer(settings.smtp, str(settings.path))
     with session_factory(settings) as sessions:
@@ -29,7 +29,7 @@ def cmd_digest_send(settings: Settings, args: argparse.Namespace, out: TextIO) -
 
 
 def cmd_digest_preview(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    from monitor.delivery import build, recipients
+    from monitor.digest.delivery import build, recipients
 
     by_recipient = recipients(settings.rules)
     if not by_recipient:

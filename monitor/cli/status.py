@@ -7,10 +7,11 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from monitor import delivery, store
+from monitor import store
 from monitor.cli.common import EXIT_OK, ago, dump, stored
 from monitor.cli.listing import feed_text
 from monitor.config import Settings
+from monitor.digest import delivery
 
 # Workers seen this recently are listed (running, stopped or lost).
 WORKERS_SINCE = timedelta(days=1)

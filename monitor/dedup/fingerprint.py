@@ -24,9 +24,8 @@ import hashlib
 import re
 import unicodedata
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -151,38 +150,12 @@ LSH = LshParams()
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """When a verified candidate counts as a duplicate (see :func:`is_duplicate`)."""
-
-    # Chosen from benchmarks/dedup_quality.py (docs/dedup.md): on the labelled set,
-    # different articles reach at most 0.27 containment / 0.14 Jaccard; copies reach
-    # containment 0.61 at the lowest, most 0.8 or more (teasers: Jaccard down to 0.01).
-    jaccard: float = 0.5
-    containment: float = 0.7
-    min_words: int = 30  # texts shorter than this are never near-duplicates
-    max_candidates: int = 20  # candidates verified per text, most band hits first
-
-
-@dataclass(frozen=True)
 class Fingerprint:
     """What near-dedup knows of one text."""
 
     words: int  # after boilerplate removal
     shingles: npt.NDArray[np.uint64]  # sorted, unique
     band_keys: tuple[int, ...]  # signed 64-bit, for the database index; () if too short
-
-
-@dataclass(frozen=True)
-class Scores:
-    jaccard: float  # |A and B| / |A or B|
-    containment: float  # |A and B| / min(|A|, |B|): how much of the smaller text is in the other
-    shared: int
-    smaller: int  # shingles in the smaller text
-
-    @property
-    def similarity(self) -> float:
-        """The score recorded on a near-duplicate: the larger of the two."""
-        return max(self.jaccard, self.containment)
 
 
 class Boilerplate:
@@ -290,42 +263,3 @@ class Fingerprinter:
         keys = (_band_keys(_signature(shingles, *self._full), p.rows, "f")
                 + _band_keys(_signature(lead, *self._lead), p.lead_rows, "l"))
         return Fingerprint(len(words), shingles, tuple(dict.fromkeys(keys)))
-
-
-def compare(a: Fingerprint, b: Fingerprint) -> Scores:
-    """Exact resemblance and containment of two texts' shingle sets."""
-    if not len(a.shingles) or not len(b.shingles):
-        return Scores(0.0, 0.0, 0, 0)
-    shared = int(np.intersect1d(a.shingles, b.shingles, assume_unique=True).size)
-    union = len(a.shingles) + len(b.shingles) - shared
-    smaller = min(len(a.shingles), len(b.shingles))
-    return Scores(shared / union, shared / smaller, shared, smaller)
-
-
-def is_duplicate(a: Fingerprint, b: Fingerprint, scores: Scores, t: Thresholds) -> bool:
-    """The verdict: both texts long enough, and either they resemble each other or
-    the smaller one is (nearly) contained in the larger one."""
-    if min(a.words, b.words) < t.min_words:
-        return False
-    return scores.jaccard >= t.jaccard or scores.containment >= t.containment
-
-
-K = TypeVar("K")
-
-
-@dataclass(frozen=True)
-class Match(Generic[K]):
-    candidate: K  # whatever the caller identifies candidates by
-    scores: Scores
-    duplicate: bool
-
-
-def rank(query: Fingerprint, candidates: Iterable[tuple[K, Fingerprint]],
-         t: Thresholds) -> list[Match[K]]:
-    """Verified candidates, best first (duplicates first, then by similarity)."""
-    matches: list[Match[K]] = []
-    for key, fp in candidates:
-        s = compare(query, fp)
-        matches.append(Match(key, s, is_duplicate(query, fp, s, t)))
-    matches.sort(key=lambda m: (m.duplicate, m.scores.similarity), reverse=True)
-    return matches

@@ -7,39 +7,19 @@ intranet sources, by address, network or host name. Feeds named in the config ar
 user's own choice and are not checked.
 
 The check needs the addresses a host resolves to; the resolver is passed in by
-:mod:`monitor.fetcher`, which runs it before every request, redirects included.
+:mod:`monitor.ingest.fetcher`, which runs it before every request, redirects included.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from monitor.config import allow_entry
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-# A host name pattern in the allow-list: "intranet.example.org" or "*.example.org".
-_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-_HOST_PATTERN = re.compile(rf"^(\*\.)?({_LABEL}\.)*{_LABEL}$")
-
-
-def allow_entry_problem(entry: str) -> str | None:
-    """Why ``entry`` is no valid allow-list entry (None if it is one)."""
-    if _network(entry) is not None:
-        return None
-    if _HOST_PATTERN.match(entry.strip().lower().rstrip(".")):
-        return None
-    return "must be an IP address, a network such as 10.0.0.0/8, or a host name such as *.example.org"
-
-
-def _network(entry: str) -> IPNetwork | None:
-    try:
-        return ipaddress.ip_network(entry.strip(), strict=False)
-    except ValueError:
-        return None
-
 
 def _address(text: str) -> IPAddress | None:
     try:
@@ -77,14 +57,15 @@ class AddressGuard:
 
     @classmethod
     def from_allow_list(cls, entries: Iterable[str]) -> AddressGuard:
+        """Raises ValueError for an entry that is neither (the config refuses those)."""
         networks: list[IPNetwork] = []
         hosts: list[str] = []
         for entry in entries:
-            net = _network(entry)
-            if net is not None:
-                networks.append(net)
+            allowed = allow_entry(entry)
+            if isinstance(allowed, str):
+                hosts.append(allowed)
             else:
-                hosts.append(entry.strip().lower().rstrip("."))
+                networks.append(allowed)
         return cls(tuple(networks), tuple(hosts))
 
     def host_allowed(self, host: str) -> bool:
@@ -121,4 +102,4 @@ class AddressGuard:
         return None
 
 
-__all__ = ["AddressGuard", "allow_entry_problem", "describe"]
+__all__ = ["AddressGuard", "describe"]

@@ -1,5 +1,6 @@
 """What a new text duplicates among the stored seeds and items, and the index that
-finds it. Joins the pure fingerprints of :mod:`monitor.dedup` to the store.
+finds it. Joins the pure fingerprints (:mod:`monitor.dedup.fingerprint`) and verdicts
+(:mod:`monitor.dedup.verdict`) to the store.
 
 Every call takes the caller's session: the pipeline runs these inside the
 transaction that stores the item, so a verdict and the index it leaves behind
@@ -11,21 +12,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import store
-from monitor.config import Settings
-from monitor.dedup import (
-    Boilerplate,
-    Fingerprint,
-    Fingerprinter,
-    Match,
-    Normalized,
-    Thresholds,
-    rank,
-    text_hash,
-)
+from monitor.config import Settings, Thresholds
+from monitor.dedup.fingerprint import Boilerplate, Fingerprint, Fingerprinter, Normalized, text_hash
+from monitor.dedup.seeds import read_seeds
+from monitor.dedup.verdict import Match, rank
+from monitor.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -142,3 +139,36 @@ def _pick(matches: list[NearMatch]) -> NearMatch | None:
     originals = [m for m in dups if m.candidate.ref == m.candidate.original]
     best = originals or dups
     return best[0] if best else None
+
+
+def load_seeds(sessions: sessionmaker[Session], settings: Settings, dedup: Deduplicator,
+               now: datetime) -> dict[str, int]:
+    """Load (or refresh) the seed corpus, and bring the near-duplicate index up to date
+    (rebuilt when its fingerprint version differs). Idempotent. Returns counts per outcome.
+
+    Raises :class:`monitor.errors.SeedError` or :class:`StoreError`.
+    """
+    docs = read_seeds(settings.seeds_path)
+    counts = {"added": 0, "updated": 0, "unchanged": 0}
+    try:
+        with sessions.begin() as s:
+            store.lock_near_index(s)  # workers starting together load the seeds in turn
+            for doc in docs:
+                outcome, seed_id = store.upsert_seed(
+                    s, name=doc.name, file_sha256=doc.file_sha256,
+                    title=doc.title, text=doc.text, text_hash=text_hash(doc.text),
+                    source_url=doc.source_url, published_at=doc.published_at, now=now,
+                )
+                counts[outcome] += 1
+                if outcome != "unchanged":
+                    dedup.index_seed(s, seed_id, dedup.fingerprint(doc.text))
+        with sessions.begin() as s:
+            if not dedup.index_is_current(s):
+                store.lock_near_index(s)
+                if not dedup.index_is_current(s):  # another worker may have just done it
+                    dedup.rebuild_index(s)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"loading seeds failed: {exc}") from exc
+    log.info("seeds from %s: %d added, %d updated, %d unchanged", settings.seeds_path,
+             counts["added"], counts["updated"], counts["unchanged"])
+    return counts

@@ -15,7 +15,7 @@ Two steps, each with its own transactions, so nothing is lost and nothing double
    mail clients show as one message.
 
 Only this module, the CLI and the service call it; SMTP is behind a
-:class:`monitor.mailer.Mailer` and the clock is passed in.
+:class:`monitor.digest.mailer.Mailer` and the clock is passed in.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -33,18 +33,18 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import db, store
+from monitor.clock import Clock
 from monitor.config import RuleSettings, Settings
-from monitor.digest import Digest, Entry, Outlet, assemble, new_message_id, render, subject
+from monitor.digest.mailer import Mailer
+from monitor.digest.render import Digest, Entry, Outlet, assemble, new_message_id, render, subject
+from monitor.digest.schedule import CronSchedule
 from monitor.errors import MailError, StoreError
-from monitor.mailer import Mailer
-from monitor.schedule import CronSchedule
 
 log = logging.getLogger(__name__)
 
 SCHEDULE_KEY = "digest.schedule"  # meta row: the schedule and its next slot
 FIRST_RETRY_SECONDS = 60
 
-Clock = Callable[[], datetime]
 
 
 def recipients(rules: Sequence[RuleSettings]) -> dict[str, list[str]]:

@@ -28,11 +28,11 @@ from typing import TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor import cadence, store
-from monitor.articles import Article
+from monitor import store
+from monitor.clock import Clock
 from monitor.config import RuleSettings, Settings
-from monitor.dedup import Normalized, normalized, text_hash
-from monitor.duplicates import Deduplicator
+from monitor.dedup.fingerprint import Normalized, normalized, text_hash
+from monitor.dedup.index import Deduplicator
 from monitor.errors import (
     ExtractionError,
     FeedParseError,
@@ -40,17 +40,17 @@ from monitor.errors import (
     HTTPStatusError,
     StoreError,
 )
-from monitor.feeds import FeedEntry, ParsedFeed
-from monitor.fetcher import FEED_ACCEPT, PAGE_ACCEPT, Fetcher, FetchResult
+from monitor.ingest import cadence
+from monitor.ingest.articles import Article
+from monitor.ingest.extract_pool import Processor
+from monitor.ingest.feeds import FeedEntry, ParsedFeed
+from monitor.ingest.fetcher import FEED_ACCEPT, PAGE_ACCEPT, Fetcher, FetchResult
+from monitor.ingest.urls import canonical_url, choose_canonical
 from monitor.logs import feed_context
 from monitor.rules import Hit, Matcher
-from monitor.seeds import read_seeds
-from monitor.urls import canonical_url, choose_canonical
-from monitor.workers import Processor
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 T = TypeVar("T")
 
 # Pages fetched ahead of extraction, per worker process: enough that the workers never
@@ -576,36 +576,3 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
         report.duplicates += 1
         log.info("feed %r: entry <%s> duplicates %s %s (by %s)", feed.name, entry.link,
                  v.ref.kind, v.ref.seed or v.ref.id, v.method)
-
-
-def load_seeds(sessions: sessionmaker[Session], settings: Settings, dedup: Deduplicator,
-               now: datetime) -> dict[str, int]:
-    """Load (or refresh) the seed corpus, and bring the near-duplicate index up to date
-    (rebuilt when its fingerprint version differs). Idempotent. Returns counts per outcome.
-
-    Raises :class:`monitor.errors.SeedError` or :class:`StoreError`.
-    """
-    docs = read_seeds(settings.seeds_path)
-    counts = {"added": 0, "updated": 0, "unchanged": 0}
-    try:
-        with sessions.begin() as s:
-            store.lock_near_index(s)  # workers starting together load the seeds in turn
-            for doc in docs:
-                outcome, seed_id = store.upsert_seed(
-                    s, name=doc.name, file_sha256=doc.file_sha256,
-                    title=doc.title, text=doc.text, text_hash=text_hash(doc.text),
-                    source_url=doc.source_url, published_at=doc.published_at, now=now,
-                )
-                counts[outcome] += 1
-                if outcome != "unchanged":
-                    dedup.index_seed(s, seed_id, dedup.fingerprint(doc.text))
-        with sessions.begin() as s:
-            if not dedup.index_is_current(s):
-                store.lock_near_index(s)
-                if not dedup.index_is_current(s):  # another worker may have just done it
-                    dedup.rebuild_index(s)
-    except SQLAlchemyError as exc:
-        raise StoreError(f"loading seeds failed: {exc}") from exc
-    log.info("seeds from %s: %d added, %d updated, %d unchanged", settings.seeds_path,
-             counts["added"], counts["updated"], counts["unchanged"])
-    return counts

@@ -1,6 +1,6 @@
 """Feed parsing with feedparser: bytes in, plain values out (pure).
 
-No network here: the body comes from :mod:`monitor.fetcher`. feedparser is
+No network here: the body comes from :mod:`monitor.ingest.fetcher`. feedparser is
 lenient, so a malformed but usable feed ("bozo") still yields entries; the
 oddity is returned as ``ParsedFeed.warning`` for the caller to record.
 """
@@ -19,7 +19,7 @@ import feedparser
 from feedparser.exceptions import NonXMLContentType
 
 from monitor.errors import FeedParseError
-from monitor.html_text import html_to_text
+from monitor.ingest.html_text import html_to_text
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Article extraction with trafilatura: page bytes in, plain values out (pure).
 
 trafilatura is not thread-safe and its caches grow with every page, so this
-module is meant to run inside worker processes (see :mod:`monitor.workers`),
+module is meant to run inside worker processes (see :mod:`monitor.ingest.extract_pool`),
 which call :func:`reset_caches` periodically. It imports no network or
 database code.
 """

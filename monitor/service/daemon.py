@@ -53,26 +53,27 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor import __version__, db, delivery, logs, reload, store
+from monitor import __version__, db, logs, store
+from monitor.clock import Clock, utcnow
 from monitor.config import Settings, load_settings, split_listen
-from monitor.duplicates import Deduplicator
-from monitor.endpoints import Endpoints, Health
+from monitor.dedup.index import Deduplicator, load_seeds
+from monitor.digest import delivery
+from monitor.digest.mailer import Mailer, SmtpMailer
+from monitor.digest.schedule import CronSchedule, ScheduleTrigger
 from monitor.errors import ConfigError, StoreError
-from monitor.fetcher import Fetcher
 from monitor.identity import worker_id
-from monitor.mailer import Mailer, SmtpMailer
-from monitor.metrics import Metrics
-from monitor.pipeline import (
-    Clock,
+from monitor.ingest.extract_pool import Processor
+from monitor.ingest.fetcher import Fetcher
+from monitor.pipeline.poll import (
     Context,
     FeedReport,
     RuleBook,
-    load_seeds,
     poll_feed,
     record_failure,
 )
-from monitor.schedule import CronSchedule, ScheduleTrigger
-from monitor.workers import Processor
+from monitor.service import reload
+from monitor.service.endpoints import Endpoints, Health
+from monitor.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,6 @@ DIGEST_CHECK_SECONDS = 60.0
 OBSERVE_SECONDS = 10.0
 # /healthz fails when the dispatcher has not reached the database for this long.
 HEALTHY_WITHIN_SECONDS = 30.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -679,4 +676,4 @@ def _in_daemon_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
     return future
 
 
-__all__ = ["Daemon", "RunSummary", "prepare", "run", "sync_config", "utcnow"]
+__all__ = ["Daemon", "RunSummary", "prepare", "run", "sync_config"]

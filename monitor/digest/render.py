@@ -248,7 +248,7 @@ def _http(url: str | None) -> str | None:
 @functools.cache
 def _environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("monitor", "templates"),
+        loader=PackageLoader("monitor.digest", "templates"),
         autoescape=select_autoescape(enabled_extensions=("html",), default=False),
         undefined=StrictUndefined,
         trim_blocks=True,

@@ -7,7 +7,7 @@ between the starts of two requests to one host (``[fetch] host_delay``). Every
 failure is one of the :class:`monitor.errors.FetchError` subclasses, naming the URL.
 
 Untrusted URLs (article links: ``trusted=False``) pass the SSRF guard of
-:mod:`monitor.netguard` before every request, each redirect hop included: the host
+:mod:`monitor.ingest.netguard` before every request, each redirect hop included: the host
 is resolved and every address it has must be public or allowed.
 
 aiohttp rather than httpx: polling unchanged feeds is all per-request overhead, and
@@ -38,7 +38,7 @@ from monitor.errors import (
     RedirectError,
     TooLargeError,
 )
-from monitor.netguard import AddressGuard
+from monitor.ingest.netguard import AddressGuard
 
 log = logging.getLogger(__name__)
 

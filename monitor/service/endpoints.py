@@ -6,7 +6,7 @@ asyncio's own streams are enough and no web framework is needed.
 
     GET /healthz   200 {"status": "ok", …} while the worker is dispatching and its
                    database answers; 503 {"status": "unhealthy", "reason": …} else
-    GET /metrics   the Prometheus text format (monitor.metrics)
+    GET /metrics   the Prometheus text format (monitor.service.metrics)
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor.errors import SeedError
-from monitor.urls import canonical_url
+from monitor.ingest.urls import canonical_url
 
 SEED_SUFFIXES = (".txt", ".md")
 

@@ -21,9 +21,9 @@ import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from monitor.articles import Article, extract_article, reset_caches
 from monitor.errors import ExtractionError, FeedParseError
-from monitor.feeds import ParsedFeed, parse_feed
+from monitor.ingest.articles import Article, extract_article, reset_caches
+from monitor.ingest.feeds import ParsedFeed, parse_feed
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class Processor:
         self._pool = None
 
     async def parse_feed(self, body: bytes, url: str, content_type: str | None) -> ParsedFeed:
-        """:func:`monitor.feeds.parse_feed` in a worker. Raises FeedParseError."""
+        """:func:`monitor.ingest.feeds.parse_feed` in a worker. Raises FeedParseError."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor(), parse_feed, body, url, content_type)
@@ -106,7 +106,7 @@ class Processor:
             raise FeedParseError(url, "parser process died") from exc
 
     async def extract(self, html: bytes, url: str) -> Article:
-        """:func:`monitor.articles.extract_article` in a worker. Raises ExtractionError."""
+        """:func:`monitor.ingest.articles.extract_article` in a worker. Raises ExtractionError."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor(), _extract_task, html, url)

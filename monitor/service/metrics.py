@@ -2,14 +2,14 @@
 
 Counters count what this process did since it started; gauges read the shared
 database (:meth:`Metrics.observe`), so every worker reports the same backlog.
-Served at ``/metrics`` by :mod:`monitor.endpoints`.
+Served at ``/metrics`` by :mod:`monitor.service.endpoints`.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from monitor.pipeline import FeedReport
+from monitor.pipeline.poll import FeedReport
 from monitor.store import Backlog
 
 
