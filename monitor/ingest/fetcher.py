@@ -39,6 +39,7 @@ from monitor.errors import (
     TooLargeError,
 )
 from monitor.ingest.netguard import AddressGuard
+from monitor.ingest.urls import host_problem
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +147,11 @@ class Fetcher:
         try:
             parsed = URL(url)
             host = parsed.host
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:  # UnicodeError too: "xn--zz" is no punycode
             raise NetworkError(url, f"invalid URL: {exc}") from exc
         if not host or parsed.scheme not in ("http", "https"):
             raise NetworkError(url, "invalid URL: not an absolute http(s) URL")
+        _check_host(url, parsed)
         headers = {"Accept": accept}
         if etag:
             headers["If-None-Match"] = etag
@@ -166,7 +168,7 @@ class Fetcher:
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
             addresses = [] if self._guard.host_allowed(host) else await self._resolve(host, port)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
             raise NetworkError(str(url),
                                f"cannot resolve host {host!r} (DNS lookup failed: {exc})") from exc
         refusal = self._guard.refusal(host, addresses)
@@ -195,7 +197,7 @@ class Fetcher:
             raise FetchTimeout(url, f"no complete answer within {self.settings.timeout:g}s") from exc
         except aiohttp.ClientPayloadError as exc:
             raise NetworkError(url, f"body could not be decoded: {exc}") from exc
-        except aiohttp.InvalidURL as exc:
+        except (aiohttp.InvalidURL, UnicodeError) as exc:  # a host aiohttp cannot encode
             raise NetworkError(url, f"invalid URL: {exc}") from exc
         except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
             raise NetworkError(url, _describe_network_error(exc, host)) from exc
@@ -218,6 +220,7 @@ class Fetcher:
                         raise NetworkError(url, f"bad redirect Location {location!r}") from exc
                     if nxt.scheme not in ("http", "https") or not nxt.host:
                         raise RedirectError(url, f"redirect to a non-http(s) URL: {location!r}")
+                    _check_host(url, nxt)
                     if still_permanent and resp.status in (301, 308):
                         permanent = str(nxt)
                     else:
@@ -255,6 +258,13 @@ class Fetcher:
             last_modified=resp.headers.get("Last-Modified"),
             permanent_redirect=permanent,
         )
+
+
+def _check_host(url: str, target: URL) -> None:
+    """Raises NetworkError when no request can be made to ``target``'s host."""
+    problem = host_problem(target.raw_host or "")
+    if problem:
+        raise NetworkError(url, f"invalid URL: {problem}")
 
 
 _DNS_FAILURES = ("Name or service not known", "Temporary failure in name resolution",

@@ -8,6 +8,7 @@ courlan leaves to the caller: fragments are dropped and a few extra trackers go.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import quote_plus, unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
@@ -89,3 +90,29 @@ def choose_canonical(final_url: str, declared: str | None) -> str | None:
     if c.path in ("", "/") and f.path not in ("", "/"):
         return final
     return claimed
+
+
+_HOST_CHARS = re.compile(r"^[a-z0-9_.-]+$")
+
+
+def host_problem(host: str) -> str | None:
+    """Why no request can be made to ``host`` (as a URL spells it, IDNs in punycode),
+    or None: an empty label (``a..b``), a label over 63 characters, a name over 253,
+    characters no host name has (``%``, a NUL, a space), or a bracketed IPv6 literal
+    that is no address. Every one of these made the system resolver raise where it
+    should have said "no such host"."""
+    name = host.lower()
+    if ":" in name:  # only an IPv6 literal has one
+        try:
+            ipaddress.IPv6Address(name.strip("[]").split("%")[0])
+        except ValueError:
+            return f"host {host!r} is not an IPv6 address"
+        return None
+    name = name[:-1] if name.endswith(".") else name
+    if not name or not _HOST_CHARS.match(name):
+        return f"host {host!r} is not a host name"
+    if len(name) > 253:
+        return f"host name of {len(name)} characters (at most 253)"
+    if any(not 0 < len(label) <= 63 for label in name.split(".")):
+        return f"host {host[:80]!r} has an empty label or one over 63 characters"
+    return None

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import store
@@ -173,6 +173,7 @@ class FeedReport:
     alerts: int = 0
     pages_fetched: int = 0
     page_failures: int = 0
+    skipped: int = 0  # entries that could not be stored (logged), the others were
     error: str | None = None
     recorded: bool = True  # False: the outcome could not be written (the database failed)
 
@@ -315,7 +316,7 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
             todo = [(c, p) for c, p in prepared if c.entry.guid not in stored_meanwhile]
             batch = _Batch(s, feed, todo)
             for c, p in todo:
-                _store_candidate(ctx, s, feed, parsed, c, p, batch, report)
+                _store_guarded(ctx, s, feed, parsed, c, p, batch, report)
             changed = report.new + report.duplicates > 0
             report.next_poll_at, interval = _success(ctx, feed, now, changed)
             return store.record_feed_success(
@@ -443,8 +444,15 @@ async def _fetch_article(ctx: Context, feed: store.FeedState, c: _Candidate) -> 
 
 
 async def _fetch_and_extract(ctx: Context, feed: store.FeedState, link: str) -> _PageResult:
+    """The page's result, never an exception: anything a stranger's page can do to the
+    code below (a bug met on odd input) costs this entry its page, not the feed."""
     async with ctx.page_slots:  # fetch no further ahead of the workers than this
-        return await _fetch_and_extract_now(ctx, feed, link)
+        try:
+            return await _fetch_and_extract_now(ctx, feed, link)
+        except Exception as exc:
+            log.exception("feed %r: article <%s>: unexpected error; using the feed's text",
+                          feed.name, link)
+            return _PageResult(None, None, f"unexpected error: {exc!r}"[:500], None, None)
 
 
 async def _fetch_and_extract_now(ctx: Context, feed: store.FeedState,
@@ -521,8 +529,40 @@ class _Batch:
             known.by_hash.setdefault(p.thash, ref)
 
 
+def _store_guarded(ctx: Context, s: Session, feed: store.FeedState, parsed: ParsedFeed,
+                   c: _Candidate, p: _Prepared, batch: _Batch, report: FeedReport) -> None:
+    """Store one entry in a savepoint of its own: an entry that cannot be stored (a
+    value the database refuses, a bug met on odd input) is skipped and logged, and the
+    feed's other entries are stored. A failure of the database itself (it went away,
+    the disk is full) still fails the whole transaction."""
+    try:
+        with s.begin_nested():
+            stored = _store_candidate(ctx, s, feed, parsed, c, p, batch)
+    except OperationalError:
+        raise
+    except Exception:
+        report.skipped += 1
+        log.exception("feed %r: entry <%s> (guid %r) could not be stored; skipped",
+                      feed.name, c.entry.link, c.entry.guid[:200])
+        return
+    # Counted and remembered only once its savepoint holds.
+    batch.stored(c, p, stored.ref)
+    if stored.new:
+        report.new += 1
+        report.alerts += stored.alerts
+    else:
+        report.duplicates += 1
+
+
+@dataclass(frozen=True)
+class _Stored:
+    ref: store.Ref  # the item stored, or the original it duplicates
+    new: bool
+    alerts: int
+
+
 def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: ParsedFeed,
-                     c: _Candidate, p: _Prepared, batch: _Batch, report: FeedReport) -> None:
+                     c: _Candidate, p: _Prepared, batch: _Batch) -> _Stored:
     entry, article, page = c.entry, c.article, c.page
     text, source, canonical, thash = p.text, p.source, p.canonical, p.thash
     v = batch.verdict(c, p)
@@ -561,18 +601,17 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
         dedup_method=v.method,
         similarity=v.similarity,
     ), now)
-    batch.stored(c, p, v.ref or store.Ref("item", item_id, canonical or entry.link))
     if fp is not None:
         ctx.dedup.index_item(s, item_id, fp)
-    if v.ref is None:
-        report.new += 1
-        # Only originals alert: a copy of a seed or of a stored item never does.
-        hits = ctx.rules.matcher.match(title, text)
-        if hits:
-            report.alerts += store.add_alerts(s, item_id, [ctx.rules.alert(h) for h in hits], now)
-            log.info("feed %r: entry <%s> matched rules %s", feed.name, entry.link,
-                     ", ".join(repr(h.rule) for h in hits))
-    else:
-        report.duplicates += 1
+    if v.ref is not None:
         log.info("feed %r: entry <%s> duplicates %s %s (by %s)", feed.name, entry.link,
                  v.ref.kind, v.ref.seed or v.ref.id, v.method)
+        return _Stored(v.ref, new=False, alerts=0)
+    # Only originals alert: a copy of a seed or of a stored item never does.
+    alerts = 0
+    hits = ctx.rules.matcher.match(title, text)
+    if hits:
+        alerts = store.add_alerts(s, item_id, [ctx.rules.alert(h) for h in hits], now)
+        log.info("feed %r: entry <%s> matched rules %s", feed.name, entry.link,
+                 ", ".join(repr(h.rule) for h in hits))
+    return _Stored(store.Ref("item", item_id, canonical or entry.link), new=True, alerts=alerts)

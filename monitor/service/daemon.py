@@ -108,7 +108,9 @@ class RunSummary:
             f"{self.count('failed')} failed",
             f"entries: {self.total('entries')} seen, {self.total('known')} already stored, "
             f"{self.total('new')} new, {self.total('duplicates')} duplicates, "
-            f"{self.total('alerts')} alerts; "
+            f"{self.total('alerts')} alerts"
+            + (f", {self.total('skipped')} could not be stored (see the log)"
+               if self.total("skipped") else "") + "; "
             f"pages: {self.total('pages_fetched')} fetched, {self.total('page_failures')} failed",
         ]
         lines += [f"  failed: {r.feed} <{r.url}>: {r.error}" for r in self.reports if r.error]
