@@ -118,11 +118,30 @@ class RunSummary:
 
 
 def prepare(settings: Settings, engine: Engine, clock: Clock = utcnow) -> None:
-    """Schema upgrade, config sync and seed load. Raises StoreError, SeedError."""
+    """Schema upgrade, config sync and seed load; on SQLite, the claims of a process
+    that died are given back. Run while holding :func:`monitor.db.hold_sqlite_lock`.
+    Raises StoreError, SeedError."""
     db.upgrade(engine)
+    if engine.dialect.name == "sqlite":
+        _release_dead_claims(db.session_factory(engine))
     sync_config(db.session_factory(engine), settings, clock())
     load_seeds(db.session_factory(engine), settings, Deduplicator.from_settings(settings),
                clock())
+
+
+def _release_dead_claims(sessions: sessionmaker[Session]) -> None:
+    """On SQLite one daemon holds the database file's lock, so a feed still claimed at
+    start was claimed by a process that died (``kill -9``, a power cut): polling it
+    need not wait for its lease to lapse."""
+    try:
+        with sessions.begin() as s:
+            released = store.release_every_feed_lease(s)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"releasing the claims of a stopped process failed: "
+                         f"{db.reason(exc)}") from exc
+    if released:
+        log.info("%d feeds were still claimed by a monitor process that is no longer "
+                 "running; they are polled now", released)
 
 
 def sync_config(sessions: sessionmaker[Session], settings: Settings,

@@ -60,6 +60,7 @@ from monitor.store.items import (
     lookup_known,
 )
 from monitor.store.leases import (
+    release_every_feed_lease,
     release_feed_leases,
     release_leases,
     renew_leases,
@@ -151,6 +152,7 @@ __all__ = [
     "record_feed_success",
     "record_permanent_redirect",
     "register_worker",
+    "release_every_feed_lease",
     "release_feed_leases",
     "release_leases",
     "renew_leases",

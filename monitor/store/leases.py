@@ -44,3 +44,11 @@ def release_feed_leases(session: Session, owner: str, feed_ids: Collection[int])
     return rowcount(session.execute(
         update(Feed).where(Feed.lease_owner == owner, Feed.id.in_(list(feed_ids)))
         .values(lease_owner=None, lease_until=None)))
+
+
+def release_every_feed_lease(session: Session) -> int:
+    """Give back every feed lease, whoever holds it: for a start on SQLite, where the
+    lock on the database file proves that no other ``monitor run`` lives (a lease
+    there is a dead process's). Returns how many."""
+    return rowcount(session.execute(update(Feed).where(Feed.lease_owner.is_not(None))
+                                    .values(lease_owner=None, lease_until=None)))
