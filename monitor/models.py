@@ -86,8 +86,10 @@ class Feed(Base):
     name: Mapped[str] = mapped_column(Text)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     interval_seconds: Mapped[int] = mapped_column(Integer)
-    # Where a permanent redirect moved the feed; fetched instead of `url` from then on.
+    # Where a permanent redirect moved the feed; fetched instead of `url` while the
+    # configured URL still leads there (asked again daily, and after a failure).
     fetch_url: Mapped[str | None] = mapped_column(Text)
+    fetch_url_checked_at: Mapped[datetime | None]
     title: Mapped[str | None] = mapped_column(Text)  # as the feed names itself
     etag: Mapped[str | None] = mapped_column(Text)
     last_modified: Mapped[str | None] = mapped_column(Text)

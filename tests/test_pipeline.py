@@ -5,6 +5,7 @@ Runs on SQLite and on the local PostgreSQL (the ``db_url`` fixture)."""
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import py3langid
 from conftest import LocalServer, Route
 from helpers import Entry, atom, cli, json_lines, page_html, pages, rss, write_config
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, update
 from sqlalchemy.engine import Engine
 
 from benchmarks.extract_quality import token_recall
@@ -201,6 +202,64 @@ def test_permanent_redirect_is_followed_and_remembered(
     assert [(h.path, h.status) for h in server.hits()] == [("/new.rss", 304)]
 
 
+def test_a_move_is_recorded_only_for_a_feed_and_asked_again(
+    server: LocalServer, db_url: str, tmp_path: Path
+) -> None:
+    def feed(title: str) -> Route:
+        return Route(content_type="application/rss+xml", body=rss(title, [
+            Entry(title, None, guid=title, content=f"Entry text of {title}. " * 20)]))
+
+    # A 301 to something that is no feed fails the poll and moves nothing.
+    server.routes["/old.rss"] = Route(status=301, headers={"Location": "/home.html"})
+    server.routes["/home.html"] = Route(body=b"<!doctype html><html><body>Home</body></html>")
+    config = write_config(tmp_path / "m.toml", db_url=db_url, poll={"backoff_base": "1s"},
+                          feeds=[{"name": "F", "url": server.url("/old.rss")}])
+    assert cli(config, "run", "--once")[0] == 0
+    state = feeds(config)["F"]
+    assert state["consecutive_failures"] == 1 and state["fetch_url"] is None, state
+
+    # A 301 to a feed moves it, and the next poll goes there directly.
+    server.routes["/old.rss"] = Route(status=301, headers={"Location": "/new.rss"})
+    server.routes["/new.rss"] = feed("first")
+    assert cli(config, "run", "--once")[0] == 0
+    assert feeds(config)["F"]["fetch_url"] == server.url("/new.rss")
+    server.clear_log()
+    assert cli(config, "run", "--once")[0] == 0
+    assert [h.path for h in server.hits()] == ["/new.rss"]
+
+    # When the new place fails, the configured URL is asked next; it no longer
+    # redirects, so the move is undone.
+    server.routes["/new.rss"] = Route(status=500)
+    server.routes["/old.rss"] = feed("second")
+    assert cli(config, "run", "--once")[0] == 0
+    server.clear_log()
+    assert cli(config, "run", "--once")[0] == 0
+    assert [h.path for h in server.hits()] == ["/old.rss"]
+    state = feeds(config)["F"]
+    assert state["fetch_url"] is None and state["consecutive_failures"] == 0, state
+
+    # A move unconfirmed for a day is confirmed at the configured URL, which may now
+    # lead elsewhere.
+    server.routes["/old.rss"] = Route(status=308, headers={"Location": "/new.rss"})
+    server.routes["/new.rss"] = feed("third")
+    assert cli(config, "run", "--once")[0] == 0
+    from monitor.models import Feed
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as c:
+            c.execute(update(Feed).values(
+                fetch_url_checked_at=datetime.now(UTC) - timedelta(days=1, minutes=1)))
+    finally:
+        engine.dispose()
+    server.routes["/old.rss"] = Route(status=301, headers={"Location": "/newer.rss"})
+    server.routes["/newer.rss"] = feed("fourth")
+    server.clear_log()
+    assert cli(config, "run", "--once")[0] == 0
+    assert [h.path for h in server.hits()] == ["/old.rss", "/newer.rss"]
+    assert feeds(config)["F"]["fetch_url"] == server.url("/newer.rss")
+    assert sorted(i["guid"] for i in items(config)) == ["first", "fourth", "second", "third"]
+
+
 def test_exact_duplicates_across_feeds(server: LocalServer, db_url: str, tmp_path: Path) -> None:
     story = ("MOSCOW (Wire) — Russia's Foreign Ministry on Tuesday called for de-escalation "
              "around Venezuela and urged dialogue under the UN Charter. ") * 5
@@ -321,6 +380,6 @@ def test_a_polls_writes_run_in_the_store_thread(server: LocalServer, db_url: str
     assert code == 0, out
     assert feeds(config)["down"]["consecutive_failures"] == 1
     assert feeds(config)["old"]["fetch_url"] == server.url("/ok2.rss")
-    # Two entries stored; two successes, a failure and the move recorded.
-    assert sorted(w for _, w in writes) == ["insert into items"] * 2 + ["update feeds set"] * 4
+    # Two entries stored; two successes (one with the move) and a failure recorded.
+    assert sorted(w for _, w in writes) == ["insert into items"] * 2 + ["update feeds set"] * 3
     assert all(thread.startswith("store") for thread, _ in writes), writes

@@ -251,8 +251,45 @@ def _success(ctx: Context, feed: store.FeedState, now: datetime,
     return cadence.next_poll_at(now, plan, ctx.settings.poll.jitter, ctx.rng), plan.interval
 
 
+# A feed moved by a permanent redirect is fetched where it moved to, and its configured
+# URL is asked again this often (and after any failure): a move can be undone, or lead
+# elsewhere, and one bad answer must not move a feed for ever.
+MOVE_RECHECK = timedelta(days=1)
+
+
+def _poll_url(feed: store.FeedState, now: datetime) -> str:
+    """The URL to poll: where the feed moved, unless that move is due to be confirmed."""
+    moved, checked = feed.fetch_url, feed.fetch_url_checked_at
+    if moved is None or feed.consecutive_failures or checked is None \
+            or now - checked >= MOVE_RECHECK:
+        return feed.url
+    return moved
+
+
+def _move(feed: store.FeedState, polled: str, res: FetchResult,
+          now: datetime) -> store.Move | None:
+    """What a successful poll of ``polled`` says of where the feed lives (None: nothing
+    new). Recorded with the poll's success only: a redirect to something that is no
+    feed moves nothing."""
+    if polled == feed.url:  # the configured URL answered: it decides
+        moved = res.permanent_redirect
+        if moved is None and feed.fetch_url is None:
+            return None
+        if moved != feed.fetch_url:
+            log.warning("feed %r <%s>: %s", feed.name, feed.url,
+                        f"moved permanently to <{moved}>; fetching that from now on "
+                        f"(the configured URL is asked again every {MOVE_RECHECK.days} day)"
+                        if moved else "no longer redirects; fetching it again")
+        return store.Move(moved, now if moved else None)
+    if res.permanent_redirect and res.permanent_redirect != feed.fetch_url:
+        log.warning("feed %r <%s>: moved permanently again, to <%s>", feed.name, polled,
+                    res.permanent_redirect)
+        return store.Move(res.permanent_redirect, feed.fetch_url_checked_at)
+    return None
+
+
 async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
-    url = feed.effective_url
+    url = _poll_url(feed, ctx.clock())
     report = FeedReport(feed=feed.name, url=feed.url, outcome="failed")
     log.info("feed %r <%s>: polling", feed.name, url)
     try:
@@ -266,17 +303,7 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
     # The attempt is dated, and the next one scheduled, from when the feed answered: a
     # claimed poll may have queued for the fetcher's limits before its request went out.
     now = ctx.clock()
-
-    if res.permanent_redirect and res.permanent_redirect != url:
-        log.warning("feed %r <%s>: moved permanently to <%s>; fetching that from now on",
-                    feed.name, url, res.permanent_redirect)
-        moved_to = res.permanent_redirect
-
-        def record_move() -> None:
-            with ctx.sessions.begin() as s:
-                store.record_permanent_redirect(s, feed.id, moved_to)
-
-        await ctx.in_store_thread(record_move)
+    move = _move(feed, url, res, now)
 
     body_hash = hashlib.sha256(res.body).hexdigest()
     if res.not_modified or body_hash == feed.body_hash:
@@ -286,7 +313,7 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
         held = await ctx.record_soon(lambda s: store.record_feed_success(
             s, feed.id, now=now, status=res.status, next_poll_at=next_poll_at,
             poll_interval=interval, owner=ctx.owner, etag=res.etag,
-            last_modified=res.last_modified))
+            last_modified=res.last_modified, move=move))
         _check_held(feed, held)
         log.info("feed %r <%s>: %s; next poll in %s", feed.name, url,
                  "not modified (304)" if res.not_modified else "body unchanged, not parsed",
@@ -323,7 +350,7 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
                 s, feed.id, now=now, status=res.status, next_poll_at=report.next_poll_at,
                 poll_interval=interval, owner=ctx.owner, etag=res.etag,
                 last_modified=res.last_modified, changed=changed, body_hash=body_hash,
-                title=parsed.title, parse_warning=parsed.warning, parsed=True,
+                title=parsed.title, parse_warning=parsed.warning, parsed=True, move=move,
             )
 
     try:

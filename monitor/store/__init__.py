@@ -34,6 +34,7 @@ from monitor.store.feeds import (
     Backlog,
     FeedRow,
     FeedState,
+    Move,
     SyncResult,
     backlog,
     claim_feeds,
@@ -41,7 +42,6 @@ from monitor.store.feeds import (
     next_due_at,
     record_feed_failure,
     record_feed_success,
-    record_permanent_redirect,
     sync_feeds,
 )
 from monitor.store.items import (
@@ -112,6 +112,7 @@ __all__ = [
     "NearCandidate",
     "NewAlert",
     "NewDigest",
+    "Move",
     "NewItem",
     "Ref",
     "SyncResult",
@@ -150,7 +151,6 @@ __all__ = [
     "next_due_at",
     "record_feed_failure",
     "record_feed_success",
-    "record_permanent_redirect",
     "register_worker",
     "release_every_feed_lease",
     "release_feed_leases",

@@ -38,6 +38,7 @@ class FeedState:
     next_poll_at: datetime | None
     poll_interval_seconds: int | None = None  # the adaptive interval in use
     max_interval_seconds: int | None = None  # its ceiling
+    fetch_url_checked_at: datetime | None = None  # when `url` last confirmed the move
 
     @property
     def effective_url(self) -> str:
@@ -113,7 +114,7 @@ def _feed_state(f: Feed) -> FeedState:
         interval_seconds=f.interval_seconds, etag=f.etag, last_modified=f.last_modified,
         body_hash=f.body_hash, consecutive_failures=f.consecutive_failures,
         next_poll_at=f.next_poll_at, poll_interval_seconds=f.poll_interval_seconds,
-        max_interval_seconds=f.max_interval_seconds,
+        max_interval_seconds=f.max_interval_seconds, fetch_url_checked_at=f.fetch_url_checked_at,
     )
 
 
@@ -188,10 +189,11 @@ def record_feed_success(
     title: str | None = None,
     parse_warning: str | None = None,
     parsed: bool = False,
+    move: Move | None = None,
 ) -> bool:
     """A poll that worked; releases ``owner``'s lease. ``parsed`` says whether the body
     was read this time: only then do the body hash, title and parse warning change;
-    ``changed``: it found new entries. Returns False, recording nothing, when
+    ``changed``: it found new entries; ``move``: where the feed now lives. Returns False, recording nothing, when
     ``owner`` no longer holds the lease (it lapsed and another worker took the feed)."""
     values: dict[str, object] = dict(
         last_attempt_at=now, last_success_at=now, last_status=status, last_error=None,
@@ -205,6 +207,8 @@ def record_feed_success(
         values["etag"] = etag
     if last_modified is not None:
         values["last_modified"] = last_modified
+    if move is not None:
+        values.update(fetch_url=move.fetch_url, fetch_url_checked_at=move.checked_at)
     if parsed:
         values.update(body_hash=body_hash, parse_warning=parse_warning)
         if title:
@@ -254,8 +258,13 @@ def _update_held(session: Session, feed_id: int, owner: str, values: dict[str, o
                                                       params)))
 
 
-def record_permanent_redirect(session: Session, feed_id: int, new_url: str) -> None:
-    session.execute(update(Feed).where(Feed.id == feed_id).values(fetch_url=new_url))
+@dataclass(frozen=True)
+class Move:
+    """Where a permanent redirect moved a feed (None: it lives at its configured URL
+    again), and when the configured URL last led there."""
+
+    fetch_url: str | None
+    checked_at: datetime | None
 
 
 @dataclass(frozen=True)
