@@ -193,8 +193,9 @@ def record_feed_success(
 ) -> bool:
     """A poll that worked; releases ``owner``'s lease. ``parsed`` says whether the body
     was read this time: only then do the body hash, title and parse warning change;
-    ``changed``: it found new entries; ``move``: where the feed now lives. Returns False, recording nothing, when
-    ``owner`` no longer holds the lease (it lapsed and another worker took the feed)."""
+    ``changed``: it found new entries; ``move``: where the feed now lives. Returns
+    False, recording nothing, when ``owner`` no longer holds the lease (it lapsed and
+    another worker took the feed)."""
     values: dict[str, object] = dict(
         last_attempt_at=now, last_success_at=now, last_status=status, last_error=None,
         consecutive_failures=0, next_poll_at=next_poll_at,
