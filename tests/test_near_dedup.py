@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import LocalServer, Route
 from helpers import SEEDS, Entry, cli, json_lines, page_html, pages, rss, write_config
+from sqlalchemy import select as sql_select
 from sqlalchemy import text as sql
 
 from monitor import db
@@ -281,3 +282,88 @@ def test_workers_starting_together_rebuild_the_index_once(db_url: str, tmp_path:
     # version. SQLite (one daemon per database) may rebuild more than once, harmlessly.
     assert rebuilt == 1 if db_url.startswith("postgresql") else rebuilt >= 1
     assert _index_rows(db_url) == before
+
+
+def _texts(n: int, tag: str) -> list[str]:
+    words = [f"{tag}{i}word{j}" for i in range(n) for j in range(60)]
+    return [" ".join(words[i * 60:(i + 1) * 60]) for i in range(n)]
+
+
+def test_a_rebuild_runs_while_other_workers_store_items(db_url: str, tmp_path: Path) -> None:
+    """`dedup reindex` (or a start after a boilerplate change) while other workers store
+    items: every item's keys end up those of the current fingerprint, none is refused,
+    and an interrupted rebuild resumes where it stopped."""
+    import threading
+    from datetime import UTC, datetime
+
+    from monitor import store
+    from monitor.config import load_settings
+    from monitor.dedup.index import REBUILD_KEY, Deduplicator
+    from monitor.models import Feed
+
+    config = write_config(tmp_path / "monitor.toml", db_url=db_url,
+                          feeds=[{"name": "F", "url": "http://127.0.0.1:1/f.rss"}])
+    assert cli(config, "seeds", "load")[0] == 0
+    settings = load_settings(config)
+    engine = db.make_engine(settings.database.url)
+    sessions = db.session_factory(engine)
+    dedup = Deduplicator.from_settings(settings)
+    now = datetime.now(UTC)
+    with sessions.begin() as s:
+        store.sync_feeds(s, settings.feeds, now)
+        feed_id = s.scalars(sql_select(Feed.id)).one()
+
+    def add(s: Any, guid: str, text: str) -> int:
+        item_id = store.add_item(s, store.NewItem(
+            feed_id=feed_id, guid=guid, url=None, final_url=None, canonical_url=None,
+            title=guid, author=None, published_at=None, fetched_at=None, language="en",
+            site_name=None, text=text, text_source="feed_content", text_hash=None,
+            page_status=None, page_error=None), now)
+        dedup.index_item(s, item_id, dedup.fingerprint(text))
+        return item_id
+
+    with sessions.begin() as s:
+        for i, text in enumerate(_texts(300, "old")):
+            add(s, f"old-{i}", text)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def worker() -> None:  # another worker storing items, one transaction each
+        try:
+            for i, text in enumerate(_texts(150, "new")):
+                if stop.is_set():
+                    return
+                with sessions.begin() as s:
+                    add(s, f"new-{i}", text)
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        thread = threading.Thread(target=worker)
+        thread.start()
+        try:
+            dedup.rebuild_index(sessions, force=True, batch=5)
+        finally:
+            stop.set()
+            thread.join()
+        assert errors == []
+        expected = {}
+        with sessions() as s:
+            for item_id, text in store.indexable_items(s, 0, 10_000):
+                expected[item_id] = sorted(dedup.fingerprint(text).band_keys)
+            got: dict[int, list[int]] = {}
+            for key, item_id in s.execute(sql("SELECT key, item_id FROM item_bands")):
+                got.setdefault(item_id, []).append(key)
+            assert {i: sorted(k) for i, k in got.items()} == expected
+            assert store.get_meta(s, REBUILD_KEY) is None
+
+        # Interrupted after item 100 (as by a crash), the next rebuild resumes there.
+        with sessions.begin() as s:
+            store.set_meta(s, "near_dedup_index", "stale")
+            store.set_meta(s, REBUILD_KEY, json.dumps({"version": dedup.fingerprinter.version,
+                                                        "after": 100}))
+        assert dedup.rebuild_index(sessions) == sum(1 for i in expected if i > 100)
+        with sessions() as s:
+            assert dedup.index_is_current(s)
+    finally:
+        engine.dispose()

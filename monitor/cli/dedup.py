@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from monitor.cli.common import EXIT_OK, dump, ref_json, ref_text, stored
+from monitor.cli.common import EXIT_OK, dump, ref_json, ref_text, session_factory, stored
 from monitor.config import Settings
 from monitor.errors import InputError
 
@@ -98,7 +98,7 @@ def cmd_dedup_check(settings: Settings, args: argparse.Namespace, out: TextIO) -
 def cmd_dedup_reindex(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     from monitor.dedup.index import Deduplicator
 
-    with stored(settings, write=True) as s:
-        n = Deduplicator.from_settings(settings).rebuild_index(s)
+    with session_factory(settings) as sessions:
+        n = Deduplicator.from_settings(settings).rebuild_index(sessions, force=True)
     out.write(f"near-duplicate index rebuilt: {n} items and the seeds\n")
     return EXIT_OK

@@ -9,6 +9,7 @@ commit together.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -107,29 +108,70 @@ class Deduplicator:
     def index_is_current(self, session: Session) -> bool:
         return store.get_meta(session, INDEX_VERSION_KEY) == self.fingerprinter.version
 
-    def rebuild_index(self, session: Session, batch: int = 1000) -> int:
-        """Recompute every band key (seeds and items). Returns the items indexed.
+    def rebuild_index(self, sessions: sessionmaker[Session], *, force: bool = False,
+                      batch: int = 500) -> int:
+        """Recompute every band key (seeds and items) unless the index is current (or
+        whatever its version, with ``force``). Returns the items indexed.
 
         Needed once after upgrading from a release without the index, and after a
         change to the fingerprint parameters or the configured boilerplate patterns.
+        Runs in transactions of ``batch`` items, each replacing those items' keys, so
+        workers storing items meanwhile are never in its way, and a rebuild that
+        stops (a restart, a crash) resumes after the last batch it committed. Workers
+        starting together take turns (:func:`monitor.store.near_index_rebuild`).
+        Raises SQLAlchemyError.
         """
-        started = time.monotonic()
-        old = store.get_meta(session, INDEX_VERSION_KEY)
-        log.info("near-duplicate index: rebuilding (stored version %s, current %s)",
-                    old or "none", self.fingerprinter.version)
-        for seed_id, text in store.seed_texts(session):
-            self.index_seed(session, seed_id, self.fingerprint(text))
-        store.clear_item_bands(session)
-        done, last = 0, 0
-        while rows := store.indexable_items(session, last, batch):
-            for item_id, text in rows:
-                self.index_item(session, item_id, self.fingerprint(text))
-            done, last = done + len(rows), rows[-1][0]
-            log.info("near-duplicate index: %d items indexed", done)
-        store.set_meta(session, INDEX_VERSION_KEY, self.fingerprinter.version)
+        version = self.fingerprinter.version
+        with store.near_index_rebuild(sessions):
+            with sessions() as s:
+                old = store.get_meta(s, INDEX_VERSION_KEY)
+                progress = _progress(store.get_meta(s, REBUILD_KEY), version)
+            if old == version and not force:
+                return 0  # another worker has just rebuilt it
+            started = time.monotonic()
+            if progress is None:
+                log.info("near-duplicate index: rebuilding (stored version %s, current %s)",
+                         old or "none", version)
+                with sessions.begin() as s:
+                    for seed_id, text in store.seed_texts(s):
+                        self.index_seed(s, seed_id, self.fingerprint(text))
+                    store.set_meta(s, REBUILD_KEY, _progress_value(version, 0))
+            else:
+                log.info("near-duplicate index: resuming the rebuild after item %d", progress)
+            done, last = 0, progress or 0
+            while True:
+                with sessions.begin() as s:
+                    rows = store.indexable_items(s, last, batch)
+                    if not rows:
+                        store.set_meta(s, INDEX_VERSION_KEY, version)
+                        store.delete_meta(s, REBUILD_KEY)
+                        break
+                    store.replace_item_bands(s, {item_id: self.fingerprint(text).band_keys
+                                                 for item_id, text in rows})
+                    done, last = done + len(rows), rows[-1][0]
+                    store.set_meta(s, REBUILD_KEY, _progress_value(version, last))
+                log.info("near-duplicate index: %d items indexed", done)
         log.info("near-duplicate index: rebuilt, %d items in %.1f s", done,
-                    time.monotonic() - started)
+                 time.monotonic() - started)
         return done
+
+
+REBUILD_KEY = "near_dedup_rebuild"  # a rebuild under way: {"version", "after": last item id}
+
+
+def _progress_value(version: str, after: int) -> str:
+    return json.dumps({"version": version, "after": after})
+
+
+def _progress(raw: str | None, version: str) -> int | None:
+    """The last item a rebuild to ``version`` committed, or None (none under way)."""
+    try:
+        value = json.loads(raw) if raw else None
+        if isinstance(value, dict) and value.get("version") == version:
+            return int(value["after"])
+    except (ValueError, TypeError, KeyError):
+        pass
+    return None
 
 
 def _pick(matches: list[NearMatch]) -> NearMatch | None:
@@ -162,11 +204,10 @@ def load_seeds(sessions: sessionmaker[Session], settings: Settings, dedup: Dedup
                 counts[outcome] += 1
                 if outcome != "unchanged":
                     dedup.index_seed(s, seed_id, dedup.fingerprint(doc.text))
-        with sessions.begin() as s:
-            if not dedup.index_is_current(s):
-                store.lock_near_index(s)
-                if not dedup.index_is_current(s):  # another worker may have just done it
-                    dedup.rebuild_index(s)
+        with sessions() as s:
+            current = dedup.index_is_current(s)
+        if not current:
+            dedup.rebuild_index(sessions)
     except SQLAlchemyError as exc:
         raise StoreError(f"loading seeds failed: {exc}") from exc
     log.info("seeds from %s: %d added, %d updated, %d unchanged", settings.seeds_path,

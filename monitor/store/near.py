@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from monitor.models import Feed, Item, ItemBand, Meta, Seed, SeedBand
 from monitor.store.items import Ref
@@ -48,6 +49,10 @@ def get_meta(session: Session, name: str, *, lock: bool = False) -> str | None:
         # database's write lock and sees the latest value.
         session.execute(update(Meta).where(Meta.name == name).values(value=Meta.value))
     return session.scalar(q.with_for_update() if lock else q)
+
+
+def delete_meta(session: Session, name: str) -> None:
+    session.execute(delete(Meta).where(Meta.name == name))
 
 
 def set_meta(session: Session, name: str, value: str) -> None:
@@ -81,8 +86,34 @@ def replace_seed_bands(session: Session, seed_id: int, keys: Sequence[int]) -> N
         session.execute(insert(SeedBand), [{"key": k, "seed_id": seed_id} for k in keys])
 
 
-def clear_item_bands(session: Session) -> None:
-    session.execute(delete(ItemBand))
+def replace_item_bands(session: Session, keys: Mapping[int, Sequence[int]]) -> None:
+    """Make the band keys of each item in ``keys`` exactly these."""
+    ids = list(keys)
+    for start in range(0, len(ids), 500):
+        session.execute(delete(ItemBand).where(ItemBand.item_id.in_(ids[start:start + 500])))
+    rows = [{"key": k, "item_id": item_id} for item_id, ks in keys.items() for k in ks]
+    if rows:
+        session.execute(insert(ItemBand), rows)
+
+
+@contextmanager
+def near_index_rebuild(sessions: sessionmaker[Session]) -> Iterator[None]:
+    """Held while the near-duplicate index is rebuilt, across the rebuild's many
+    transactions: on PostgreSQL a session-level advisory lock, on a connection of its
+    own, which workers loading the seeds at start (:func:`lock_near_index`) wait for.
+    SQLite has one writer at a time and one daemon per database anyway."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(select(func.pg_advisory_lock(_PG_NEAR_INDEX_LOCK)))
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(select(func.pg_advisory_unlock(_PG_NEAR_INDEX_LOCK)))
+            conn.commit()
 
 
 def seed_texts(session: Session) -> list[tuple[int, str]]:
