@@ -102,7 +102,8 @@ class _QuietServer(ThreadingHTTPServer):
 class LocalServer:
     """A threaded HTTP/1.1 server on 127.0.0.1 with a route table and a request log."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
         self.routes: dict[str, Route] = {}
         self.log: list[Hit] = []
         self.in_flight = 0  # requests being answered now
@@ -172,13 +173,13 @@ class LocalServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def hits(self, prefix: str = "") -> list[Hit]:
         with self._lock:

@@ -154,3 +154,48 @@ def test_run_records_refused_links_and_keeps_the_feeds_text(
     assert "/other" in [h.path for h in server.hits()]
     allowed = [i for i in json_lines(config, "items", "list") if i["title"] == "Allowed link"]
     assert allowed and allowed[0]["page_error"] is None
+
+
+def test_the_address_checked_is_the_address_connected_to(server: LocalServer) -> None:
+    """DNS rebinding: a name that resolves to an allowed address when the guard asks and
+    to an internal one when the client connects. Here the guard's resolver answers
+    127.0.0.2 (allowed) for "localhost", which the system resolves to 127.0.0.1 (the
+    "internal" server, on the same port): the request must go where the guard looked."""
+    internal = server
+    internal.routes["/page"] = Route(body=b"internal secrets")
+    public = LocalServer(host="127.0.0.2", port=internal.port)
+    public.routes["/page"] = Route(body=b"the public page")
+    public.start()
+    asked: list[str] = []
+
+    async def first_answer(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.2"]
+
+    async def go() -> FetchResult:
+        settings = FetchSettings(allow_private=("127.0.0.2",), timeout=5, connect_timeout=2)
+        async with Fetcher(settings, first_answer) as fetcher:
+            return await fetcher.fetch(f"http://localhost:{internal.port}/page", max_bytes=4096)
+
+    try:
+        res = asyncio.run(go())
+    finally:
+        public.stop()
+    assert res.body == b"the public page"
+    assert internal.hits() == []
+    assert asked == ["localhost"]  # one lookup: the one the guard checked
+
+
+def test_a_name_refused_by_the_guard_is_never_connected_to(server: LocalServer) -> None:
+    server.routes["/page"] = Route(body=b"internal secrets")
+
+    async def internal(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    async def go() -> None:
+        async with Fetcher(FetchSettings(timeout=5, connect_timeout=2), internal) as fetcher:
+            await fetcher.fetch(f"http://news.example:{server.port}/page", max_bytes=4096)
+
+    with pytest.raises(BlockedError, match="resolves to 127.0.0.1"):
+        asyncio.run(go())
+    assert server.hits() == []

@@ -7,8 +7,12 @@ between the starts of two requests to one host (``[fetch] host_delay``). Every
 failure is one of the :class:`monitor.errors.FetchError` subclasses, naming the URL.
 
 Untrusted URLs (article links: ``trusted=False``) pass the SSRF guard of
-:mod:`monitor.ingest.netguard` before every request, each redirect hop included: the host
-is resolved and every address it has must be public or allowed.
+:mod:`monitor.ingest.netguard` on every request, each redirect hop included: every address
+the host resolves to must be public or allowed. They go through a client of their own
+whose resolver *is* the guard: the addresses it checked are the ones connected to, so a
+name that answers differently the second time (DNS rebinding) cannot slip past it.
+Behind an HTTP(S) proxy from the environment, the proxy resolves the names: the guard
+then checks them before each request, and the proxy's own answer is its business.
 
 aiohttp rather than httpx: polling unchanged feeds is all per-request overhead, and
 aiohttp's C parser and per-host connection pool cost ~0.13 ms of CPU per request
@@ -18,15 +22,18 @@ against httpx's ~0.95 ms (benchmarks in docs/performance.md).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import ssl
+import urllib.request
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 
 import aiohttp
+import aiohttp.abc
 from yarl import URL
 
 from monitor.config import FetchSettings
@@ -90,30 +97,40 @@ class Fetcher:
         self.settings = settings
         self._guard = AddressGuard.from_allow_list(settings.allow_private)
         self._resolve = resolver
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # feeds the user chose
+        self._untrusted: aiohttp.ClientSession | None = None  # article links
+        # Behind a proxy the proxy resolves names: the guard then looks them up itself.
+        self._proxied = any(k in ("http", "https") for k in urllib.request.getproxies())
         self._all = asyncio.Semaphore(settings.concurrency)
         self._hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(settings.per_host)
         )
         self._next_start: dict[str, float] = {}  # per host, on the event loop's clock
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                # Requests in flight are bounded by the semaphores above; the pool keeps
-                # idle connections per host for the next poll of that host.
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0,
-                                               keepalive_timeout=15),
-                timeout=aiohttp.ClientTimeout(total=None,
-                                              sock_connect=self.settings.connect_timeout),
-                headers={"User-Agent": self.settings.user_agent},
-                cookie_jar=aiohttp.DummyCookieJar(),  # no cookie goes from one feed to another
-                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as curl and httpx honour them
-                # Real servers send long headers (cookies, CSP): aiohttp's 8 KB default
-                # line limit refuses some of them.
-                max_line_size=65536, max_field_size=65536,
-            )
-        return self._session
+    def _client(self, trusted: bool = True) -> aiohttp.ClientSession:
+        if trusted or self._proxied:
+            if self._session is None:
+                self._session = self._new_session(None)
+            return self._session
+        if self._untrusted is None:
+            self._untrusted = self._new_session(_GuardedResolver(self._guard, self._resolve))
+        return self._untrusted
+
+    def _new_session(self, resolver: aiohttp.abc.AbstractResolver | None) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            # Requests in flight are bounded by the semaphores above; the pool keeps
+            # idle connections per host for the next poll of that host.
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=15,
+                                           resolver=resolver),
+            timeout=aiohttp.ClientTimeout(total=None,
+                                          sock_connect=self.settings.connect_timeout),
+            headers={"User-Agent": self.settings.user_agent},
+            cookie_jar=aiohttp.DummyCookieJar(),  # no cookie goes from one feed to another
+            trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as curl and httpx honour them
+            # Real servers send long headers (cookies, CSP): aiohttp's 8 KB default
+            # line limit refuses some of them.
+            max_line_size=65536, max_field_size=65536,
+        )
 
     async def __aenter__(self) -> Fetcher:
         self._client()
@@ -125,9 +142,10 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._untrusted):
+            if session is not None:
+                await session.close()
+        self._session = self._untrusted = None
 
     async def fetch(
         self,
@@ -163,11 +181,17 @@ class Fetcher:
                 return await self._guarded(url, host, headers, max_bytes, trusted)
 
     async def _check_hop(self, url: URL) -> None:
-        """Before the first request of an untrusted fetch and before each redirect."""
+        """Before the first request of an untrusted fetch and before each redirect: an
+        address written in the URL is checked here (no resolver sees it); a name only
+        behind a proxy, else by the guarded resolver as it connects."""
         host = url.host or ""
         port = url.port or (443 if url.scheme == "https" else 80)
+        literal = _is_address(host)
+        if not literal and not self._proxied:
+            return
         try:
-            addresses = [] if self._guard.host_allowed(host) else await self._resolve(host, port)
+            addresses = [] if literal or self._guard.host_allowed(host) \
+                else await self._resolve(host, port)
         except (OSError, UnicodeError) as exc:
             raise NetworkError(str(url),
                                f"cannot resolve host {host!r} (DNS lookup failed: {exc})") from exc
@@ -199,12 +223,14 @@ class Fetcher:
             raise NetworkError(url, f"body could not be decoded: {exc}") from exc
         except (aiohttp.InvalidURL, UnicodeError) as exc:  # a host aiohttp cannot encode
             raise NetworkError(url, f"invalid URL: {exc}") from exc
+        except _Refused as exc:  # the caller logs it, with the feed and the entry's link
+            raise BlockedError(url, exc.reason) from exc
         except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
             raise NetworkError(url, _describe_network_error(exc, host)) from exc
 
     async def _get(self, url: str, headers: dict[str, str], max_bytes: int,
                    trusted: bool) -> FetchResult:
-        client = self._client()
+        client = self._client(trusted)
         target = URL(url)
         permanent: str | None = None  # where the leading run of 301/308 hops ends
         still_permanent = True
@@ -258,6 +284,53 @@ class Fetcher:
             last_modified=resp.headers.get("Last-Modified"),
             permanent_redirect=permanent,
         )
+
+
+class _Refused(Exception):
+    """The guarded resolver's refusal; not an OSError, so aiohttp passes it on as it is."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _GuardedResolver(aiohttp.abc.AbstractResolver):
+    """Resolves a name once, refuses it unless every address is public or allowed,
+    and hands the client exactly the addresses it checked."""
+
+    def __init__(self, guard: AddressGuard, resolver: Resolver) -> None:
+        self._guard, self._resolve = guard, resolver
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET
+                      ) -> list[aiohttp.abc.ResolveResult]:
+        try:
+            addresses = await self._resolve(host, port)
+        except UnicodeError as exc:  # raised where "no such host" was meant
+            raise OSError(f"cannot resolve {host!r}: {exc}") from exc
+        refusal = None if self._guard.host_allowed(host) else self._guard.refusal(host, addresses)
+        if refusal:
+            raise _Refused(refusal)
+        results: list[aiohttp.abc.ResolveResult] = []
+        for address in addresses:
+            ip = ipaddress.ip_address(address.split("%")[0])
+            results.append({"hostname": host, "host": address, "port": port,
+                            "family": socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                            "proto": 0, "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV})
+        if not results:
+            raise OSError(f"{host!r} resolved to no address")
+        return results
+
+    async def close(self) -> None:
+        pass
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _check_host(url: str, target: URL) -> None:
