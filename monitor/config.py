@@ -146,6 +146,7 @@ class ExtractSettings:
     workers: int = 0  # 0 = one per CPU core
     min_text_chars: int = 250  # shorter page text counts as a failed extraction
     worker_max_tasks: int = 2000  # replace the workers after this many pages each (memory)
+    timeout: int = 60  # seconds one page's extraction or one feed's parse may take
 
 
 @dataclass(frozen=True)
@@ -483,6 +484,7 @@ def _extract(doc: _Table) -> ExtractSettings:
         workers=_positive(t, "workers", d.workers, 0),
         min_text_chars=_positive(t, "min_text_chars", d.min_text_chars, 0),
         worker_max_tasks=_positive(t, "worker_max_tasks", d.worker_max_tasks),
+        timeout=_duration(t, "timeout", d.timeout),
     )
     t.finish()
     return s

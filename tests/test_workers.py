@@ -1,13 +1,16 @@
-"""The extraction pool: replaced after its task budget without losing or hanging work."""
+"""The extraction pool: workers replaced after their task budget without losing or
+hanging work; a task bounded in time; a dead worker failing only its own task."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 
 import pytest
 
 from monitor.errors import ExtractionError
-from monitor.ingest.extract_pool import Processor
+from monitor.ingest.extract_pool import Processor, WorkerDied
 
 
 def _page(i: int) -> bytes:
@@ -27,13 +30,19 @@ async def _extract_all(processor: Processor, n: int) -> list[str]:
 
 def test_workers_are_replaced_after_their_budget_and_no_task_is_lost() -> None:
     processor = Processor(workers=2, max_tasks_per_worker=3)
+
+    async def run() -> tuple[list[str], set[int]]:
+        titles = await _extract_all(processor, 30)
+        pids = await asyncio.gather(*(processor.call(os.getpid) for _ in range(12)))
+        return titles, set(pids)
+
     try:
-        titles = asyncio.run(_extract_all(processor, 30))
+        titles, pids = asyncio.run(run())
     finally:
         processor.close()
     assert titles == [f"Article {i}" for i in range(30)]
-    # 30 tasks, 6 per pool: five pools, each started after the last one's budget.
-    assert processor.pools_started == 5
+    # 12 calls at 3 tasks per worker: at least four workers served them.
+    assert len(pids) >= 4
 
 
 def test_a_bad_page_is_an_extraction_error_and_the_pool_goes_on() -> None:
@@ -48,5 +57,47 @@ def test_a_bad_page_is_an_extraction_error_and_the_pool_goes_on() -> None:
 
     try:
         assert asyncio.run(run()) == ("Article 1", "Article 2")
+    finally:
+        processor.close()
+
+
+def test_a_task_past_the_timeout_is_stopped_and_fails_alone() -> None:
+    # A page or feed that sends the parser into a loop stands in for by a sleep: before
+    # the bound, it held its worker (and its feed's lease) for as long as it ran.
+    processor = Processor(workers=2, timeout=2)
+
+    async def run() -> tuple[float, list[str]]:
+        started = time.monotonic()
+        hung = asyncio.ensure_future(processor.call(time.sleep, 600))
+        pages = asyncio.gather(*(processor.extract(_page(i), f"http://example.org/{i}")
+                                 for i in range(6)))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(hung, 30)
+        took = time.monotonic() - started
+        titles = [a.title or "" for a in await asyncio.wait_for(pages, 60)]
+        return took, titles
+
+    try:
+        took, titles = asyncio.run(run())
+    finally:
+        processor.close()
+    assert took < 10
+    assert titles == [f"Article {i}" for i in range(6)]
+
+
+def test_a_worker_that_dies_fails_only_its_own_task() -> None:
+    processor = Processor(workers=2)
+
+    async def run() -> list[str]:
+        await processor.call(os.getpid)  # the pool is up
+        dying = asyncio.ensure_future(processor.call(os._exit, 9))
+        pages = asyncio.gather(*(processor.extract(_page(i), f"http://example.org/{i}")
+                                 for i in range(6)))
+        with pytest.raises(WorkerDied, match="exit code 9"):
+            await asyncio.wait_for(dying, 30)
+        return [a.title or "" for a in await asyncio.wait_for(pages, 60)]
+
+    try:
+        assert asyncio.run(run()) == [f"Article {i}" for i in range(6)]
     finally:
         processor.close()

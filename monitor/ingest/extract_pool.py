@@ -1,14 +1,18 @@
 """Worker processes for the CPU-bound steps: feed parsing and article extraction.
 
-trafilatura is not thread-safe, so extraction never runs on threads: it runs
-in a :class:`concurrent.futures.ProcessPoolExecutor`. Workers reset
-trafilatura's caches every few pages, and the pool is replaced after
-``worker_max_tasks`` tasks per worker, so memory stays flat over months.
+trafilatura is not thread-safe, so extraction never runs on threads: it runs in a
+pool of worker processes (pebble's ``ProcessPool``, started with ``spawn``). Each
+task is bounded in time: one that runs past ``[extract] timeout`` (a page or feed
+that sends the parser into a loop) has its worker killed and replaced, and fails
+alone, as does a task whose worker dies (a crash, the OOM killer); the other
+workers' tasks go on. Workers reset trafilatura's caches every few pages and are
+replaced after ``worker_max_tasks`` tasks each, so memory stays flat over months.
 
-The pool is replaced whole rather than with the executor's ``max_tasks_per_child``:
-on Python 3.11 that option deadlocks once a worker reaches its limit while work is
-queued (the executor's feeder thread blocks on the call queue and no replacement
-worker ever reads it; ``tests/test_workers.py`` shows the recycling here does not).
+pebble rather than :class:`concurrent.futures.ProcessPoolExecutor`: the executor can
+neither stop one task (only the whole pool) nor tell which task a dead worker held,
+so one hung page held its feed for ever and one crash failed every task in flight;
+and its own ``max_tasks_per_child`` deadlocks on Python 3.11 once a worker reaches
+its limit while work is queued (``tests/test_workers.py``).
 """
 
 from __future__ import annotations
@@ -18,14 +22,19 @@ import logging
 import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from typing import Any, TypeVar
+
+from pebble import ProcessExpired, ProcessPool
 
 from monitor.errors import ExtractionError, FeedParseError
 from monitor.ingest.articles import Article, extract_article, reset_caches
 from monitor.ingest.feeds import ParsedFeed, parse_feed
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _RESET_EVERY = 25
 _done_in_this_worker = 0
@@ -56,65 +65,71 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+class WorkerDied(Exception):
+    """The worker process running a task ended before the task did."""
+
+
 class Processor:
     """Runs parsing and extraction off the event loop, in worker processes.
 
-    The pool starts on first use, so a poll where every feed answers 304
-    never pays for it.
+    The pool starts on first use, so a poll where every feed answers 304 never pays
+    for it. ``timeout`` bounds each task (seconds).
     """
 
-    def __init__(self, workers: int = 0, max_tasks_per_worker: int = 2000) -> None:
+    def __init__(self, workers: int = 0, max_tasks_per_worker: int = 2000,
+                 timeout: float = 60.0) -> None:
         self.workers = workers or os.cpu_count() or 1
         self.max_tasks = max_tasks_per_worker
-        self._pool: ProcessPoolExecutor | None = None
-        self._submitted = 0  # tasks given to the current pool
-        self.pools_started = 0
+        self.timeout = timeout
+        self._pool: ProcessPool | None = None
 
-    def _executor(self) -> ProcessPoolExecutor:
-        """The pool for the next task: a new one once the current pool has been given
-        ``workers * max_tasks`` tasks. The old pool finishes what it holds, then its
-        workers exit; a new worker's start-up (about a second of CPU) overlaps that."""
-        if self._pool is not None and self._submitted >= self.workers * self.max_tasks:
-            log.debug("replacing the worker processes after %d tasks", self._submitted)
-            self._pool.shutdown(wait=False)
-            self._pool = None
+    def _executor(self) -> ProcessPool:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                # spawn: a forked child would inherit the parent's sockets and DB connections.
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_exit_with_parent,
-            )
-            self._submitted = 0
-            self.pools_started += 1
-        self._submitted += 1
+            # spawn: a forked child would inherit the parent's sockets and DB connections.
+            self._pool = ProcessPool(max_workers=self.workers, max_tasks=self.max_tasks,
+                                     initializer=_exit_with_parent,
+                                     context=multiprocessing.get_context("spawn"))
         return self._pool
 
-    def _broken(self) -> None:
-        log.error("a worker process died; starting a new pool")
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = None
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker. Raises TimeoutError when it runs past the timeout
+        (its worker is killed and replaced), WorkerDied when its worker died, and
+        whatever ``fn`` raises."""
+        future = self._executor().schedule(fn, args, timeout=self.timeout)
+        try:
+            return await asyncio.wrap_future(future)
+        except ProcessExpired as exc:
+            raise WorkerDied(f"the worker process died (exit code {exc.exitcode})") from exc
+        except asyncio.CancelledError:
+            future.cancel()  # type: ignore[no-untyped-call]  # queued: dropped; running: stopped
+            raise
+        except CancelledError as exc:  # pebble cancelled it: the pool was stopped
+            raise WorkerDied("the worker pool was stopped") from exc
 
     async def parse_feed(self, body: bytes, url: str, content_type: str | None) -> ParsedFeed:
         """:func:`monitor.ingest.feeds.parse_feed` in a worker. Raises FeedParseError."""
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor(), parse_feed, body, url, content_type)
-        except BrokenProcessPool as exc:
-            self._broken()
-            raise FeedParseError(url, "parser process died") from exc
+            return await self.call(parse_feed, body, url, content_type)
+        except TimeoutError as exc:
+            raise FeedParseError(url, f"parsing took longer than {self.timeout:g}s; the "
+                                      "parser was stopped") from exc
+        except WorkerDied as exc:
+            raise FeedParseError(url, f"parser process died: {exc}") from exc
 
     async def extract(self, html: bytes, url: str) -> Article:
-        """:func:`monitor.ingest.articles.extract_article` in a worker. Raises ExtractionError."""
-        loop = asyncio.get_running_loop()
+        """:func:`monitor.ingest.articles.extract_article` in a worker. Raises
+        ExtractionError."""
         try:
-            return await loop.run_in_executor(self._executor(), _extract_task, html, url)
-        except BrokenProcessPool as exc:
-            self._broken()
-            raise ExtractionError(url, "extraction process died") from exc
+            return await self.call(_extract_task, html, url)
+        except TimeoutError as exc:
+            raise ExtractionError(url, f"extraction took longer than {self.timeout:g}s; "
+                                       "the extractor was stopped") from exc
+        except WorkerDied as exc:
+            raise ExtractionError(url, f"extraction process died: {exc}") from exc
 
     def close(self) -> None:
+        """Stop the workers; tasks still queued or running are cancelled."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.stop()  # type: ignore[no-untyped-call]
+            self._pool.join()
             self._pool = None

@@ -198,7 +198,8 @@ async def _run_once(settings: Settings, engine: Engine, clock: Clock) -> RunSumm
     if skipped > 0:
         log.info("%d feeds are disabled or being polled by a running daemon: not polled now",
                  skipped)
-    processor = Processor(settings.extract.workers, settings.extract.worker_max_tasks)
+    processor = Processor(settings.extract.workers, settings.extract.worker_max_tasks,
+                          settings.extract.timeout)
     renewing = asyncio.create_task(_renew_forever(sessions, owner, settings, clock))
     try:
         async with Fetcher(settings.fetch) as fetcher:
@@ -314,7 +315,8 @@ class Daemon:
         await asyncio.to_thread(self._register)
         endpoints = await self._start_endpoints()
         processor = Processor(self.settings.extract.workers,
-                              self.settings.extract.worker_max_tasks)
+                              self.settings.extract.worker_max_tasks,
+                              self.settings.extract.timeout)
         try:
             async with Fetcher(self.settings.fetch) as fetcher:
                 self._ctx = Context(self.settings, self.sessions, fetcher, processor,
