@@ -529,6 +529,17 @@ class Daemon:
         started = time.monotonic()
         try:
             report = await _guarded_poll(self.ctx, feed)
+        except BaseException as exc:
+            # Cancelled at shutdown (every claim is released then), or something no poll
+            # should raise: its outcome is not recorded, and the heartbeat would renew
+            # the feed's lease for as long as this worker lives. Give it back at the
+            # next claim.
+            if not self.stopping:
+                self._stranded.add(feed.id)
+                log.error("feed %r <%s>: the poll ended in %r; the feed is given back",
+                          feed.name, feed.effective_url, exc)
+                self.wake()
+            raise
         finally:
             self.polls.pop(feed.id, None)
             self.metrics.in_flight.set(len(self.polls))
