@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -145,6 +146,12 @@ class Item(Base):
             name="duplicate_of",
         ),
         Index("ix_items_status_created_at", "status", "created_at"),
+        # One original per canonical URL and per text: what the story's locks ensure
+        # (monitor.store.items.lock_story_keys), kept by the database too.
+        Index("uq_items_original_canonical_url", "canonical_url", unique=True,
+              sqlite_where=text("status = 'new'"), postgresql_where=text("status = 'new'")),
+        Index("uq_items_original_text_hash", "text_hash", unique=True,
+              sqlite_where=text("status = 'new'"), postgresql_where=text("status = 'new'")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

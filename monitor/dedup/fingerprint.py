@@ -263,3 +263,11 @@ class Fingerprinter:
         keys = (_band_keys(_signature(shingles, *self._full), p.rows, "f")
                 + _band_keys(_signature(lead, *self._lead), p.lead_rows, "l"))
         return Fingerprint(len(words), shingles, tuple(dict.fromkeys(keys)))
+
+
+def story_key(kind: str, value: str) -> int:
+    """A signed 64-bit key for one of a story's exact keys (``kind`` "guid", "url" or
+    "hash"), in the space of the band keys, for locking the story while it is stored."""
+    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8,
+                             person=f"story-{kind}".encode()[:16]).digest()
+    return int.from_bytes(digest, "big", signed=True)

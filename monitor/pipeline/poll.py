@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import store
 from monitor.clock import Clock
 from monitor.config import RuleSettings, Settings
-from monitor.dedup.fingerprint import Normalized, normalized, text_hash
+from monitor.db import reason as db_reason
+from monitor.dedup.fingerprint import Fingerprint, Normalized, normalized, story_key, text_hash
 from monitor.dedup.index import Deduplicator
 from monitor.errors import (
     ExtractionError,
@@ -336,16 +337,17 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
 
     def store_all() -> bool:
         prepared = [(c, _prepare(ctx, c)) for c in candidates]
-        with ctx.sessions.begin() as s:
+        with ctx.sessions() as s:
             # Another worker may have stored some of these since _plan looked.
             stored_meanwhile = store.known_guids(s, feed.id, (c.entry.guid for c in candidates))
             report.known += len(stored_meanwhile)
             todo = [(c, p) for c, p in prepared if c.entry.guid not in stored_meanwhile]
             batch = _Batch(s, feed, todo)
-            for c, p in todo:
-                _store_guarded(ctx, s, feed, parsed, c, p, batch, report)
-            changed = report.new + report.duplicates > 0
-            report.next_poll_at, interval = _success(ctx, feed, now, changed)
+        for c, p in todo:  # each entry in a transaction of its own
+            _store_guarded(ctx, feed, parsed, c, p, batch, report)
+        changed = report.new + report.duplicates > 0
+        report.next_poll_at, interval = _success(ctx, feed, now, changed)
+        with ctx.sessions.begin() as s:
             return store.record_feed_success(
                 s, feed.id, now=now, status=res.status, next_poll_at=report.next_poll_at,
                 poll_interval=interval, owner=ctx.owner, etag=res.etag,
@@ -356,7 +358,8 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
     try:
         held = await ctx.in_store_thread(store_all)
     except SQLAlchemyError as exc:
-        # Nothing of this poll was written; the feed is parsed again next time.
+        # The feed's outcome was not written: it is parsed again next time, and the
+        # entries stored before the failure are known by then.
         raise StoreError(f"feed {feed.name!r} <{url}>: storing entries failed: {exc}") from exc
     _check_held(feed, held)
     log.info("feed %r <%s>: %d entries, %d already seen, %d new, %d duplicates, %d alerts, "
@@ -519,9 +522,22 @@ def _prepare(ctx: Context, c: _Candidate) -> _Prepared:
     return _Prepared(text, source, canonical, norm, text_hash(norm) if norm else None)
 
 
+def _exact_verdict(known: store.Known, c: _Candidate, p: _Prepared) -> _Verdict:
+    """What ``c`` duplicates by GUID, canonical URL or text hash among ``known``."""
+    if _global_guid(c.entry.guid) and c.entry.guid in known.by_guid:
+        return _Verdict(known.by_guid[c.entry.guid], "guid")
+    if p.canonical and p.canonical in known.by_url:
+        return _Verdict(known.by_url[p.canonical], "url")
+    if p.thash and p.thash in known.by_hash:
+        return _Verdict(known.by_hash[p.thash], "exact", 1.0)
+    return _Verdict()
+
+
 class _Batch:
-    """The exact-dedup keys of one storing transaction: what the database held when it
-    began (one batch of lookups), plus what this transaction has stored since."""
+    """The exact-dedup keys of one feed's entries: what the database held when their
+    storing began (one batch of lookups), plus what has been stored since. A key found
+    here is a duplicate for good; one not found is looked up again under the story's
+    locks (another worker may have stored it meanwhile)."""
 
     def __init__(self, s: Session, feed: store.FeedState,
                  todo: Sequence[tuple[_Candidate, _Prepared]]) -> None:
@@ -534,19 +550,12 @@ class _Batch:
     def verdict(self, c: _Candidate, p: _Prepared) -> _Verdict:
         if c.known_as is not None:
             return _Verdict(c.known_as, c.known_by)
-        known = self.known
-        if _global_guid(c.entry.guid) and c.entry.guid in known.by_guid:
-            return _Verdict(known.by_guid[c.entry.guid], "guid")
-        if p.canonical and p.canonical in known.by_url:
-            return _Verdict(known.by_url[p.canonical], "url")
-        if p.thash and p.thash in known.by_hash:
-            return _Verdict(known.by_hash[p.thash], "exact", 1.0)
-        return _Verdict()
+        return _exact_verdict(self.known, c, p)
 
     def stored(self, c: _Candidate, p: _Prepared, ref: store.Ref) -> None:
-        """Remember an item stored in this transaction (``ref``: it, or its original),
-        so a later entry with the same GUID, URL or text is its duplicate. The first
-        holder of a key keeps it, as the database lookup would prefer it."""
+        """Remember an item stored since (``ref``: it, or its original), so a later
+        entry with the same GUID, URL or text is its duplicate. The first holder of a
+        key keeps it, as the database lookup would prefer it."""
         known = self.known
         if _global_guid(c.entry.guid):
             known.by_guid.setdefault(c.entry.guid, ref)
@@ -556,29 +565,58 @@ class _Batch:
             known.by_hash.setdefault(p.thash, ref)
 
 
-def _store_guarded(ctx: Context, s: Session, feed: store.FeedState, parsed: ParsedFeed,
+def _store_guarded(ctx: Context, feed: store.FeedState, parsed: ParsedFeed,
                    c: _Candidate, p: _Prepared, batch: _Batch, report: FeedReport) -> None:
-    """Store one entry in a savepoint of its own: an entry that cannot be stored (a
+    """Store one entry in a transaction of its own: an entry that cannot be stored (a
     value the database refuses, a bug met on odd input) is skipped and logged, and the
     feed's other entries are stored. A failure of the database itself (it went away,
-    the disk is full) still fails the whole transaction."""
-    try:
-        with s.begin_nested():
-            stored = _store_candidate(ctx, s, feed, parsed, c, p, batch)
-    except OperationalError:
-        raise
-    except Exception:
-        report.skipped += 1
-        log.exception("feed %r: entry <%s> (guid %r) could not be stored; skipped",
-                      feed.name, c.entry.link, c.entry.guid[:200])
+    the disk is full) is raised. A constraint that another worker's commit made this
+    entry break (the same story stored at the same moment, the same entry by a worker
+    whose lease lapsed) is decided again, once."""
+    for attempt in (1, 2):
+        try:
+            with ctx.sessions.begin() as s:
+                stored = _store_candidate(ctx, s, feed, parsed, c, p, batch,
+                                          check_guid=attempt > 1)
+        except OperationalError:
+            raise
+        except IntegrityError as exc:
+            if attempt == 1:
+                log.info("feed %r: entry <%s>: stored meanwhile by another worker (%s); "
+                         "deciding again", feed.name, c.entry.link, db_reason(exc))
+                continue
+            stored = None
+            log.exception("feed %r: entry <%s> (guid %r) could not be stored; skipped",
+                          feed.name, c.entry.link, c.entry.guid[:200])
+            report.skipped += 1
+            return
+        except Exception:
+            report.skipped += 1
+            log.exception("feed %r: entry <%s> (guid %r) could not be stored; skipped",
+                          feed.name, c.entry.link, c.entry.guid[:200])
+            return
+        break
+    if stored is None:  # this feed's entry, stored by another worker meanwhile
+        report.known += 1
         return
-    # Counted and remembered only once its savepoint holds.
+    # Counted and remembered only once its transaction holds.
     batch.stored(c, p, stored.ref)
     if stored.new:
         report.new += 1
         report.alerts += stored.alerts
     else:
         report.duplicates += 1
+
+
+def _story_keys(c: _Candidate, p: _Prepared, fp: Fingerprint | None) -> list[int]:
+    """The keys under which another copy of this story could be found: its GUID (when
+    global), canonical URL, text hash and near-duplicate band keys. Two entries whose
+    verdicts could depend on each other share one, so locking them serializes exactly
+    those."""
+    keys = [story_key(kind, value) for kind, value in (
+        ("guid", c.entry.guid if _global_guid(c.entry.guid) else None),
+        ("url", p.canonical), ("hash", p.thash)) if value]
+    return keys + list(fp.band_keys if fp is not None else ())
 
 
 @dataclass(frozen=True)
@@ -589,12 +627,27 @@ class _Stored:
 
 
 def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: ParsedFeed,
-                     c: _Candidate, p: _Prepared, batch: _Batch) -> _Stored:
+                     c: _Candidate, p: _Prepared, batch: _Batch, *,
+                     check_guid: bool = False) -> _Stored | None:
+    """Decide and store one entry, in the caller's transaction. Returns None when this
+    feed has the entry already (``check_guid``: looked for)."""
     entry, article, page = c.entry, c.article, c.page
     text, source, canonical, thash = p.text, p.source, p.canonical, p.thash
+    if check_guid and store.known_guids(s, feed.id, [entry.guid]):
+        return None
     v = batch.verdict(c, p)
     # Exact and URL copies are not fingerprinted (they add nothing to the index).
     fp = ctx.dedup.fingerprint(p.norm) if v.ref is None and p.norm is not None else None
+    if v.ref is None:
+        # Not known when the feed's storing began: take the story's locks (another
+        # worker storing a copy of it waits for this commit, or this for its), then look
+        # again at what is committed.
+        store.lock_story_keys(s, _story_keys(c, p, fp))
+        v = _exact_verdict(store.lookup_known(
+            s, feed.id, guids=[entry.guid] if _global_guid(entry.guid) else [],
+            urls=[canonical] if canonical else [], hashes=[thash] if thash else []), c, p)
+        if v.ref is not None:
+            fp = None
     if fp is not None:
         near = ctx.dedup.find(s, fp)
         if near is not None:

@@ -57,6 +57,7 @@ from monitor.store.items import (
     find_by_url,
     known_guids,
     list_items,
+    lock_story_keys,
     lookup_known,
 )
 from monitor.store.leases import (
@@ -145,6 +146,7 @@ __all__ = [
     "list_items",
     "list_workers",
     "lock_near_index",
+    "lock_story_keys",
     "lookup_known",
     "mark_digest_failed",
     "mark_digest_sent",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session, aliased, defer
 
 from monitor.models import Feed, Item, Seed
@@ -156,6 +156,18 @@ def find_by_url(session: Session, canonical: str) -> Ref | None:
 def find_by_text_hash(session: Session, text_hash: str) -> Ref | None:
     """A seed or item whose normalized text hashes to ``text_hash``."""
     return lookup_known(session, 0, hashes=[text_hash]).by_hash.get(text_hash)
+
+
+def lock_story_keys(session: Session, keys: Iterable[int]) -> None:
+    """Hold ``keys`` (a story's dedup keys, see :func:`monitor.dedup.fingerprint.story_key`)
+    until the transaction ends, so that workers storing copies of one story decide one
+    after the other: on PostgreSQL, transaction-level advisory locks, taken in ascending
+    order (so two workers never wait for each other in a circle). SQLite has one writer
+    at a time, and one daemon per database file."""
+    wanted = sorted(set(keys))
+    if wanted and session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(k) FROM "
+                             "unnest(CAST(:keys AS bigint[])) AS k"), {"keys": wanted}).all()
 
 
 def add_item(session: Session, new: NewItem, now: datetime) -> int:
