@@ -68,3 +68,18 @@ def rank(query: Fingerprint, candidates: Iterable[tuple[K, Fingerprint]],
         matches.append(Match(key, s, is_duplicate(query, fp, s, t)))
     matches.sort(key=lambda m: (m.duplicate, m.scores.similarity), reverse=True)
     return matches
+
+
+# A copy this much longer than the original it contains is the fuller telling of the
+# story (the article after its teaser, the page after a feed summary): it becomes the
+# original.
+FULLER = 1.25
+
+
+def is_fuller(query: Fingerprint, match: Match[K], t: Thresholds) -> bool:
+    """Whether ``query`` is a fuller copy of ``match``'s text: a duplicate of it that
+    contains it (containment counts the smaller text, here the matched one) and has at
+    least FULLER times its shingles."""
+    s = match.scores
+    return (match.duplicate and s.containment >= t.containment
+            and len(query.shingles) >= FULLER * s.smaller)

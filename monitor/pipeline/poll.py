@@ -34,6 +34,7 @@ from monitor.config import RuleSettings, Settings
 from monitor.db import reason as db_reason
 from monitor.dedup.fingerprint import Fingerprint, Normalized, normalized, story_key, text_hash
 from monitor.dedup.index import Deduplicator
+from monitor.dedup.verdict import is_fuller
 from monitor.errors import (
     ExtractionError,
     FeedParseError,
@@ -533,6 +534,10 @@ def _exact_verdict(known: store.Known, c: _Candidate, p: _Prepared) -> _Verdict:
     return _Verdict()
 
 
+class _DecideAgain(Exception):
+    """Another worker changed what this entry's verdict rests on: decide it again."""
+
+
 class _Batch:
     """The exact-dedup keys of one feed's entries: what the database held when their
     storing began (one batch of lookups), plus what has been stored since. A key found
@@ -580,10 +585,11 @@ def _store_guarded(ctx: Context, feed: store.FeedState, parsed: ParsedFeed,
                                           check_guid=attempt > 1)
         except OperationalError:
             raise
-        except IntegrityError as exc:
+        except (IntegrityError, _DecideAgain) as exc:
             if attempt == 1:
                 log.info("feed %r: entry <%s>: stored meanwhile by another worker (%s); "
-                         "deciding again", feed.name, c.entry.link, db_reason(exc))
+                         "deciding again", feed.name, c.entry.link,
+                         db_reason(exc) if isinstance(exc, IntegrityError) else exc)
                 continue
             stored = None
             log.exception("feed %r: entry <%s> (guid %r) could not be stored; skipped",
@@ -648,6 +654,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
             urls=[canonical] if canonical else [], hashes=[thash] if thash else []), c, p)
         if v.ref is not None:
             fp = None
+    replaces: store.Ref | None = None  # an original this fuller copy takes over from
     if fp is not None:
         near = ctx.dedup.find(s, fp)
         if near is not None:
@@ -656,6 +663,12 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
                      "%.2f)", feed.name, entry.link, near.candidate.ref.kind,
                      near.candidate.ref.seed or near.candidate.ref.id, near.scores.jaccard,
                      near.scores.containment)
+            original = near.candidate.original
+            if original.kind == "item" and near.candidate.ref == original \
+                    and is_fuller(fp, near, ctx.dedup.thresholds):
+                if not store.lock_original(s, original.id):
+                    raise _DecideAgain(f"item {original.id} stopped being an original")
+                replaces, v = original, _Verdict()
     use_page = source == "page" and article is not None
     title = entry.title or (article.title if article else None)
     now = ctx.clock()
@@ -690,6 +703,14 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
     # Only originals alert: a copy of a seed or of a stored item never does.
     alerts = 0
     hits = ctx.rules.matcher.match(title, text)
+    if replaces is not None:
+        assert v.similarity is None and near is not None
+        store.promote(s, replaces.id, item_id, round(near.scores.similarity, 4))
+        # A rule that alerted for the story already does not again.
+        done = store.rules_alerted(s, item_id)
+        hits = [h for h in hits if ctx.rules.ids[h.rule] not in done]
+        log.info("feed %r: entry <%s> is a fuller copy of item %d and becomes the "
+                 "story's original", feed.name, entry.link, replaces.id)
     if hits:
         alerts = store.add_alerts(s, item_id, [ctx.rules.alert(h) for h in hits], now)
         log.info("feed %r: entry <%s> matched rules %s", feed.name, entry.link,

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session, aliased, defer
 
-from monitor.models import Feed, Item, Seed
+from monitor.models import Alert, Feed, Item, Seed
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,34 @@ def lock_story_keys(session: Session, keys: Iterable[int]) -> None:
     if wanted and session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(k) FROM "
                              "unnest(CAST(:keys AS bigint[])) AS k"), {"keys": wanted}).all()
+
+
+def lock_original(session: Session, item_id: int) -> bool:
+    """Lock the item's row until the transaction ends (``FOR UPDATE`` on PostgreSQL)
+    and say whether it is still an original: another worker may have made a fuller
+    copy the story's original meanwhile."""
+    q = select(Item.status).where(Item.id == item_id)
+    if session.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    return session.scalar(q) == "new"
+
+
+def promote(session: Session, old_id: int, new_id: int, similarity: float) -> None:
+    """Make item ``new_id`` the story's original in place of ``old_id``: the old one,
+    and every copy of it, become copies of the new one (the old by "near")."""
+    session.execute(update(Item).where(Item.duplicate_of_item_id == old_id)
+                    .values(duplicate_of_item_id=new_id))
+    session.execute(update(Item).where(Item.id == old_id).values(
+        status="duplicate", duplicate_of_item_id=new_id, dedup_method="near",
+        similarity=similarity))
+
+
+def rules_alerted(session: Session, original_id: int) -> set[int]:
+    """The rules that have alerted for the story of ``original_id`` (on it or on an
+    earlier original that is now its copy)."""
+    story = select(Item.id).where(or_(Item.id == original_id,
+                                      Item.duplicate_of_item_id == original_id))
+    return set(session.scalars(select(Alert.rule_id).where(Alert.item_id.in_(story))))
 
 
 def add_item(session: Session, new: NewItem, now: datetime) -> int:
