@@ -277,7 +277,7 @@ def store_stories(config: Path, stories: list[Story], now: datetime) -> dict[str
     from monitor import db, store
     from monitor.config import load_settings
     from monitor.models import Feed
-    from monitor.pipeline.poll import RuleBook
+    from monitor.pipeline.context import RuleBook
 
     settings = load_settings(config)
     engine = db.make_engine(settings.database.url)

@@ -13,7 +13,7 @@ from helpers import Entry, cli, json_lines, rss, write_config
 
 from monitor import db
 from monitor.config import load_settings
-from monitor.service import daemon
+from monitor.service import daemon, dispatch, startup
 
 
 class Escaped(BaseException):
@@ -28,7 +28,7 @@ def test_a_poll_ending_in_a_base_exception_gives_its_feed_back(
                           feeds=[{"name": "F", "url": server.url("/f.rss")}],
                           daemon={"lease": "1h"})
     settings = load_settings(config)
-    real = daemon.poll_feed
+    real = dispatch.poll_feed
     calls: list[float] = []
 
     async def poll_feed(ctx: Any, feed: Any) -> Any:
@@ -37,7 +37,7 @@ def test_a_poll_ending_in_a_base_exception_gives_its_feed_back(
             raise Escaped
         return await real(ctx, feed)
 
-    monkeypatch.setattr(daemon, "poll_feed", poll_feed)
+    monkeypatch.setattr(dispatch, "poll_feed", poll_feed)
     engine = db.make_engine(settings.database.url)
 
     async def serve() -> None:
@@ -51,7 +51,7 @@ def test_a_poll_ending_in_a_base_exception_gives_its_feed_back(
         await asyncio.wait_for(task, 30)
 
     try:
-        daemon.prepare(settings, engine)
+        startup.prepare(settings, engine)
         asyncio.run(serve())
     finally:
         engine.dispose()

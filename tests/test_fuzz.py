@@ -27,7 +27,7 @@ from monitor.errors import ConfigError, FeedParseError, QueryError
 from monitor.ingest.articles import Article
 from monitor.ingest.feeds import FeedEntry, ParsedFeed, parse_feed
 from monitor.ingest.urls import canonical_url, choose_canonical
-from monitor.pipeline.poll import choose_text
+from monitor.pipeline.entries import choose_text
 from monitor.rules import Document, Query, parse
 
 REPO = Path(__file__).resolve().parent.parent

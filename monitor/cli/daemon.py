@@ -13,14 +13,15 @@ from monitor.config import Settings
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    from monitor.service import daemon as service  # imports aiohttp and the pipeline: only needed here
+    # aiohttp, APScheduler and the pipeline: imported only for this command.
+    from monitor.service.daemon import run
+    from monitor.service.startup import prepare
 
     engine = db.make_engine(settings.database.url)
     try:
         with db.hold_sqlite_lock(settings.database.url):
-            service.prepare(settings, engine)
-            summary = asyncio.run(service.run(settings, engine, once=args.once,
-                                              listen=args.listen))
+            prepare(settings, engine)
+            summary = asyncio.run(run(settings, engine, once=args.once, listen=args.listen))
     finally:
         engine.dispose()
     if args.once:

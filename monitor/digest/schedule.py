@@ -1,5 +1,8 @@
 """Cron schedules (pure): when a 5-field cron expression next fires, in a time zone.
 
+(The daemon runs the digest job on it through an APScheduler trigger of its own,
+:class:`monitor.service.digest_job.ScheduleTrigger`.)
+
 APScheduler 3.x's ``CronTrigger`` does the calendar arithmetic (months, leap years,
 daylight-saving gaps and repeats). Two places where it differs from cron are
 bridged here, so an expression means what ``crontab(5)`` says it means:
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 _ONE_SECOND = timedelta(seconds=1)
@@ -58,20 +60,6 @@ class CronSchedule:
 
     def __repr__(self) -> str:
         return f"CronSchedule({self.expr!r})"
-
-
-class ScheduleTrigger(BaseTrigger):
-    """A :class:`CronSchedule` as an APScheduler trigger, for the daemon's digest job."""
-
-    def __init__(self, schedule: CronSchedule) -> None:
-        self.schedule = schedule
-
-    def get_next_fire_time(self, previous_fire_time: datetime | None,
-                           now: datetime) -> datetime | None:
-        return self.schedule.next_after(previous_fire_time or now)
-
-    def __repr__(self) -> str:
-        return f"ScheduleTrigger({self.schedule.expr!r})"
 
 
 def _just_after(moment: datetime) -> datetime:

@@ -16,20 +16,15 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from monitor.service.health import Health
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS = 10.0
 MAX_REQUEST_BYTES = 8192
-
-
-@dataclass(frozen=True)
-class Health:
-    ok: bool
-    detail: dict[str, object]
 
 
 class Endpoints:

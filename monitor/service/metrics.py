@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from monitor.pipeline.poll import FeedReport
+from monitor.pipeline.context import FeedReport
 from monitor.store import Backlog
 
 

@@ -4,7 +4,7 @@ Feeds, rules, ``[poll]``, ``[digest]``, ``[smtp]`` and the log level apply at
 once. The rest (the database, the seeds, ``[fetch]``, ``[extract]``,
 ``[dedup]``, ``[daemon]`` and the log format) is built into the running
 process; a change there is reported and waits for a restart. Pure, but for
-:func:`fingerprint`, which reads the file.
+:func:`fingerprint` and :class:`ConfigWatch`, which read the file.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
-from monitor.config import Settings
+from monitor.config import Settings, load_settings
 
 # (label, attribute) of the settings that apply only after a restart.
 RESTART_ONLY = (("database", "database"), ("seeds", "seeds_path"), ("fetch", "fetch"),
@@ -48,3 +48,31 @@ def live_changes(running: Settings, loaded: Settings) -> list[str]:
     if "smtp" not in changed and running.smtp.password != loaded.smtp.password:
         changed.append("smtp")  # the password is not compared with the rest
     return changed
+
+
+class ConfigWatch:
+    """Notices a changed config file (by its content hash) or a forced reload (SIGHUP)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp = fingerprint(path)
+        self._forced = False
+
+    def force(self) -> None:
+        """Re-read at the next look, changed or not."""
+        self._forced = True
+
+    def retry(self) -> None:
+        """The last change could not be applied: read it again at the next look."""
+        self._stamp = None
+
+    def changed(self) -> Settings | None:
+        """The file's settings if it changed (or a reload was forced) since the last
+        look, else None. Reads the file. Raises ConfigError for an invalid edit (the
+        edit is not looked at again until the file changes)."""
+        stamp = fingerprint(self.path)
+        forced, self._forced = self._forced, False
+        if stamp is None or (stamp == self._stamp and not forced):
+            return None
+        self._stamp = stamp
+        return load_settings(self.path)

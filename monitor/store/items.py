@@ -158,16 +158,21 @@ def find_by_text_hash(session: Session, text_hash: str) -> Ref | None:
     return lookup_known(session, 0, hashes=[text_hash]).by_hash.get(text_hash)
 
 
-def lock_story_keys(session: Session, keys: Iterable[int]) -> None:
+def lock_story_keys(session: Session, keys: Iterable[int]) -> bool:
     """Hold ``keys`` (a story's dedup keys, see :func:`monitor.dedup.fingerprint.story_key`)
     until the transaction ends, so that workers storing copies of one story decide one
     after the other: on PostgreSQL, transaction-level advisory locks, taken in ascending
     order (so two workers never wait for each other in a circle). SQLite has one writer
-    at a time, and one daemon per database file."""
+    at a time, and one daemon per database file. Returns whether other workers may have
+    stored items since this process last looked (False on SQLite: its only writer of
+    items is this process's store thread)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return False
     wanted = sorted(set(keys))
-    if wanted and session.get_bind().dialect.name == "postgresql":
+    if wanted:
         session.execute(text("SELECT pg_advisory_xact_lock(k) FROM "
                              "unnest(CAST(:keys AS bigint[])) AS k"), {"keys": wanted}).all()
+    return True
 
 
 def lock_original(session: Session, item_id: int) -> bool:

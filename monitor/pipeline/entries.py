@@ -1,0 +1,385 @@
+"""A feed's new entries: planned (known ones found before any fetch), their pages
+fetched and extracted (one fetch per URL however many entries link it), and each
+decided and stored in a transaction of its own, under its story's locks.
+
+See docs/storing.md for why this gives one original per story with any number of
+workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from monitor import store
+from monitor.db import reason as db_reason
+from monitor.dedup.fingerprint import Fingerprint, Normalized, normalized, story_key, text_hash
+from monitor.dedup.verdict import is_fuller
+from monitor.errors import (
+    ExtractionError,
+    FetchError,
+    HTTPStatusError,
+)
+from monitor.ingest.articles import Article
+from monitor.ingest.feeds import FeedEntry, ParsedFeed
+from monitor.ingest.fetcher import PAGE_ACCEPT, FetchResult
+from monitor.ingest.urls import canonical_url, choose_canonical
+from monitor.pipeline.context import (
+    Context,
+    FeedReport,
+    PageResult,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Candidate:
+    entry: FeedEntry
+    link_canonical: str | None
+    known_as: store.Ref | None = None  # duplicate found before fetching the page
+    known_by: str | None = None
+    page: FetchResult | None = None
+    fetched_here: bool = False  # False when another entry's fetch of the same URL was reused
+    page_status: int | None = None
+    page_error: str | None = None
+    article: Article | None = None
+    fetched_at: datetime | None = None
+
+
+@dataclass
+class _Verdict:
+    ref: store.Ref | None = None
+    method: str | None = None
+    similarity: float | None = None
+
+
+def _global_guid(guid: str) -> bool:
+    """GUIDs that mean the same article in any feed (URLs, tag: and urn: URIs)."""
+    return guid.startswith(("http://", "https://", "tag:", "urn:"))
+
+
+def choose_text(entry: FeedEntry, article: Article | None, min_chars: int) -> tuple[str, str]:
+    """The item's text and where it came from (``text_source``).
+
+    The page's extracted text wins unless it is implausibly short; then the
+    longest of the entry's content, its summary and the short page text.
+    """
+    if article is not None and len(article.text) >= min_chars:
+        return article.text, "page"
+    options = [
+        (entry.content or "", "feed_content"),
+        (entry.summary or "", "feed_summary"),
+        (article.text if article else "", "page"),
+    ]
+    text, source = max(options, key=lambda o: len(o[0]))
+    if text:
+        return text, source
+    if entry.title:
+        return entry.title, "title"
+    return "", "none"
+
+
+FUTURE_SLACK = timedelta(days=1)
+
+
+def _plausible(when: datetime | None, now: datetime) -> datetime | None:
+    return None if when is not None and when > now + FUTURE_SLACK else when
+
+
+def plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed,
+          report: FeedReport) -> list[Candidate]:
+    """Entries not seen before in this feed, with duplicates-by-GUID and by URL found
+    before any fetch (one batch of lookups for the whole feed)."""
+    with ctx.sessions() as s:
+        seen = store.known_guids(s, feed.id, (e.guid for e in parsed.entries))
+        report.known = len(seen)
+        candidates: list[Candidate] = []
+        for entry in parsed.entries:
+            if entry.guid in seen:
+                continue
+            seen.add(entry.guid)  # a GUID repeated inside one feed counts once
+            candidates.append(Candidate(entry, canonical_url(entry.link) if entry.link else None))
+        known = store.lookup_known(
+            s, feed.id, guids=[c.entry.guid for c in candidates if _global_guid(c.entry.guid)],
+            urls=[c.link_canonical for c in candidates if c.link_canonical])
+    for c in candidates:
+        if _global_guid(c.entry.guid) and c.entry.guid in known.by_guid:
+            c.known_as, c.known_by = known.by_guid[c.entry.guid], "guid"
+        elif c.link_canonical and c.link_canonical in known.by_url:
+            c.known_as, c.known_by = known.by_url[c.link_canonical], "url"
+        if c.known_as is not None:
+            log.info("feed %r: entry <%s> is a known article (%s %s, by %s); page not fetched",
+                     feed.name, c.entry.link, c.known_as.kind, c.known_as.seed or c.known_as.id,
+                     c.known_by)
+    return candidates
+
+
+async def fetch_article(ctx: Context, feed: store.FeedState, c: Candidate) -> None:
+    link = c.entry.link
+    if not link:
+        return
+    key = c.link_canonical or link
+    shared = ctx.pages.get(key)
+    if shared is None:
+        shared = ctx.pages[key] = asyncio.get_running_loop().create_future()
+        c.fetched_here = True
+        try:
+            shared.set_result(await _fetch_and_extract(ctx, feed, link))
+        except BaseException as exc:  # cancelled: waiters must not hang
+            shared.set_exception(exc)
+            raise
+        finally:
+            del ctx.pages[key]
+    result = await asyncio.shield(shared)
+    c.page, c.article, c.page_error, c.fetched_at, c.page_status = (
+        result.page, result.article, result.error, result.fetched_at, result.status)
+
+
+async def _fetch_and_extract(ctx: Context, feed: store.FeedState, link: str) -> PageResult:
+    """The page's result, never an exception: anything a stranger's page can do to the
+    code below (a bug met on odd input) costs this entry its page, not the feed."""
+    async with ctx.page_slots:  # fetch no further ahead of the workers than this
+        try:
+            return await _fetch_and_extract_now(ctx, feed, link)
+        except Exception as exc:
+            log.exception("feed %r: article <%s>: unexpected error; using the feed's text",
+                          feed.name, link)
+            return PageResult(None, None, f"unexpected error: {exc!r}"[:500], None, None)
+
+
+async def _fetch_and_extract_now(ctx: Context, feed: store.FeedState,
+                                 link: str) -> PageResult:
+    page = fetched_at = None
+    try:
+        page = await ctx.fetcher.fetch(link, max_bytes=ctx.settings.fetch.max_page_bytes,
+                                       accept=PAGE_ACCEPT)
+        fetched_at = ctx.clock()
+        article = await ctx.processor.extract(page.body, page.final_url)
+    except (FetchError, ExtractionError) as exc:
+        log.warning("feed %r: article <%s>: %s; using the feed's text", feed.name, link,
+                    exc.reason)
+        status = exc.status if isinstance(exc, HTTPStatusError) else page.status if page else None
+        return PageResult(page, None, str(exc.reason), fetched_at, status)
+    return PageResult(page, article, None, fetched_at, page.status)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A candidate's text and keys, worked out before the storing transaction."""
+
+    text: str
+    source: str  # text_source
+    canonical: str | None
+    norm: Normalized | None  # None for a title alone: too little to call anything a copy
+    thash: str | None
+
+
+def prepare(ctx: Context, c: Candidate) -> Prepared:
+    text, source = choose_text(c.entry, c.article, ctx.settings.extract.min_text_chars)
+    canonical = c.link_canonical
+    if c.page is not None:
+        canonical = choose_canonical(c.page.final_url,
+                                     c.article.canonical_url if c.article else None)
+    norm = normalized(text) if source != "title" else None
+    return Prepared(text, source, canonical, norm, text_hash(norm) if norm else None)
+
+
+def _exact_verdict(known: store.Known, c: Candidate, p: Prepared) -> _Verdict:
+    """What ``c`` duplicates by GUID, canonical URL or text hash among ``known``."""
+    if _global_guid(c.entry.guid) and c.entry.guid in known.by_guid:
+        return _Verdict(known.by_guid[c.entry.guid], "guid")
+    if p.canonical and p.canonical in known.by_url:
+        return _Verdict(known.by_url[p.canonical], "url")
+    if p.thash and p.thash in known.by_hash:
+        return _Verdict(known.by_hash[p.thash], "exact", 1.0)
+    return _Verdict()
+
+
+class _DecideAgain(Exception):
+    """Another worker changed what this entry's verdict rests on: decide it again."""
+
+
+class Batch:
+    """The exact-dedup keys of one feed's entries: what the database held when their
+    storing began (one batch of lookups), plus what has been stored since. A key found
+    here is a duplicate for good; one not found is looked up again under the story's
+    locks (another worker may have stored it meanwhile)."""
+
+    def __init__(self, s: Session, feed: store.FeedState,
+                 todo: Sequence[tuple[Candidate, Prepared]]) -> None:
+        self.known = store.lookup_known(
+            s, feed.id,
+            guids=[c.entry.guid for c, _ in todo if _global_guid(c.entry.guid)],
+            urls=[p.canonical for _, p in todo if p.canonical],
+            hashes=[p.thash for _, p in todo if p.thash])
+
+    def verdict(self, c: Candidate, p: Prepared) -> _Verdict:
+        if c.known_as is not None:
+            return _Verdict(c.known_as, c.known_by)
+        return _exact_verdict(self.known, c, p)
+
+    def stored(self, c: Candidate, p: Prepared, ref: store.Ref) -> None:
+        """Remember an item stored since (``ref``: it, or its original), so a later
+        entry with the same GUID, URL or text is its duplicate. The first holder of a
+        key keeps it, as the database lookup would prefer it."""
+        known = self.known
+        if _global_guid(c.entry.guid):
+            known.by_guid.setdefault(c.entry.guid, ref)
+        if p.canonical:
+            known.by_url.setdefault(p.canonical, ref)
+        if p.thash:
+            known.by_hash.setdefault(p.thash, ref)
+
+
+def store_entry(ctx: Context, feed: store.FeedState, parsed: ParsedFeed,
+                   c: Candidate, p: Prepared, batch: Batch, report: FeedReport) -> None:
+    """Store one entry in a transaction of its own: an entry that cannot be stored (a
+    value the database refuses, a bug met on odd input) is skipped and logged, and the
+    feed's other entries are stored. A failure of the database itself (it went away,
+    the disk is full) is raised. A constraint that another worker's commit made this
+    entry break (the same story stored at the same moment, the same entry by a worker
+    whose lease lapsed) is decided again, once."""
+    for attempt in (1, 2):
+        try:
+            with ctx.sessions.begin() as s:
+                stored = _store_candidate(ctx, s, feed, parsed, c, p, batch,
+                                          check_guid=attempt > 1)
+        except OperationalError:
+            raise
+        except (IntegrityError, _DecideAgain) as exc:
+            if attempt == 1:
+                log.info("feed %r: entry <%s>: stored meanwhile by another worker (%s); "
+                         "deciding again", feed.name, c.entry.link,
+                         db_reason(exc) if isinstance(exc, IntegrityError) else exc)
+                continue
+            stored = None
+            log.exception("feed %r: entry <%s> (guid %r) could not be stored; skipped",
+                          feed.name, c.entry.link, c.entry.guid[:200])
+            report.skipped += 1
+            return
+        except Exception:
+            report.skipped += 1
+            log.exception("feed %r: entry <%s> (guid %r) could not be stored; skipped",
+                          feed.name, c.entry.link, c.entry.guid[:200])
+            return
+        break
+    if stored is None:  # this feed's entry, stored by another worker meanwhile
+        report.known += 1
+        return
+    # Counted and remembered only once its transaction holds.
+    batch.stored(c, p, stored.ref)
+    if stored.new:
+        report.new += 1
+        report.alerts += stored.alerts
+    else:
+        report.duplicates += 1
+
+
+def _story_keys(c: Candidate, p: Prepared, fp: Fingerprint | None) -> list[int]:
+    """The keys under which another copy of this story could be found: its GUID (when
+    global), canonical URL, text hash and near-duplicate band keys. Two entries whose
+    verdicts could depend on each other share one, so locking them serializes exactly
+    those."""
+    keys = [story_key(kind, value) for kind, value in (
+        ("guid", c.entry.guid if _global_guid(c.entry.guid) else None),
+        ("url", p.canonical), ("hash", p.thash)) if value]
+    return keys + list(fp.band_keys if fp is not None else ())
+
+
+@dataclass(frozen=True)
+class _Stored:
+    ref: store.Ref  # the item stored, or the original it duplicates
+    new: bool
+    alerts: int
+
+
+def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: ParsedFeed,
+                     c: Candidate, p: Prepared, batch: Batch, *,
+                     check_guid: bool = False) -> _Stored | None:
+    """Decide and store one entry, in the caller's transaction. Returns None when this
+    feed has the entry already (``check_guid``: looked for)."""
+    entry, article, page = c.entry, c.article, c.page
+    text, source, canonical, thash = p.text, p.source, p.canonical, p.thash
+    if check_guid and store.known_guids(s, feed.id, [entry.guid]):
+        return None
+    v = batch.verdict(c, p)
+    # Exact and URL copies are not fingerprinted (they add nothing to the index).
+    fp = ctx.dedup.fingerprint(p.norm) if v.ref is None and p.norm is not None else None
+    # Not known when the feed's storing began: take the story's locks (another worker
+    # storing a copy of it waits for this commit, or this for its), then look again at
+    # what others committed (where there can be others).
+    if v.ref is None and store.lock_story_keys(s, _story_keys(c, p, fp)):
+        v = _exact_verdict(store.lookup_known(
+            s, feed.id, guids=[entry.guid] if _global_guid(entry.guid) else [],
+            urls=[canonical] if canonical else [], hashes=[thash] if thash else []), c, p)
+        if v.ref is not None:
+            fp = None
+    replaces: store.Ref | None = None  # an original this fuller copy takes over from
+    if fp is not None:
+        near = ctx.dedup.find(s, fp)
+        if near is not None:
+            v = _Verdict(near.candidate.original, "near", round(near.scores.similarity, 4))
+            log.info("feed %r: entry <%s> near-duplicates %s %s (jaccard %.2f, containment "
+                     "%.2f)", feed.name, entry.link, near.candidate.ref.kind,
+                     near.candidate.ref.seed or near.candidate.ref.id, near.scores.jaccard,
+                     near.scores.containment)
+            original = near.candidate.original
+            if original.kind == "item" and near.candidate.ref == original \
+                    and is_fuller(fp, near, ctx.dedup.thresholds):
+                if not store.lock_original(s, original.id):
+                    raise _DecideAgain(f"item {original.id} stopped being an original")
+                replaces, v = original, _Verdict()
+    use_page = source == "page" and article is not None
+    title = entry.title or (article.title if article else None)
+    now = ctx.clock()
+    item_id = store.add_item(s, store.NewItem(
+        feed_id=feed.id,
+        guid=entry.guid,
+        url=entry.link,
+        final_url=page.final_url if page else None,
+        canonical_url=canonical,
+        title=title,
+        author=entry.author or (article.author if article else None),
+        published_at=(_plausible(entry.published_at, now)
+                      or _plausible(article.published_at if article else None, now)),
+        fetched_at=c.fetched_at,
+        language=(article.language if use_page and article else None) or parsed.language,
+        site_name=article.site_name if article else None,
+        text=text,
+        text_source=source,
+        text_hash=thash,
+        page_status=c.page_status,
+        page_error=c.page_error,
+        duplicate_of=v.ref,
+        dedup_method=v.method,
+        similarity=v.similarity,
+    ), now)
+    if fp is not None:
+        ctx.dedup.index_item(s, item_id, fp)
+    if v.ref is not None:
+        log.info("feed %r: entry <%s> duplicates %s %s (by %s)", feed.name, entry.link,
+                 v.ref.kind, v.ref.seed or v.ref.id, v.method)
+        return _Stored(v.ref, new=False, alerts=0)
+    # Only originals alert: a copy of a seed or of a stored item never does.
+    alerts = 0
+    hits = ctx.rules.matcher.match(title, text)
+    if replaces is not None:
+        assert v.similarity is None and near is not None
+        store.promote(s, replaces.id, item_id, round(near.scores.similarity, 4))
+        # A rule that alerted for the story already does not again.
+        done = store.rules_alerted(s, item_id)
+        hits = [h for h in hits if ctx.rules.ids[h.rule] not in done]
+        log.info("feed %r: entry <%s> is a fuller copy of item %d and becomes the "
+                 "story's original", feed.name, entry.link, replaces.id)
+    if hits:
+        alerts = store.add_alerts(s, item_id, [ctx.rules.alert(h) for h in hits], now)
+        log.info("feed %r: entry <%s> matched rules %s", feed.name, entry.link,
+                 ", ".join(repr(h.rule) for h in hits))
+    return _Stored(store.Ref("item", item_id, canonical or entry.link), new=True, alerts=alerts)
