@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -166,8 +166,15 @@ async def _fetch_and_extract_now(ctx: Context, feed: store.FeedState,
         log.warning("feed %r: article <%s>: %s; using the feed's text", feed.name, link,
                     exc.reason)
         status = exc.status if isinstance(exc, HTTPStatusError) else page.status if page else None
-        return PageResult(page, None, str(exc.reason), fetched_at, status)
-    return PageResult(page, article, None, fetched_at, page.status)
+        return PageResult(_without_body(page), None, str(exc.reason), fetched_at, status)
+    return PageResult(_without_body(page), article, None, fetched_at, page.status)
+
+
+def _without_body(page: FetchResult | None) -> FetchResult | None:
+    """The page's answer without its body (up to [fetch] max_page_bytes), once it has
+    been extracted: an entry waits for its feed's other pages with its text alone, so a
+    big first poll holds texts, not pages."""
+    return None if page is None else replace(page, body=b"")
 
 
 @dataclass(frozen=True)
