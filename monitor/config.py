@@ -116,6 +116,12 @@ class FetchSettings:
     per_host: int = 2  # requests in flight to one host
     host_delay: float = 1.0  # seconds between the starts of two requests to one host
     default_interval: int = 15 * 60
+    # An article page that fails for a reason that may pass (a timeout, a reset, 429 or
+    # 5xx, its extraction's worker dying) is tried again after page_retry, doubling up
+    # to page_retry_max, page_attempts times in all; then the feed's text is kept.
+    page_attempts: int = 4
+    page_retry: int = 60  # seconds
+    page_retry_max: int = 3600  # seconds; a Retry-After asking for longer is not waited
     # Addresses, networks and host names article links may point to although they are not
     # public (see monitor.ingest.netguard). Feeds in the config are trusted and never checked.
     allow_private: tuple[str, ...] = ()
@@ -440,7 +446,12 @@ def _fetch(doc: _Table) -> FetchSettings:
         host_delay=_seconds(t, "host_delay", d.host_delay),
         default_interval=_duration(t, "default_interval", d.default_interval, minimum=30),
         allow_private=_allow_private(t),
+        page_attempts=_positive(t, "page_attempts", d.page_attempts),
+        page_retry=_duration(t, "page_retry", d.page_retry),
+        page_retry_max=_duration(t, "page_retry_max", d.page_retry_max),
     )
+    t.check("page_retry_max", s.page_retry_max, lambda v: v >= s.page_retry,
+            f"must be at least page_retry ({s.page_retry}s)")
     t.finish()
     return s
 

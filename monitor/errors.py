@@ -27,6 +27,8 @@ Each class has a ``hint`` telling the user what to do about it, shown by the CLI
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MonitorError(Exception):
     """Root of every error monitor raises on purpose."""
@@ -82,9 +84,11 @@ class SeedError(MonitorError):
 
 
 class FetchError(MonitorError):
-    """An HTTP fetch failed. ``kind`` is a short, stable label for counters."""
+    """An HTTP fetch failed. ``kind`` is a short, stable label for counters;
+    ``transient``: the same request may well work later (worth a retry)."""
 
     kind = "fetch"
+    transient = False
 
     def __init__(self, url: str, reason: str) -> None:
         self.url = url
@@ -95,9 +99,14 @@ class FetchError(MonitorError):
 class NetworkError(FetchError):
     kind = "network"
 
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason)
+        self.transient = not reason.startswith("invalid URL")  # a reset, DNS, TLS …
+
 
 class FetchTimeout(FetchError):
     kind = "timeout"
+    transient = True
 
 
 class HTTPStatusError(FetchError):
@@ -107,6 +116,7 @@ class HTTPStatusError(FetchError):
         self.status = status
         self.retry_after = retry_after
         self.kind = "rate_limited" if status == 429 else f"http_{status // 100}xx"
+        self.transient = status in (408, 425, 429, 500, 502, 503, 504)
         reason = f"HTTP {status}"
         if retry_after:
             reason += f" (Retry-After: {retry_after})"
@@ -145,15 +155,21 @@ class FeedParseError(MonitorError):
 
 
 class ExtractionError(MonitorError):
-    """trafilatura could not extract an article."""
+    """trafilatura could not extract an article. ``transient``: not the page's fault
+    (its worker timed out or died), worth a retry."""
 
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, *, transient: bool = False) -> None:
         self.url = url
         self.reason = reason
+        self.transient = transient
         super().__init__(f"{url}: extraction failed: {reason}")
 
-    def __reduce__(self) -> tuple[type[ExtractionError], tuple[str, str]]:
-        return (type(self), (self.url, self.reason))
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_extraction_error, (self.url, self.reason, self.transient))
+
+
+def _extraction_error(url: str, reason: str, transient: bool) -> ExtractionError:
+    return ExtractionError(url, reason, transient=transient)
 
 
 class MailError(MonitorError):

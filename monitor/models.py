@@ -111,6 +111,32 @@ class Feed(Base):
     # The worker polling it now, and until when its claim holds unless renewed.
     lease_owner: Mapped[str | None] = mapped_column(Text)
     lease_until: Mapped[datetime | None]
+    # When the soonest of its entries waiting for a page retry is due (null: none waits).
+    entries_retry_at: Mapped[datetime | None]
+
+
+class Entry(Base):
+    """A feed entry whose article page failed for a reason that may pass: kept, with
+    what the feed said of it, until its page is tried again (``next_attempt_at``, at
+    the feed's poll after it) and it is stored as an item."""
+
+    __tablename__ = "entries"
+
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"),
+                                         primary_key=True, autoincrement=False)
+    guid: Mapped[str] = mapped_column(Text, primary_key=True)
+    link: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime | None]
+    content: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))  # the feed's
+    attempts: Mapped[int] = mapped_column(Integer)  # page fetches tried so far
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
 
 
 class Seed(Base):

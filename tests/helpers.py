@@ -138,14 +138,15 @@ def write_config(
     the one rule of the default config: "Venezuela leadership". Every test server is
     127.0.0.1, so there is no pause between requests to one host unless ``fetch`` sets
     ``host_delay``, and article links to it are admitted (the opt-in the SSRF guard asks
-    for) unless ``fetch`` sets ``allow_private``; the daemon serves no HTTP unless
+    for) unless ``fetch`` sets ``allow_private``; a page that fails is not tried again
+    unless ``fetch`` sets ``page_attempts``; the daemon serves no HTTP unless
     ``daemon`` sets ``listen``."""
     digest = {"schedule": "0 7 * * *", "timezone": "America/Caracas",
               "sender": "monitor@example.org", **(digest or {})}
     smtp = {"host": "localhost", "port": 25, "security": "none", "username": "",
             "password_env": "MONITOR_SMTP_PASSWORD", **(smtp or {})}
     fetch = {"timeout": "10s", "connect_timeout": "5s", "host_delay": 0,
-             "allow_private": ["127.0.0.1"], **(fetch or {})}
+             "allow_private": ["127.0.0.1"], "page_attempts": 1, **(fetch or {})}
     daemon = {"listen": "", **(daemon or {})}
     extract = {"workers": 2, **(extract or {})}
     lines = [

@@ -123,9 +123,10 @@ class Processor:
             return await self.call(_extract_task, html, url)
         except TimeoutError as exc:
             raise ExtractionError(url, f"extraction took longer than {self.timeout:g}s; "
-                                       "the extractor was stopped") from exc
+                                       "the extractor was stopped", transient=True) from exc
         except WorkerDied as exc:
-            raise ExtractionError(url, f"extraction process died: {exc}") from exc
+            raise ExtractionError(url, f"extraction process died: {exc}",
+                                  transient=True) from exc
 
     def close(self) -> None:
         """Stop the workers; tasks still queued or running are cancelled."""

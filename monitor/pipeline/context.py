@@ -153,6 +153,7 @@ class FeedReport:
     alerts: int = 0
     pages_fetched: int = 0
     page_failures: int = 0
+    waiting: int = 0  # entries whose page is to be tried again (see store.entries)
     skipped: int = 0  # entries that could not be stored (logged), the others were
     error: str | None = None
     recorded: bool = True  # False: the outcome could not be written (the database failed)
@@ -166,3 +167,5 @@ class PageResult:
     error: str | None
     fetched_at: datetime | None
     status: int | None  # HTTP status, also of a failed fetch when the server answered
+    transient: bool = False  # the failure may pass: worth trying the page again
+    retry_after: str | None = None  # what the server asked, with a 429 or 503

@@ -26,6 +26,7 @@ from monitor.errors import (
     FetchError,
     HTTPStatusError,
 )
+from monitor.ingest import cadence
 from monitor.ingest.articles import Article
 from monitor.ingest.feeds import FeedEntry, ParsedFeed
 from monitor.ingest.fetcher import PAGE_ACCEPT, FetchResult
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 class Candidate:
     entry: FeedEntry
     link_canonical: str | None
+    language: str | None = None  # the feed's
+    attempts: int = 0  # page fetches tried before this poll (it waited for a retry)
     known_as: store.Ref | None = None  # duplicate found before fetching the page
     known_by: str | None = None
     page: FetchResult | None = None
@@ -51,6 +54,8 @@ class Candidate:
     page_error: str | None = None
     article: Article | None = None
     fetched_at: datetime | None = None
+    transient: bool = False  # the page failed for a reason that may pass
+    retry_after: str | None = None
 
 
 @dataclass
@@ -93,19 +98,37 @@ def _plausible(when: datetime | None, now: datetime) -> datetime | None:
     return None if when is not None and when > now + FUTURE_SLACK else when
 
 
-def plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed,
-          report: FeedReport) -> list[Candidate]:
-    """Entries not seen before in this feed, with duplicates-by-GUID and by URL found
-    before any fetch (one batch of lookups for the whole feed)."""
+def plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed | None, now: datetime,
+         report: FeedReport) -> list[Candidate]:
+    """The entries to work on: those of ``parsed`` not seen before in this feed, and
+    those waiting for a page retry that is due (whether the feed still lists them or
+    not); duplicates by GUID and by URL are found before any fetch (one batch of
+    lookups for the whole feed)."""
+    entries = parsed.entries if parsed is not None else ()
+    language = parsed.language if parsed is not None else None
     with ctx.sessions() as s:
-        seen = store.known_guids(s, feed.id, (e.guid for e in parsed.entries))
+        seen = store.known_guids(s, feed.id, (e.guid for e in entries))
+        waiting = store.waiting_entries(s, feed.id)
         report.known = len(seen)
         candidates: list[Candidate] = []
-        for entry in parsed.entries:
+        for entry in entries:
             if entry.guid in seen:
                 continue
             seen.add(entry.guid)  # a GUID repeated inside one feed counts once
-            candidates.append(Candidate(entry, canonical_url(entry.link) if entry.link else None))
+            w = waiting.pop(entry.guid, None)
+            if w is not None and w.next_attempt_at > now:
+                report.waiting += 1  # its retry is not due yet
+                continue
+            candidates.append(Candidate(entry, canonical_url(entry.link) if entry.link else None,
+                                        language, w.attempts if w is not None else 0))
+        for w in waiting.values():  # no longer in the feed, or the feed was not parsed
+            if w.next_attempt_at > now:
+                report.waiting += 1
+                continue
+            entry = FeedEntry(w.guid, w.link, w.title, w.author, w.published_at, w.content,
+                              w.summary)
+            candidates.append(Candidate(entry, canonical_url(w.link) if w.link else None,
+                                        w.language, w.attempts))
         known = store.lookup_known(
             s, feed.id, guids=[c.entry.guid for c in candidates if _global_guid(c.entry.guid)],
             urls=[c.link_canonical for c in candidates if c.link_canonical])
@@ -140,6 +163,7 @@ async def fetch_article(ctx: Context, feed: store.FeedState, c: Candidate) -> No
     result = await asyncio.shield(shared)
     c.page, c.article, c.page_error, c.fetched_at, c.page_status = (
         result.page, result.article, result.error, result.fetched_at, result.status)
+    c.transient, c.retry_after = result.transient, result.retry_after
 
 
 async def _fetch_and_extract(ctx: Context, feed: store.FeedState, link: str) -> PageResult:
@@ -163,11 +187,39 @@ async def _fetch_and_extract_now(ctx: Context, feed: store.FeedState,
         fetched_at = ctx.clock()
         article = await ctx.processor.extract(page.body, page.final_url)
     except (FetchError, ExtractionError) as exc:
-        log.warning("feed %r: article <%s>: %s; using the feed's text", feed.name, link,
-                    exc.reason)
+        log.warning("feed %r: article <%s>: %s%s", feed.name, link, exc.reason,
+                    "" if exc.transient else "; using the feed's text")
         status = exc.status if isinstance(exc, HTTPStatusError) else page.status if page else None
-        return PageResult(_without_body(page), None, str(exc.reason), fetched_at, status)
+        return PageResult(_without_body(page), None, str(exc.reason), fetched_at, status,
+                          transient=exc.transient,
+                          retry_after=exc.retry_after if isinstance(exc, HTTPStatusError)
+                          else None)
     return PageResult(_without_body(page), article, None, fetched_at, page.status)
+
+
+def retry_at(ctx: Context, c: Candidate, now: datetime) -> datetime | None:
+    """When ``c``'s page is to be tried again, or None: it succeeded, failed for good,
+    has had its ``[fetch] page_attempts``, or the server asked (Retry-After) for a longer
+    wait than ``page_retry_max``. The n-th failure waits ``page_retry`` x 2^(n-1), up to
+    ``page_retry_max``, and at least what Retry-After asks."""
+    f = ctx.settings.fetch
+    failures = c.attempts + 1
+    if c.page_error is None or not c.transient or failures >= f.page_attempts:
+        return None
+    wait = min(f.page_retry_max, f.page_retry * 2 ** min(failures - 1, 30))
+    asked = cadence.retry_after_seconds(c.retry_after, now)
+    if asked is not None:
+        if asked > f.page_retry_max:
+            return None
+        wait = max(wait, asked)
+    return now + timedelta(seconds=cadence.jittered(wait, ctx.settings.poll.jitter, ctx.rng))
+
+
+def waiting(c: Candidate, next_at: datetime) -> store.WaitingEntry:
+    """What is kept of ``c`` until its page's next attempt."""
+    e = c.entry
+    return store.WaitingEntry(e.guid, e.link, e.title, e.author, e.published_at, e.content,
+                              e.summary, c.language, c.attempts + 1, next_at, c.page_error)
 
 
 def _without_body(page: FetchResult | None) -> FetchResult | None:
@@ -245,7 +297,7 @@ class Batch:
             known.by_hash.setdefault(p.thash, ref)
 
 
-def store_entry(ctx: Context, feed: store.FeedState, parsed: ParsedFeed,
+def store_entry(ctx: Context, feed: store.FeedState,
                    c: Candidate, p: Prepared, batch: Batch, report: FeedReport) -> None:
     """Store one entry in a transaction of its own: an entry that cannot be stored (a
     value the database refuses, a bug met on odd input) is skipped and logged, and the
@@ -256,7 +308,7 @@ def store_entry(ctx: Context, feed: store.FeedState, parsed: ParsedFeed,
     for attempt in (1, 2):
         try:
             with ctx.sessions.begin() as s:
-                stored = _store_candidate(ctx, s, feed, parsed, c, p, batch,
+                stored = _store_candidate(ctx, s, feed, c, p, batch,
                                           check_guid=attempt > 1)
         except OperationalError:
             raise
@@ -307,7 +359,7 @@ class _Stored:
     alerts: int
 
 
-def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: ParsedFeed,
+def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
                      c: Candidate, p: Prepared, batch: Batch, *,
                      check_guid: bool = False) -> _Stored | None:
     """Decide and store one entry, in the caller's transaction. Returns None when this
@@ -357,7 +409,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState, parsed: Pa
         published_at=(_plausible(entry.published_at, now)
                       or _plausible(article.published_at if article else None, now)),
         fetched_at=c.fetched_at,
-        language=(article.language if use_page and article else None) or parsed.language,
+        language=(article.language if use_page and article else None) or c.language,
         site_name=article.site_name if article else None,
         text=text,
         text_source=source,

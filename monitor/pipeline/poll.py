@@ -30,13 +30,22 @@ from monitor.errors import (
     StoreError,
 )
 from monitor.ingest import cadence
+from monitor.ingest.feeds import ParsedFeed
 from monitor.ingest.fetcher import FEED_ACCEPT, FetchResult
 from monitor.logs import feed_context
 from monitor.pipeline.context import (
     Context,
     FeedReport,
 )
-from monitor.pipeline.entries import Batch, fetch_article, plan, prepare, store_entry
+from monitor.pipeline.entries import (
+    Batch,
+    fetch_article,
+    plan,
+    prepare,
+    retry_at,
+    store_entry,
+    waiting,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +146,9 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
     move = _move(feed, url, res, now)
 
     body_hash = hashlib.sha256(res.body).hexdigest()
-    if res.not_modified or body_hash == feed.body_hash:
+    unchanged = res.not_modified or body_hash == feed.body_hash
+    retries_due = feed.entries_retry_at is not None and feed.entries_retry_at <= now
+    if unchanged and not retries_due:
         report.outcome = "not_modified" if res.not_modified else "unchanged"
         report.next_poll_at, interval = _success(ctx, feed, now, changed=False)
         next_poll_at = report.next_poll_at
@@ -151,39 +162,56 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
                  _until(report.next_poll_at, now))
         return report
 
-    try:
-        parsed = await ctx.processor.parse_feed(res.body, res.final_url, res.content_type)
-    except FeedParseError as exc:
-        return await _failed(ctx, feed, report, now, exc, res.status)
-    if parsed.warning:
-        log.warning("feed %r <%s>: malformed but usable: %s", feed.name, url, parsed.warning)
-
-    report.outcome = "parsed"
-    report.entries = len(parsed.entries)
-    candidates = await ctx.in_store_thread(lambda: plan(ctx, feed, parsed, report))
+    parsed: ParsedFeed | None = None
+    if unchanged:  # only the entries waiting for a page retry have work to do
+        report.outcome = "not_modified" if res.not_modified else "unchanged"
+    else:
+        try:
+            parsed = await ctx.processor.parse_feed(res.body, res.final_url, res.content_type)
+        except FeedParseError as exc:
+            return await _failed(ctx, feed, report, now, exc, res.status)
+        if parsed.warning:
+            log.warning("feed %r <%s>: malformed but usable: %s", feed.name, url,
+                        parsed.warning)
+        report.outcome = "parsed"
+        report.entries = len(parsed.entries)
+    candidates = await ctx.in_store_thread(lambda: plan(ctx, feed, parsed, now, report))
     await asyncio.gather(*(fetch_article(ctx, feed, c) for c in candidates if c.known_as is None))
     report.pages_fetched = sum(1 for c in candidates if c.fetched_here and c.page is not None)
     report.page_failures = sum(1 for c in candidates if c.page_error is not None)
 
     def store_all() -> bool:
-        prepared = [(c, prepare(ctx, c)) for c in candidates]
+        retries = {c.entry.guid: at for c in candidates if (at := retry_at(ctx, c, now))}
+        prepared = [(c, prepare(ctx, c)) for c in candidates if c.entry.guid not in retries]
         with ctx.sessions() as s:
-            # Another worker may have stored some of these since _plan looked.
+            # Another worker may have stored some of these since plan looked.
             stored_meanwhile = store.known_guids(s, feed.id, (c.entry.guid for c in candidates))
             report.known += len(stored_meanwhile)
             todo = [(c, p) for c, p in prepared if c.entry.guid not in stored_meanwhile]
             batch = Batch(s, feed, todo)
         for c, p in todo:  # each entry in a transaction of its own
-            store_entry(ctx, feed, parsed, c, p, batch, report)
+            store_entry(ctx, feed, c, p, batch, report)
         changed = report.new + report.duplicates > 0
         report.next_poll_at, interval = _success(ctx, feed, now, changed)
         with ctx.sessions.begin() as s:
+            for c in candidates:
+                if c.entry.guid in retries:
+                    store.wait_entry(s, feed.id, waiting(c, retries[c.entry.guid]),
+                                     last_status=c.page_status, now=now)
+            # Stored (or given up, their reason kept on the item): they wait no more.
+            store.forget_entries(s, feed.id, (c.entry.guid for c in candidates
+                                              if c.attempts and c.entry.guid not in retries))
+            report.waiting += len(retries)
+            soonest = store.schedule_entry_retries(s, feed.id)
+            if soonest is not None and soonest < report.next_poll_at:
+                report.next_poll_at = soonest  # the feed is polled when a retry is due
             return store.record_feed_success(
                 s, feed.id, now=now, status=res.status, next_poll_at=report.next_poll_at,
                 poll_interval=interval, owner=ctx.owner, etag=res.etag,
                 last_modified=res.last_modified, changed=changed, body_hash=body_hash,
-                title=parsed.title, parse_warning=parsed.warning, parsed=True, move=move,
-            )
+                title=parsed.title if parsed else None,
+                parse_warning=parsed.warning if parsed else None, parsed=parsed is not None,
+                move=move)
 
     try:
         held = await ctx.in_store_thread(store_all)
@@ -193,14 +221,12 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
         raise StoreError(f"feed {feed.name!r} <{url}>: storing entries failed: {exc}") from exc
     _check_held(feed, held)
     log.info("feed %r <%s>: %d entries, %d already seen, %d new, %d duplicates, %d alerts, "
-             "%d pages fetched; next poll in %s", feed.name, url, report.entries, report.known,
-             report.new, report.duplicates, report.alerts, report.pages_fetched,
-             _until(report.next_poll_at, now))
+             "%d pages fetched, %d waiting for a page retry; next poll in %s", feed.name, url,
+             report.entries, report.known, report.new, report.duplicates, report.alerts,
+             report.pages_fetched, report.waiting, _until(report.next_poll_at, now))
     return report
 
 
-# A publication date further ahead than this is a feed's mistake (or a trick to stay at
-# the top of digests, which sort by date): the item is dated when it was stored instead.
 def _until(when: datetime | None, now: datetime) -> str:
     return f"{(when - now).total_seconds():.0f}s" if when else "?"
 

@@ -46,7 +46,9 @@ class RunSummary:
             f"{self.total('alerts')} alerts"
             + (f", {self.total('skipped')} could not be stored (see the log)"
                if self.total("skipped") else "") + "; "
-            f"pages: {self.total('pages_fetched')} fetched, {self.total('page_failures')} failed",
+            f"pages: {self.total('pages_fetched')} fetched, {self.total('page_failures')} failed"
+            + (f"; {self.total('waiting')} entries wait to try their pages again"
+               if self.total("waiting") else ""),
         ]
         lines += [f"  failed: {r.feed} <{r.url}>: {r.error}" for r in self.reports if r.error]
         return "\n".join(lines)

@@ -2,6 +2,7 @@
 the caller owns the transaction.
 
     feeds   config sync, poll schedule, fetch state
+    entries entries waiting for their page to be tried again
     seeds   the seed corpus
     items   exact-dedup lookups, insertion, listing, "also reported by"
     near    the near-duplicate index (band keys) and its lookup
@@ -29,6 +30,13 @@ from monitor.store.digests import (
     mark_digest_sent,
     next_digest_attempt_at,
     undelivered_alerts,
+)
+from monitor.store.entries import (
+    WaitingEntry,
+    forget_entries,
+    schedule_entry_retries,
+    wait_entry,
+    waiting_entries,
 )
 from monitor.store.feeds import (
     Backlog,
@@ -122,6 +130,7 @@ __all__ = [
     "NewItem",
     "Ref",
     "SyncResult",
+    "WaitingEntry",
     "WorkerRow",
     "add_alerts",
     "add_digest",
@@ -138,6 +147,7 @@ __all__ = [
     "find_by_guid_elsewhere",
     "find_by_text_hash",
     "find_by_url",
+    "forget_entries",
     "get_meta",
     "heartbeat",
     "indexable_items",
@@ -170,11 +180,14 @@ __all__ = [
     "replace_seed_bands",
     "rule_ids",
     "rules_alerted",
+    "schedule_entry_retries",
     "seed_texts",
     "set_meta",
     "sync_feeds",
     "sync_rules",
     "undelivered_alerts",
     "upsert_seed",
+    "wait_entry",
+    "waiting_entries",
     "worker_stopped",
 ]

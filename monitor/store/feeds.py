@@ -39,6 +39,7 @@ class FeedState:
     poll_interval_seconds: int | None = None  # the adaptive interval in use
     max_interval_seconds: int | None = None  # its ceiling
     fetch_url_checked_at: datetime | None = None  # when `url` last confirmed the move
+    entries_retry_at: datetime | None = None  # its soonest entry waiting for a page retry
 
     @property
     def effective_url(self) -> str:
@@ -115,6 +116,7 @@ def _feed_state(f: Feed) -> FeedState:
         body_hash=f.body_hash, consecutive_failures=f.consecutive_failures,
         next_poll_at=f.next_poll_at, poll_interval_seconds=f.poll_interval_seconds,
         max_interval_seconds=f.max_interval_seconds, fetch_url_checked_at=f.fetch_url_checked_at,
+        entries_retry_at=f.entries_retry_at,
     )
 
 

@@ -1,0 +1,67 @@
+"""Entries waiting for their article page to be tried again (see models.Entry)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from monitor.models import Entry, Feed
+
+
+@dataclass(frozen=True)
+class WaitingEntry:
+    guid: str
+    link: str | None
+    title: str | None
+    author: str | None
+    published_at: datetime | None
+    content: str | None
+    summary: str | None
+    language: str | None
+    attempts: int  # page fetches tried so far
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+def waiting_entries(session: Session, feed_id: int) -> dict[str, WaitingEntry]:
+    """The feed's entries waiting for a page retry, by GUID."""
+    rows = session.scalars(select(Entry).where(Entry.feed_id == feed_id))
+    return {e.guid: WaitingEntry(e.guid, e.link, e.title, e.author, e.published_at,
+                                 e.content, e.summary, e.language, e.attempts,
+                                 e.next_attempt_at, e.last_error) for e in rows}
+
+
+def wait_entry(session: Session, feed_id: int, entry: WaitingEntry, *,
+               last_status: int | None, now: datetime) -> None:
+    """Keep ``entry`` (with its attempts so far and next attempt) until its retry."""
+    row = session.get(Entry, (feed_id, entry.guid))
+    if row is None:
+        row = Entry(feed_id=feed_id, guid=entry.guid, created_at=now)
+        session.add(row)
+    row.link, row.title, row.author = entry.link, entry.title, entry.author
+    row.published_at, row.content, row.summary = entry.published_at, entry.content, entry.summary
+    row.language, row.attempts = entry.language, entry.attempts
+    row.next_attempt_at = entry.next_attempt_at
+    row.last_error = (entry.last_error or "")[:2000] or None
+    row.last_status = last_status
+    session.flush()
+
+
+def forget_entries(session: Session, feed_id: int, guids: Iterable[str]) -> None:
+    """The entries are stored (or given up): they wait no more."""
+    wanted = list(dict.fromkeys(guids))
+    for start in range(0, len(wanted), 500):
+        session.execute(delete(Entry).where(Entry.feed_id == feed_id,
+                                            Entry.guid.in_(wanted[start:start + 500])))
+
+
+def schedule_entry_retries(session: Session, feed_id: int) -> datetime | None:
+    """Record on the feed when its soonest waiting entry is due; returns it."""
+    soonest = session.scalar(select(func.min(Entry.next_attempt_at))
+                             .where(Entry.feed_id == feed_id))
+    session.execute(update(Feed).where(Feed.id == feed_id).values(entries_retry_at=soonest))
+    return soonest
