@@ -318,15 +318,10 @@ def store_entry(ctx: Context, feed: store.FeedState,
                          "deciding again", feed.name, c.entry.link,
                          db_reason(exc) if isinstance(exc, IntegrityError) else exc)
                 continue
-            stored = None
-            log.exception("feed %r: entry <%s> (guid %r) could not be stored; skipped",
-                          feed.name, c.entry.link, c.entry.guid[:200])
-            report.skipped += 1
+            _skipped(feed, c, report)
             return
         except Exception:
-            report.skipped += 1
-            log.exception("feed %r: entry <%s> (guid %r) could not be stored; skipped",
-                          feed.name, c.entry.link, c.entry.guid[:200])
+            _skipped(feed, c, report)
             return
         break
     if stored is None:  # this feed's entry, stored by another worker meanwhile
@@ -339,6 +334,13 @@ def store_entry(ctx: Context, feed: store.FeedState,
         report.alerts += stored.alerts
     else:
         report.duplicates += 1
+
+
+def _skipped(feed: store.FeedState, c: Candidate, report: FeedReport) -> None:
+    """Log (with the traceback being handled) and count an entry that is not stored."""
+    report.skipped += 1
+    log.error("feed %r: entry <%s> (guid %r) could not be stored; skipped", feed.name,
+              c.entry.link, c.entry.guid[:200], exc_info=True)
 
 
 def _story_keys(c: Candidate, p: Prepared, fp: Fingerprint | None) -> list[int]:
