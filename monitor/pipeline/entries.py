@@ -312,16 +312,15 @@ def store_entry(ctx: Context, feed: store.FeedState,
                                           check_guid=attempt > 1)
         except OperationalError:
             raise
-        except (IntegrityError, _DecideAgain) as exc:
-            if attempt == 1:
+        except Exception as exc:
+            if attempt == 1 and isinstance(exc, IntegrityError | _DecideAgain):
                 log.info("feed %r: entry <%s>: stored meanwhile by another worker (%s); "
                          "deciding again", feed.name, c.entry.link,
                          db_reason(exc) if isinstance(exc, IntegrityError) else exc)
                 continue
-            _skipped(feed, c, report)
-            return
-        except Exception:
-            _skipped(feed, c, report)
+            report.skipped += 1
+            log.exception("feed %r: entry <%s> (guid %r) could not be stored; skipped",
+                          feed.name, c.entry.link, c.entry.guid[:200])
             return
         break
     if stored is None:  # this feed's entry, stored by another worker meanwhile
@@ -334,13 +333,6 @@ def store_entry(ctx: Context, feed: store.FeedState,
         report.alerts += stored.alerts
     else:
         report.duplicates += 1
-
-
-def _skipped(feed: store.FeedState, c: Candidate, report: FeedReport) -> None:
-    """Log (with the traceback being handled) and count an entry that is not stored."""
-    report.skipped += 1
-    log.error("feed %r: entry <%s> (guid %r) could not be stored; skipped", feed.name,
-              c.entry.link, c.entry.guid[:200], exc_info=True)
 
 
 def _story_keys(c: Candidate, p: Prepared, fp: Fingerprint | None) -> list[int]:
