@@ -93,6 +93,12 @@ class _QuietServer(ThreadingHTTPServer):
     routine here. socketserver prints a traceback to stderr for it, which would land
     in the output tests read: such resets are ignored, anything else still printed."""
 
+    # socketserver's default backlog is 5: a burst of connections (32 feeds polled at
+    # once) overflows it while the accepting thread waits for the GIL, and the client's
+    # SYN is retransmitted a second later, past a test's 2 s deadline. Real servers
+    # keep 128 or more.
+    request_queue_size = 128
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):
             return
