@@ -108,7 +108,8 @@ def plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed | None, now: da
     language = parsed.language if parsed is not None else None
     with ctx.sessions() as s:
         seen = store.known_guids(s, feed.id, (e.guid for e in entries))
-        waiting = store.waiting_entries(s, feed.id)
+        # The feed says whether any of its entries waits: most polls need not ask.
+        waiting = store.waiting_entries(s, feed.id) if feed.entries_retry_at else {}
         report.known = len(seen)
         candidates: list[Candidate] = []
         for entry in entries:

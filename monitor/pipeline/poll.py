@@ -202,7 +202,8 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
             store.forget_entries(s, feed.id, (c.entry.guid for c in candidates
                                               if c.attempts and c.entry.guid not in retries))
             report.waiting += len(retries)
-            soonest = store.schedule_entry_retries(s, feed.id)
+            soonest = store.schedule_entry_retries(s, feed.id) \
+                if retries or feed.entries_retry_at else None
             if soonest is not None and soonest < report.next_poll_at:
                 report.next_poll_at = soonest  # the feed is polled when a retry is due
             return store.record_feed_success(
