@@ -46,6 +46,7 @@ class Candidate:
     link_canonical: str | None
     language: str | None = None  # the feed's
     attempts: int = 0  # page fetches tried before this poll (it waited for a retry)
+    recorded: bool = False  # it has a row in ``entries`` (until it is stored)
     known_as: store.Ref | None = None  # duplicate found before fetching the page
     known_by: str | None = None
     page: FetchResult | None = None
@@ -121,7 +122,8 @@ def plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed | None, now: da
                 report.waiting += 1  # its retry is not due yet
                 continue
             candidates.append(Candidate(entry, canonical_url(entry.link) if entry.link else None,
-                                        language, w.attempts if w is not None else 0))
+                                        language, w.attempts if w is not None else 0,
+                                        recorded=w is not None))
         for w in waiting.values():  # no longer in the feed, or the feed was not parsed
             if w.next_attempt_at > now:
                 report.waiting += 1
@@ -129,7 +131,7 @@ def plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed | None, now: da
             entry = FeedEntry(w.guid, w.link, w.title, w.author, w.published_at, w.content,
                               w.summary)
             candidates.append(Candidate(entry, canonical_url(w.link) if w.link else None,
-                                        w.language, w.attempts))
+                                        w.language, w.attempts, recorded=True))
         known = store.lookup_known(
             s, feed.id, guids=[c.entry.guid for c in candidates if _global_guid(c.entry.guid)],
             urls=[c.link_canonical for c in candidates if c.link_canonical])
@@ -216,11 +218,61 @@ def retry_at(ctx: Context, c: Candidate, now: datetime) -> datetime | None:
     return now + timedelta(seconds=cadence.jittered(wait, ctx.settings.poll.jitter, ctx.rng))
 
 
-def waiting(c: Candidate, next_at: datetime) -> store.WaitingEntry:
-    """What is kept of ``c`` until its page's next attempt."""
+def waiting(c: Candidate, next_at: datetime, *, attempts: int | None = None
+            ) -> store.WaitingEntry:
+    """What is kept of ``c`` until its page's next attempt (by default, after this one)."""
     e = c.entry
     return store.WaitingEntry(e.guid, e.link, e.title, e.author, e.published_at, e.content,
-                              e.summary, c.language, c.attempts + 1, next_at, c.page_error)
+                              e.summary, c.language,
+                              c.attempts + 1 if attempts is None else attempts, next_at,
+                              c.page_error)
+
+
+def found(ctx: Context, feed: store.FeedState, candidates: Sequence[Candidate],
+          now: datetime) -> None:
+    """Record the entries whose pages are to be fetched, before any is (store thread):
+    from here on, a shutdown or a crash loses none of them."""
+    fresh = [c for c in candidates if c.known_as is None and c.entry.link and not c.recorded]
+    if not fresh:
+        return
+    with ctx.sessions.begin() as s:
+        store.record_entries(s, feed.id, (waiting(c, now, attempts=0) for c in fresh), now=now)
+    for c in fresh:
+        c.recorded = True
+
+
+async def work_on(ctx: Context, feed: store.FeedState, c: Candidate,
+                  report: FeedReport) -> datetime | None:
+    """Take one entry as far as it can go now: its page fetched and extracted, then, in a
+    transaction of its own, stored (deduplicated, indexed, matched) or, when the page
+    failed for a reason that may pass, kept waiting for its next attempt, which is
+    returned. Stored as soon as its own text is ready, whatever its feed's other pages
+    are doing; its page and text are let go once it is. Raises only what the database
+    raises when it fails itself (OperationalError)."""
+    if c.known_as is None:
+        await fetch_article(ctx, feed, c)
+        report.pages_fetched += int(c.fetched_here and c.page is not None)
+        report.page_failures += int(c.page_error is not None)
+    try:
+        return await ctx.in_store_thread(lambda: _settle(ctx, feed, c, report))
+    finally:
+        c.page = c.article = None
+
+
+def _settle(ctx: Context, feed: store.FeedState, c: Candidate,
+            report: FeedReport) -> datetime | None:
+    now = ctx.clock()
+    at = retry_at(ctx, c, now)
+    if at is not None:
+        with ctx.sessions.begin() as s:
+            store.wait_entry(s, feed.id, waiting(c, at), last_status=c.page_status, now=now)
+        report.waiting += 1
+        return at
+    if not store_entry(ctx, feed, c, prepare(ctx, c), report) and c.recorded:
+        # Skipped (logged): it does not wait to be tried again at every poll.
+        with ctx.sessions.begin() as s:
+            store.forget_entries(s, feed.id, [c.entry.guid])
+    return None
 
 
 def _without_body(page: FetchResult | None) -> FetchResult | None:
@@ -266,51 +318,21 @@ class _DecideAgain(Exception):
     """Another worker changed what this entry's verdict rests on: decide it again."""
 
 
-class Batch:
-    """The exact-dedup keys of one feed's entries: what the database held when their
-    storing began (one batch of lookups), plus what has been stored since. A key found
-    here is a duplicate for good; one not found is looked up again under the story's
-    locks (another worker may have stored it meanwhile)."""
-
-    def __init__(self, s: Session, feed: store.FeedState,
-                 todo: Sequence[tuple[Candidate, Prepared]]) -> None:
-        self.known = store.lookup_known(
-            s, feed.id,
-            guids=[c.entry.guid for c, _ in todo if _global_guid(c.entry.guid)],
-            urls=[p.canonical for _, p in todo if p.canonical],
-            hashes=[p.thash for _, p in todo if p.thash])
-
-    def verdict(self, c: Candidate, p: Prepared) -> _Verdict:
-        if c.known_as is not None:
-            return _Verdict(c.known_as, c.known_by)
-        return _exact_verdict(self.known, c, p)
-
-    def stored(self, c: Candidate, p: Prepared, ref: store.Ref) -> None:
-        """Remember an item stored since (``ref``: it, or its original), so a later
-        entry with the same GUID, URL or text is its duplicate. The first holder of a
-        key keeps it, as the database lookup would prefer it."""
-        known = self.known
-        if _global_guid(c.entry.guid):
-            known.by_guid.setdefault(c.entry.guid, ref)
-        if p.canonical:
-            known.by_url.setdefault(p.canonical, ref)
-        if p.thash:
-            known.by_hash.setdefault(p.thash, ref)
-
-
-def store_entry(ctx: Context, feed: store.FeedState,
-                   c: Candidate, p: Prepared, batch: Batch, report: FeedReport) -> None:
+def store_entry(ctx: Context, feed: store.FeedState, c: Candidate, p: Prepared,
+                report: FeedReport) -> bool:
     """Store one entry in a transaction of its own: an entry that cannot be stored (a
     value the database refuses, a bug met on odd input) is skipped and logged, and the
     feed's other entries are stored. A failure of the database itself (it went away,
     the disk is full) is raised. A constraint that another worker's commit made this
     entry break (the same story stored at the same moment, the same entry by a worker
-    whose lease lapsed) is decided again, once."""
+    whose lease lapsed) is decided again, once. Its row in ``entries``, if any, goes in
+    the same transaction. Returns False when the entry was skipped."""
     for attempt in (1, 2):
         try:
             with ctx.sessions.begin() as s:
-                stored = _store_candidate(ctx, s, feed, c, p, batch,
-                                          check_guid=attempt > 1)
+                stored = _store_candidate(ctx, s, feed, c, p)
+                if c.recorded:
+                    store.forget_entries(s, feed.id, [c.entry.guid])
         except OperationalError:
             raise
         except Exception as exc:
@@ -322,18 +344,16 @@ def store_entry(ctx: Context, feed: store.FeedState,
             report.skipped += 1
             log.exception("feed %r: entry <%s> (guid %r) could not be stored; skipped",
                           feed.name, c.entry.link, c.entry.guid[:200])
-            return
+            return False
         break
     if stored is None:  # this feed's entry, stored by another worker meanwhile
         report.known += 1
-        return
-    # Counted and remembered only once its transaction holds.
-    batch.stored(c, p, stored.ref)
-    if stored.new:
+    elif stored.new:  # counted only once its transaction holds
         report.new += 1
         report.alerts += stored.alerts
     else:
         report.duplicates += 1
+    return True
 
 
 def _story_keys(c: Candidate, p: Prepared, fp: Fingerprint | None) -> list[int]:
@@ -354,25 +374,30 @@ class _Stored:
     alerts: int
 
 
+def _lookup(s: Session, feed: store.FeedState, c: Candidate, p: Prepared) -> _Verdict:
+    """What ``c`` duplicates by GUID, canonical URL or text hash in the database."""
+    guid = c.entry.guid
+    return _exact_verdict(store.lookup_known(
+        s, feed.id, guids=[guid] if _global_guid(guid) else [],
+        urls=[p.canonical] if p.canonical else [], hashes=[p.thash] if p.thash else []), c, p)
+
+
 def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
-                     c: Candidate, p: Prepared, batch: Batch, *,
-                     check_guid: bool = False) -> _Stored | None:
+                     c: Candidate, p: Prepared) -> _Stored | None:
     """Decide and store one entry, in the caller's transaction. Returns None when this
-    feed has the entry already (``check_guid``: looked for)."""
+    feed has the entry already (another worker stored it meanwhile)."""
     entry, article, page = c.entry, c.article, c.page
-    text, source, canonical, thash = p.text, p.source, p.canonical, p.thash
-    if check_guid and store.known_guids(s, feed.id, [entry.guid]):
+    text, source, canonical = p.text, p.source, p.canonical
+    if store.known_guids(s, feed.id, [entry.guid]):
         return None
-    v = batch.verdict(c, p)
+    v = _Verdict(c.known_as, c.known_by) if c.known_as is not None else _lookup(s, feed, c, p)
     # Exact and URL copies are not fingerprinted (they add nothing to the index).
     fp = ctx.dedup.fingerprint(p.norm) if v.ref is None and p.norm is not None else None
-    # Not known when the feed's storing began: take the story's locks (another worker
-    # storing a copy of it waits for this commit, or this for its), then look again at
-    # what others committed (where there can be others).
+    # Not known yet: take the story's locks (another worker storing a copy of it waits
+    # for this commit, or this for its), then look again at what others committed (where
+    # there can be others).
     if v.ref is None and store.lock_story_keys(s, _story_keys(c, p, fp)):
-        v = _exact_verdict(store.lookup_known(
-            s, feed.id, guids=[entry.guid] if _global_guid(entry.guid) else [],
-            urls=[canonical] if canonical else [], hashes=[thash] if thash else []), c, p)
+        v = _lookup(s, feed, c, p)
         if v.ref is not None:
             fp = None
     replaces: store.Ref | None = None  # an original this fuller copy takes over from
@@ -408,7 +433,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
         site_name=article.site_name if article else None,
         text=text,
         text_source=source,
-        text_hash=thash,
+        text_hash=p.thash,
         page_status=c.page_status,
         page_error=c.page_error,
         duplicate_of=v.ref,

@@ -4,11 +4,12 @@
     -> unchanged? record and stop
     -> parse (worker process) -> drop GUIDs this feed already has
     -> entries whose URL or GUID is already known: duplicates, page not fetched
-    -> fetch the other pages concurrently -> extract (worker processes)
-    -> each entry in a transaction of its own (monitor.pipeline.entries): the story's
-       keys locked, exact dedup (guid, url, text hash) and near dedup (LSH band keys,
-       verified) looked up again, insert + band keys + alerts of the rules a new item
-       matches
+    -> the others recorded in `entries` (so a shutdown or a crash loses none)
+    -> each, concurrently (monitor.pipeline.entries): page fetched, extracted (worker
+       processes), then at once in a transaction of its own: the story's keys locked,
+       exact dedup (guid, url, text hash) and near dedup (LSH band keys, verified)
+       looked up, insert + band keys + alerts of the rules a new item matches; or, when
+       the page failed for a reason that may pass, kept waiting for a retry
     -> the feed's outcome (validators, body hash, schedule), which releases its lease
 """
 
@@ -37,15 +38,7 @@ from monitor.pipeline.context import (
     Context,
     FeedReport,
 )
-from monitor.pipeline.entries import (
-    Batch,
-    fetch_article,
-    plan,
-    prepare,
-    retry_at,
-    store_entry,
-    waiting,
-)
+from monitor.pipeline.entries import found, plan, work_on
 
 log = logging.getLogger(__name__)
 
@@ -175,37 +168,32 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
                         parsed.warning)
         report.outcome = "parsed"
         report.entries = len(parsed.entries)
-    candidates = await ctx.in_store_thread(lambda: plan(ctx, feed, parsed, now, report))
-    await asyncio.gather(*(fetch_article(ctx, feed, c) for c in candidates if c.known_as is None))
-    report.pages_fetched = sum(1 for c in candidates if c.fetched_here and c.page is not None)
-    report.page_failures = sum(1 for c in candidates if c.page_error is not None)
+    try:
+        candidates = await ctx.in_store_thread(lambda: plan(ctx, feed, parsed, now, report))
+        await ctx.in_store_thread(lambda: found(ctx, feed, candidates, now))
+        # Each entry is fetched, extracted and stored on its own, as soon as it can be.
+        async with asyncio.TaskGroup() as entries:
+            tasks = [entries.create_task(work_on(ctx, feed, c, report)) for c in candidates]
+        retries = [at for t in tasks if (at := t.result()) is not None]
+    except* SQLAlchemyError as group:
+        # What was stored stays stored; the entries not yet stored are recorded and
+        # worked on at the feed's next poll.
+        first = group.exceptions[0]
+        raise StoreError(f"feed {feed.name!r} <{url}>: storing entries failed: "
+                         f"{db_reason(first) if isinstance(first, SQLAlchemyError) else first}"
+                         ) from first
 
-    def store_all() -> bool:
-        retries = {c.entry.guid: at for c in candidates if (at := retry_at(ctx, c, now))}
-        prepared = [(c, prepare(ctx, c)) for c in candidates if c.entry.guid not in retries]
-        with ctx.sessions() as s:
-            # Another worker may have stored some of these since plan looked.
-            stored_meanwhile = store.known_guids(s, feed.id, (c.entry.guid for c in candidates))
-            report.known += len(stored_meanwhile)
-            todo = [(c, p) for c, p in prepared if c.entry.guid not in stored_meanwhile]
-            batch = Batch(s, feed, todo)
-        for c, p in todo:  # each entry in a transaction of its own
-            store_entry(ctx, feed, c, p, batch, report)
+    def finish() -> bool:
         changed = report.new + report.duplicates > 0
         report.next_poll_at, interval = _success(ctx, feed, now, changed)
         with ctx.sessions.begin() as s:
-            for c in candidates:
-                if c.entry.guid in retries:
-                    store.wait_entry(s, feed.id, waiting(c, retries[c.entry.guid]),
-                                     last_status=c.page_status, now=now)
-            # Stored (or given up, their reason kept on the item): they wait no more.
-            store.forget_entries(s, feed.id, (c.entry.guid for c in candidates
-                                              if c.attempts and c.entry.guid not in retries))
-            report.waiting += len(retries)
             soonest = store.schedule_entry_retries(s, feed.id) \
-                if retries or feed.entries_retry_at else None
+                if retries or candidates or feed.entries_retry_at else None
             if soonest is not None and soonest < report.next_poll_at:
-                report.next_poll_at = soonest  # the feed is polled when a retry is due
+                # The feed is polled when a retry is due (never at once: every entry
+                # due was worked on just now).
+                report.next_poll_at = max(soonest, now + timedelta(
+                    seconds=ctx.settings.fetch.page_retry / 2))
             return store.record_feed_success(
                 s, feed.id, now=now, status=res.status, next_poll_at=report.next_poll_at,
                 poll_interval=interval, owner=ctx.owner, etag=res.etag,
@@ -215,11 +203,11 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
                 move=move)
 
     try:
-        held = await ctx.in_store_thread(store_all)
+        held = await ctx.in_store_thread(finish)
     except SQLAlchemyError as exc:
         # The feed's outcome was not written: it is parsed again next time, and the
         # entries stored before the failure are known by then.
-        raise StoreError(f"feed {feed.name!r} <{url}>: storing entries failed: {exc}") from exc
+        raise StoreError(f"feed {feed.name!r} <{url}>: recording the poll failed: {exc}") from exc
     _check_held(feed, held)
     log.info("feed %r <%s>: %d entries, %d already seen, %d new, %d duplicates, %d alerts, "
              "%d pages fetched, %d waiting for a page retry; next poll in %s", feed.name, url,

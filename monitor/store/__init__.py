@@ -2,7 +2,7 @@
 the caller owns the transaction.
 
     feeds   config sync, poll schedule, fetch state
-    entries entries waiting for their page to be tried again
+    entries entries found whose page is still to be fetched (or tried again)
     seeds   the seed corpus
     items   exact-dedup lookups, insertion, listing, "also reported by"
     near    the near-duplicate index (band keys) and its lookup
@@ -34,6 +34,7 @@ from monitor.store.digests import (
 from monitor.store.entries import (
     WaitingEntry,
     forget_entries,
+    record_entries,
     schedule_entry_retries,
     wait_entry,
     waiting_entries,
@@ -169,6 +170,7 @@ __all__ = [
     "next_digest_attempt_at",
     "next_due_at",
     "promote",
+    "record_entries",
     "record_feed_failure",
     "record_feed_success",
     "register_worker",

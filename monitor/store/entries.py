@@ -1,4 +1,6 @@
-"""Entries waiting for their article page to be tried again (see models.Entry)."""
+"""Entries whose article page is still to be fetched: recorded when their feed is
+parsed, and kept until they are stored as items, across a shutdown or a crash, and while
+they wait for their page to be tried again (see models.Entry)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.models import Entry, Feed
@@ -33,6 +36,30 @@ def waiting_entries(session: Session, feed_id: int) -> dict[str, WaitingEntry]:
     return {e.guid: WaitingEntry(e.guid, e.link, e.title, e.author, e.published_at,
                                  e.content, e.summary, e.language, e.attempts,
                                  e.next_attempt_at, e.last_error) for e in rows}
+
+
+def record_entries(session: Session, feed_id: int, entries: Iterable[WaitingEntry], *,
+                   now: datetime) -> None:
+    """Record entries just found, before their pages are fetched: one that is not stored
+    by the end of its poll (a shutdown, a crash, the database gone) is worked on at the
+    feed's next poll, whether or not the feed still lists it. An entry recorded already
+    (another worker whose lease lapsed found it too) is left as it is."""
+    entries = list(entries)
+    rows = [{"feed_id": feed_id, "guid": e.guid, "link": e.link, "title": e.title,
+             "author": e.author, "published_at": e.published_at, "content": e.content,
+             "summary": e.summary, "language": e.language, "attempts": e.attempts,
+             "next_attempt_at": e.next_attempt_at, "last_error": e.last_error,
+             "last_status": None, "created_at": now} for e in entries]
+    if not rows:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    for start in range(0, len(rows), 200):
+        session.execute(dialect.insert(Entry).on_conflict_do_nothing(), rows[start:start + 200])
+    soonest = min(e.next_attempt_at for e in entries)
+    session.execute(update(Feed).where(
+        Feed.id == feed_id,
+        or_(Feed.entries_retry_at.is_(None), Feed.entries_retry_at > soonest))
+        .values(entries_retry_at=soonest))
 
 
 def wait_entry(session: Session, feed_id: int, entry: WaitingEntry, *,
