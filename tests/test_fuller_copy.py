@@ -5,6 +5,7 @@ Runs on SQLite and on the local PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from conftest import LocalServer, Route
@@ -53,3 +54,41 @@ def test_the_full_article_after_its_teaser_becomes_the_original(
     assert alerts == [("Guaido", full["id"]), ("Venezuela", teaser["id"])]
     # The story lists the teaser's outlet as another that carried it.
     assert [c["feed"] for c in full["also_reported_by"]] == ["Teasers"]
+
+
+def test_dedup_check_gives_the_daemons_verdict_for_a_fuller_copy(
+        server: LocalServer, db_url: str, tmp_path: Path) -> None:
+    """`dedup check` decides by the daemon's function: it says that a fuller copy would
+    take over from the teaser, and then that the teaser is a copy of it, as stored."""
+    server.routes["/teasers.rss"] = Route(content_type="application/rss+xml", body=rss(
+        "Teasers", [Entry("Moscow urges talks", None, guid="teaser", summary=LEAD)]))
+    config = write_config(tmp_path / "m.toml", db_url=db_url,
+                          feeds=[{"name": "Teasers", "url": server.url("/teasers.rss")}])
+    assert cli(config, "run", "--once")[0] == 0
+    teaser_id = json_lines(config, "items", "list")[0]["id"]
+    full = tmp_path / "full.txt"
+    full.write_text(LEAD + BODY * 3, encoding="utf-8")
+
+    code, out = cli(config, "dedup", "check", str(full), "--json")
+    assert code == 0, out
+    verdict = json.loads(out)
+    assert verdict["verdict"] == "fuller" and verdict["duplicate_of"] is None
+    assert verdict["replaces"]["id"] == teaser_id
+    code, out = cli(config, "dedup", "check", str(full))
+    assert f"verdict: new: a fuller copy of item {teaser_id}, which it would replace" in out
+
+    # The daemon does what the check said.
+    server.routes["/teasers.rss"] = Route(content_type="application/rss+xml", body=rss(
+        "Teasers", [Entry("Moscow urges talks on Venezuela", None, guid="full",
+                          content=LEAD + BODY * 3)]))
+    assert cli(config, "run", "--once")[0] == 0
+    items = {i["guid"]: i for i in json_lines(config, "items", "list")}
+    assert items["full"]["status"] == "new"
+    assert items["teaser"]["duplicate_of"]["id"] == items["full"]["id"]
+    # Now the same text is the story's original itself, and the teaser a copy of it.
+    verdict = json.loads(cli(config, "dedup", "check", str(full), "--json")[1])
+    assert (verdict["verdict"], verdict["duplicate_of"]["id"]) == ("exact", items["full"]["id"])
+    teaser = tmp_path / "teaser.txt"
+    teaser.write_text(LEAD, encoding="utf-8")
+    verdict = json.loads(cli(config, "dedup", "check", str(teaser), "--json")[1])
+    assert verdict["duplicate_of"]["id"] == items["full"]["id"]

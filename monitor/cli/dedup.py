@@ -13,6 +13,7 @@ from monitor.config import Settings
 from monitor.errors import InputError
 
 if TYPE_CHECKING:
+    from monitor.dedup.decision import Explanation
     from monitor.dedup.index import NearMatch
 
 
@@ -53,22 +54,23 @@ def _scores_json(m: NearMatch) -> dict[str, Any]:
 
 
 def cmd_dedup_check(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor.dedup.decision import explain
     from monitor.dedup.index import Deduplicator
 
     text, canonical = _read_source(args.source, settings)
     dedup = Deduplicator.from_settings(settings)
     with stored(settings) as s:
-        ex = dedup.explain(s, text, canonical)
-    method, ref = ex.verdict
-    t = dedup.thresholds
+        ex = explain(s, dedup, text, canonical)
+    d, t = ex.decision, dedup.thresholds
     shown = ex.matches[:max(args.top, 0)]
     if args.json:
-        dump({"source": args.source, "verdict": method, "duplicate_of": ref_json(ref),
-               "words": ex.words, "boilerplate_lines": list(ex.boilerplate),
-               "band_keys": ex.band_keys,
-               "thresholds": {"jaccard": t.jaccard, "containment": t.containment,
-                              "min_words": t.min_words},
-               "matches": [_scores_json(m) for m in shown]}, out)
+        dump({"source": args.source, "verdict": ex.verdict, "duplicate_of": ref_json(d.ref),
+              "replaces": ref_json(d.replaces), "similarity": d.similarity,
+              "words": ex.words, "boilerplate_lines": list(ex.boilerplate),
+              "band_keys": ex.band_keys,
+              "thresholds": {"jaccard": t.jaccard, "containment": t.containment,
+                             "min_words": t.min_words},
+              "matches": [_scores_json(m) for m in shown]}, out)
         return EXIT_OK
     out.write(f"{args.source}: {ex.words} words after dropping {len(ex.boilerplate)} "
               f"boilerplate lines; {ex.band_keys} band keys\n")
@@ -76,10 +78,6 @@ def cmd_dedup_check(settings: Settings, args: argparse.Namespace, out: TextIO) -
         out.write(f"  dropped: {line[:100]}\n")
     out.write(f"thresholds: jaccard >= {t.jaccard} or containment >= {t.containment}, "
               f"both texts >= {t.min_words} words\n")
-    if ex.by_url:
-        out.write(f"same canonical URL as {ref_text(ex.by_url)} <{ex.by_url.url}>\n")
-    if ex.by_text_hash:
-        out.write(f"same normalized text as {ref_text(ex.by_text_hash)}\n")
     if not shown:
         out.write("no stored text shares a band key with it\n")
     for i, m in enumerate(shown, 1):
@@ -89,10 +87,21 @@ def cmd_dedup_check(settings: Settings, args: argparse.Namespace, out: TextIO) -
                   f"{m.scores.jaccard:.3f}  containment {m.scores.containment:.3f}  "
                   f"{c.hits} bands  {ref_text(c.ref)}{via}"
                   f"{' [' + c.feed + ']' if c.feed else ''}: {c.title or '(untitled)'}\n")
-    verdict = "new (no duplicate)" if ref is None else (
-        f"duplicate of {ref_text(ref)} by {method}" + (f" <{ref.url}>" if ref.url else ""))
-    out.write(f"verdict: {verdict}\n")
+    out.write(f"verdict: {_verdict_text(ex)}\n")
     return EXIT_OK
+
+
+def _verdict_text(ex: Explanation) -> str:
+    d = ex.decision
+    if d.replaces is not None:
+        return (f"new: a fuller copy of {ref_text(d.replaces)}, which it would replace as "
+                "the story's original (rules that alerted for the story do not alert again)")
+    if d.ref is None:
+        return "new (no duplicate)"
+    how = {"url": "the same canonical URL", "exact": "the same normalized text",
+           "near": "near-duplicate text", "guid": "the same GUID"}.get(d.method or "", d.method)
+    return (f"duplicate of {ref_text(d.ref)} by {d.method} ({how})"
+            + (f" <{d.ref.url}>" if d.ref.url else ""))
 
 
 def cmd_dedup_reindex(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:

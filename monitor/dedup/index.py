@@ -1,6 +1,7 @@
-"""What a new text duplicates among the stored seeds and items, and the index that
-finds it. Joins the pure fingerprints (:mod:`monitor.dedup.fingerprint`) and verdicts
-(:mod:`monitor.dedup.verdict`) to the store.
+"""The near-duplicate index: the stored seeds' and items' band keys, kept up to date,
+and the verified candidates a new text finds in it. Joins the pure fingerprints
+(:mod:`monitor.dedup.fingerprint`) and verdicts (:mod:`monitor.dedup.verdict`) to the
+store; what a text is, all keys considered, is :mod:`monitor.dedup.decision`.
 
 Every call takes the caller's session: the pipeline runs these inside the
 transaction that stores the item, so a verdict and the index it leaves behind
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,30 +32,6 @@ INDEX_VERSION_KEY = "near_dedup_index"
 
 # A verified candidate: its scores and whether they make it a duplicate.
 NearMatch = Match[store.NearCandidate]
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """Why a text is, or is not, a duplicate: for ``monitor dedup check``."""
-
-    words: int  # after boilerplate lines are dropped
-    boilerplate: tuple[str, ...]  # the lines dropped
-    band_keys: int
-    by_url: store.Ref | None
-    by_text_hash: store.Ref | None
-    matches: tuple[NearMatch, ...]  # verified candidates, best first
-    near: NearMatch | None  # the one the pipeline would record, if any
-
-    @property
-    def verdict(self) -> tuple[str, store.Ref | None]:
-        """("url" | "exact" | "near" | "new", what it duplicates)."""
-        if self.by_url:
-            return "url", self.by_url
-        if self.by_text_hash:
-            return "exact", self.by_text_hash
-        if self.near is not None:
-            return "near", self.near.candidate.original
-        return "new", None
 
 
 class Deduplicator:
@@ -83,21 +59,7 @@ class Deduplicator:
         """The stored text ``fp`` near-duplicates, if any."""
         if fp.words < self.thresholds.min_words:
             return None  # no candidate could qualify (is_duplicate): spare the query
-        return _pick(self.matches(session, fp))
-
-    def explain(self, session: Session, text: str, canonical: str | None = None) -> Explanation:
-        fp = self.fingerprint(text)
-        dropped = tuple(line.strip() for line in text.splitlines()
-                        if self.fingerprinter.boilerplate.is_boilerplate(line) and line.strip())
-        thash = text_hash(text)
-        matches = self.matches(session, fp)
-        return Explanation(
-            words=fp.words, boilerplate=dropped, band_keys=len(fp.band_keys),
-            by_url=store.find_by_url(session, canonical) if canonical else None,
-            by_text_hash=store.find_by_text_hash(session, thash) if thash else None,
-            matches=tuple(matches),
-            near=_pick(matches),
-        )
+        return pick(self.matches(session, fp))
 
     def index_item(self, session: Session, item_id: int, fp: Fingerprint) -> None:
         store.add_item_bands(session, item_id, fp.band_keys)
@@ -174,7 +136,7 @@ def _progress(raw: str | None, version: str) -> int | None:
     return None
 
 
-def _pick(matches: list[NearMatch]) -> NearMatch | None:
+def pick(matches: list[NearMatch]) -> NearMatch | None:
     """The duplicate to record. The original itself wins over a copy of it (a teaser of
     it, say) when both qualify, so the recorded similarity means "to the original"."""
     dups = [m for m in matches if m.duplicate]

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from monitor import store
 from monitor.db import reason as db_reason
-from monitor.dedup.fingerprint import Fingerprint, Normalized, normalized, story_key, text_hash
-from monitor.dedup.verdict import is_fuller
+from monitor.dedup.decision import DecideAgain, Decision, Keys, decide
+from monitor.dedup.fingerprint import normalized
 from monitor.errors import (
     ExtractionError,
     FetchError,
@@ -57,13 +57,6 @@ class Candidate:
     fetched_at: datetime | None = None
     transient: bool = False  # the page failed for a reason that may pass
     retry_after: str | None = None
-
-
-@dataclass
-class _Verdict:
-    ref: store.Ref | None = None
-    method: str | None = None
-    similarity: float | None = None
 
 
 def _global_guid(guid: str) -> bool:
@@ -268,7 +261,7 @@ def _settle(ctx: Context, feed: store.FeedState, c: Candidate,
             store.wait_entry(s, feed.id, waiting(c, at), last_status=c.page_status, now=now)
         report.waiting += 1
         return at
-    if not store_entry(ctx, feed, c, prepare(ctx, c), report) and c.recorded:
+    if not store_entry(ctx, feed, c, prepare(ctx, feed, c), report) and c.recorded:
         # Skipped (logged): it does not wait to be tried again at every poll.
         with ctx.sessions.begin() as s:
             store.forget_entries(s, feed.id, [c.entry.guid])
@@ -289,33 +282,19 @@ class Prepared:
     text: str
     source: str  # text_source
     canonical: str | None
-    norm: Normalized | None  # None for a title alone: too little to call anything a copy
-    thash: str | None
+    keys: Keys  # what dedup knows it by (its text normalized: None for a title alone)
 
 
-def prepare(ctx: Context, c: Candidate) -> Prepared:
+def prepare(ctx: Context, feed: store.FeedState, c: Candidate) -> Prepared:
     text, source = choose_text(c.entry, c.article, ctx.settings.extract.min_text_chars)
     canonical = c.link_canonical
     if c.page is not None:
         canonical = choose_canonical(c.page.final_url,
                                      c.article.canonical_url if c.article else None)
     norm = normalized(text) if source != "title" else None
-    return Prepared(text, source, canonical, norm, text_hash(norm) if norm else None)
-
-
-def _exact_verdict(known: store.Known, c: Candidate, p: Prepared) -> _Verdict:
-    """What ``c`` duplicates by GUID, canonical URL or text hash among ``known``."""
-    if _global_guid(c.entry.guid) and c.entry.guid in known.by_guid:
-        return _Verdict(known.by_guid[c.entry.guid], "guid")
-    if p.canonical and p.canonical in known.by_url:
-        return _Verdict(known.by_url[p.canonical], "url")
-    if p.thash and p.thash in known.by_hash:
-        return _Verdict(known.by_hash[p.thash], "exact", 1.0)
-    return _Verdict()
-
-
-class _DecideAgain(Exception):
-    """Another worker changed what this entry's verdict rests on: decide it again."""
+    guid = c.entry.guid
+    return Prepared(text, source, canonical, Keys.of(
+        norm, feed_id=feed.id, guid=guid if _global_guid(guid) else None, canonical=canonical))
 
 
 def store_entry(ctx: Context, feed: store.FeedState, c: Candidate, p: Prepared,
@@ -336,7 +315,7 @@ def store_entry(ctx: Context, feed: store.FeedState, c: Candidate, p: Prepared,
         except OperationalError:
             raise
         except Exception as exc:
-            if attempt == 1 and isinstance(exc, IntegrityError | _DecideAgain):
+            if attempt == 1 and isinstance(exc, IntegrityError | DecideAgain):
                 log.info("feed %r: entry <%s>: stored meanwhile by another worker (%s); "
                          "deciding again", feed.name, c.entry.link,
                          db_reason(exc) if isinstance(exc, IntegrityError) else exc)
@@ -356,30 +335,11 @@ def store_entry(ctx: Context, feed: store.FeedState, c: Candidate, p: Prepared,
     return True
 
 
-def _story_keys(c: Candidate, p: Prepared, fp: Fingerprint | None) -> list[int]:
-    """The keys under which another copy of this story could be found: its GUID (when
-    global), canonical URL, text hash and near-duplicate band keys. Two entries whose
-    verdicts could depend on each other share one, so locking them serializes exactly
-    those."""
-    keys = [story_key(kind, value) for kind, value in (
-        ("guid", c.entry.guid if _global_guid(c.entry.guid) else None),
-        ("url", p.canonical), ("hash", p.thash)) if value]
-    return keys + list(fp.band_keys if fp is not None else ())
-
-
 @dataclass(frozen=True)
 class _Stored:
     ref: store.Ref  # the item stored, or the original it duplicates
     new: bool
     alerts: int
-
-
-def _lookup(s: Session, feed: store.FeedState, c: Candidate, p: Prepared) -> _Verdict:
-    """What ``c`` duplicates by GUID, canonical URL or text hash in the database."""
-    guid = c.entry.guid
-    return _exact_verdict(store.lookup_known(
-        s, feed.id, guids=[guid] if _global_guid(guid) else [],
-        urls=[p.canonical] if p.canonical else [], hashes=[p.thash] if p.thash else []), c, p)
 
 
 def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
@@ -390,31 +350,17 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
     text, source, canonical = p.text, p.source, p.canonical
     if store.known_guids(s, feed.id, [entry.guid]):
         return None
-    v = _Verdict(c.known_as, c.known_by) if c.known_as is not None else _lookup(s, feed, c, p)
-    # Exact and URL copies are not fingerprinted (they add nothing to the index).
-    fp = ctx.dedup.fingerprint(p.norm) if v.ref is None and p.norm is not None else None
-    # Not known yet: take the story's locks (another worker storing a copy of it waits
-    # for this commit, or this for its), then look again at what others committed (where
-    # there can be others).
-    if v.ref is None and store.lock_story_keys(s, _story_keys(c, p, fp)):
-        v = _lookup(s, feed, c, p)
-        if v.ref is not None:
-            fp = None
-    replaces: store.Ref | None = None  # an original this fuller copy takes over from
-    if fp is not None:
-        near = ctx.dedup.find(s, fp)
-        if near is not None:
-            v = _Verdict(near.candidate.original, "near", round(near.scores.similarity, 4))
-            log.info("feed %r: entry <%s> near-duplicates %s %s (jaccard %.2f, containment "
-                     "%.2f)", feed.name, entry.link, near.candidate.ref.kind,
-                     near.candidate.ref.seed or near.candidate.ref.id, near.scores.jaccard,
-                     near.scores.containment)
-            original = near.candidate.original
-            if original.kind == "item" and near.candidate.ref == original \
-                    and is_fuller(fp, near, ctx.dedup.thresholds):
-                if not store.lock_original(s, original.id):
-                    raise _DecideAgain(f"item {original.id} stopped being an original")
-                replaces, v = original, _Verdict()
+    # The story's keys are locked (another worker storing a copy of it waits for this
+    # commit, or this for its) and looked up again where others may have committed.
+    v = decide(s, ctx.dedup, p.keys,
+               known=Decision(c.known_as, c.known_by) if c.known_as is not None else None,
+               lock=lambda keys: store.lock_story_keys(s, keys))
+    near, replaces, fp = v.near, v.replaces, v.fingerprint
+    if near is not None and replaces is None:
+        log.info("feed %r: entry <%s> near-duplicates %s %s (jaccard %.2f, containment "
+                 "%.2f)", feed.name, entry.link, near.candidate.ref.kind,
+                 near.candidate.ref.seed or near.candidate.ref.id, near.scores.jaccard,
+                 near.scores.containment)
     use_page = source == "page" and article is not None
     title = entry.title or (article.title if article else None)
     now = ctx.clock()
@@ -433,7 +379,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
         site_name=article.site_name if article else None,
         text=text,
         text_source=source,
-        text_hash=p.thash,
+        text_hash=p.keys.text_hash,
         page_status=c.page_status,
         page_error=c.page_error,
         duplicate_of=v.ref,
@@ -450,7 +396,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
     alerts = 0
     hits = ctx.rules.matcher.match(title, text)
     if replaces is not None:
-        assert v.similarity is None and near is not None
+        assert near is not None
         store.promote(s, replaces.id, item_id, round(near.scores.similarity, 4))
         # A rule that alerted for the story already does not again.
         done = store.rules_alerted(s, item_id)
@@ -461,4 +407,5 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
         alerts = store.add_alerts(s, item_id, [ctx.rules.alert(h) for h in hits], now)
         log.info("feed %r: entry <%s> matched rules %s", feed.name, entry.link,
                  ", ".join(repr(h.rule) for h in hits))
-    return _Stored(store.Ref("item", item_id, canonical or entry.link), new=True, alerts=alerts)
+    return _Stored(store.Ref("item", item_id, canonical or entry.link), new=True,
+                   alerts=alerts)
