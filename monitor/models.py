@@ -116,9 +116,10 @@ class Feed(Base):
 
 
 class Entry(Base):
-    """A feed entry whose article page failed for a reason that may pass: kept, with
-    what the feed said of it, until its page is tried again (``next_attempt_at``, at
-    the feed's poll after it) and it is stored as an item."""
+    """A feed entry found but not yet stored: recorded, with what the feed said of it,
+    when its feed is parsed (``attempts`` 0), and kept until it is stored as an item,
+    across a shutdown or a crash and while its page, failed for a reason that may pass,
+    waits to be tried again (``next_attempt_at``, at the feed's poll after it)."""
 
     __tablename__ = "entries"
 
