@@ -183,7 +183,7 @@ class Item(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id"), index=True)
-    guid: Mapped[str] = mapped_column(Text)
+    guid: Mapped[str] = mapped_column(Text, index=True)  # also looked up across feeds
     url: Mapped[str | None] = mapped_column(Text)  # the entry's link as the feed gave it
     final_url: Mapped[str | None] = mapped_column(Text)  # after redirects, when fetched
     canonical_url: Mapped[str | None] = mapped_column(Text, index=True)
