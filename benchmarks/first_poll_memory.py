@@ -68,6 +68,8 @@ def main() -> int:
                     items = int(c.execute(text("SELECT count(*) FROM items")).scalar_one())
             except Exception:  # the process ended, or the schema is not there yet
                 continue
+            if main_mb == 0:  # it has just exited
+                continue
             now = time.monotonic() - t0
             if items and first_item is None:
                 first_item = now

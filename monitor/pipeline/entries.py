@@ -309,7 +309,7 @@ def store_entry(ctx: Context, feed: store.FeedState, c: Candidate, p: Prepared,
     for attempt in (1, 2):
         try:
             with ctx.sessions.begin() as s:
-                stored = _store_candidate(ctx, s, feed, c, p)
+                stored = _store_candidate(ctx, s, feed, c, p, check_guid=attempt > 1)
                 if c.recorded:
                     store.forget_entries(s, feed.id, [c.entry.guid])
         except OperationalError:
@@ -343,12 +343,13 @@ class _Stored:
 
 
 def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
-                     c: Candidate, p: Prepared) -> _Stored | None:
+                     c: Candidate, p: Prepared, *, check_guid: bool) -> _Stored | None:
     """Decide and store one entry, in the caller's transaction. Returns None when this
-    feed has the entry already (another worker stored it meanwhile)."""
+    feed has the entry already (``check_guid``: looked for; otherwise the feed's unique
+    GUID constraint says so, which is rare: a lapsed lease let another worker poll it)."""
     entry, article, page = c.entry, c.article, c.page
     text, source, canonical = p.text, p.source, p.canonical
-    if store.known_guids(s, feed.id, [entry.guid]):
+    if check_guid and store.known_guids(s, feed.id, [entry.guid]):
         return None
     # The story's keys are locked (another worker storing a copy of it waits for this
     # commit, or this for its) and looked up again where others may have committed.

@@ -69,6 +69,7 @@ from monitor.store.items import (
     lock_original,
     lock_story_keys,
     lookup_known,
+    lookup_one,
     promote,
     rules_alerted,
 )
@@ -163,6 +164,7 @@ __all__ = [
     "lock_original",
     "lock_story_keys",
     "lookup_known",
+    "lookup_one",
     "mark_digest_failed",
     "mark_digest_sent",
     "near_candidates",

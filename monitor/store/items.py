@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, literal, null, or_, select, text, union_all, update
 from sqlalchemy.orm import Session, aliased, defer
 
 from monitor.models import Alert, Feed, Item, Seed
@@ -86,42 +86,60 @@ def _seeds_by(session: Session, column: Any, values: Iterable[str]) -> dict[str,
     return found
 
 
-def _items_by(session: Session, column: Any, values: Iterable[str],
-              *conditions: Any) -> dict[str, Ref]:
-    """Per value of ``column``, the original of the first matching item: an original
-    ("new") before a copy, then the oldest. Copies point at their original, so every
-    later copy points there too."""
-    best: dict[str, tuple[bool, int, int | None, int | None, str | None]] = {}
-    for chunk in _chunks(values):
-        q = (select(column, Item.id, Item.status, Item.duplicate_of_item_id,
-                    Item.duplicate_of_seed_id, func.coalesce(Item.canonical_url, Item.url))
-             .where(column.in_(chunk), *conditions))
-        for key, iid, status, dup_item, dup_seed, url in session.execute(q):
-            rank = (status != "new", iid)
-            if key not in best or rank < best[key][:2]:
-                best[key] = (status != "new", iid, dup_item, dup_seed, url)
+_Best = dict[str, tuple[bool, int, int | None, int | None, str | None]]
+
+
+def _item_columns() -> tuple[Any, ...]:
+    return (Item.id, Item.status, Item.duplicate_of_item_id, Item.duplicate_of_seed_id,
+            func.coalesce(Item.canonical_url, Item.url))
+
+
+def _keep_best(best: _Best, key: str, iid: int, status: str, dup_item: int | None,
+               dup_seed: int | None, url: str | None) -> None:
+    """Per key, the first matching item: an original ("new") before a copy, then the
+    oldest."""
+    rank = (status != "new", iid)
+    if key not in best or rank < best[key][:2]:
+        best[key] = (status != "new", iid, dup_item, dup_seed, url)
+
+
+def _originals(session: Session, best: _Best) -> dict[str, Ref]:
+    """Each key's item resolved to the original it duplicates. Copies point at their
+    original, so every later copy points there too."""
     orig_items = {i for _, _, i, _, _ in best.values() if i is not None}
     orig_seeds = {s for _, _, i, s, _ in best.values() if i is None and s is not None}
     items: dict[int, Ref] = {}
     for ids in _chunks(orig_items):
-        for iid, url in session.execute(
+        for iid, orig_url in session.execute(
                 select(Item.id, func.coalesce(Item.canonical_url, Item.url))
                 .where(Item.id.in_(ids))):
-            items[iid] = Ref("item", iid, url)
+            items[iid] = Ref("item", iid, orig_url)
     seeds: dict[int, Ref] = {}
     for ids in _chunks(orig_seeds):
-        for sid, url, name in session.execute(
+        for sid, seed_url, name in session.execute(
                 select(Seed.id, Seed.source_url, Seed.name).where(Seed.id.in_(ids))):
-            seeds[sid] = Ref("seed", sid, url, name)
+            seeds[sid] = Ref("seed", sid, seed_url, name)
     found: dict[str, Ref] = {}
-    for key, (_, iid, dup_item, dup_seed, url) in best.items():
+    for key, (_, iid, dup_item, dup_seed, item_url) in best.items():
         if dup_item is not None:
             found[key] = items[dup_item]
         elif dup_seed is not None:
             found[key] = seeds[dup_seed]
         else:
-            found[key] = Ref("item", iid, url)
+            found[key] = Ref("item", iid, item_url)
     return found
+
+
+def _items_by(session: Session, column: Any, values: Iterable[str],
+              *conditions: Any) -> dict[str, Ref]:
+    """Per value of ``column``, the original of the first matching item (see
+    :func:`_keep_best`)."""
+    best: _Best = {}
+    for chunk in _chunks(values):
+        q = select(column, *_item_columns()).where(column.in_(chunk), *conditions)
+        for key, *row in session.execute(q):
+            _keep_best(best, key, *row)
+    return _originals(session, best)
 
 
 def lookup_known(session: Session, feed_id: int, *, guids: Iterable[str] = (),
@@ -141,6 +159,45 @@ def lookup_known(session: Session, feed_id: int, *, guids: Iterable[str] = (),
     by_hash.update(_seeds_by(session, Seed.text_hash, hashes))
     return Known(by_guid=_items_by(session, Item.guid, guids, Item.feed_id != feed_id),
                  by_url=by_url, by_hash=by_hash)
+
+
+def lookup_one(session: Session, feed_id: int, *, guid: str | None = None,
+               url: str | None = None, text_hash: str | None = None) -> Known:
+    """:func:`lookup_known` for one text's keys, in one statement where that takes five:
+    what each entry's storing transaction asks, so it is kept lean (one UNION ALL, on
+    the connection). ``guid`` only when globally unique; a match in ``feed_id`` itself
+    does not count."""
+    item_cols = (Item.id, Item.status, Item.duplicate_of_item_id, Item.duplicate_of_seed_id,
+                 func.coalesce(Item.canonical_url, Item.url), null())
+    seed_cols = (Seed.id, literal("seed"), null(), null(), Seed.source_url, Seed.name)
+    parts: list[Any] = []
+    if guid:
+        parts.append(select(literal("guid"), *item_cols)
+                     .where(Item.guid == guid, Item.feed_id != feed_id))
+    if url:
+        parts.append(select(literal("url"), *item_cols).where(Item.canonical_url == url))
+        parts.append(select(literal("seed_url"), *seed_cols).where(Seed.source_url == url))
+    if text_hash:
+        parts.append(select(literal("hash"), *item_cols).where(Item.text_hash == text_hash))
+        parts.append(select(literal("seed_hash"), *seed_cols)
+                     .where(Seed.text_hash == text_hash))
+    best: _Best = {}
+    seeds: dict[str, Ref] = {}
+    if parts:
+        for kind, iid, status, dup_item, dup_seed, ref_url, name in \
+                session.connection().execute(union_all(*parts)):
+            if status == "seed":  # seeds win over items (they were known first), lowest id
+                seed = seeds.get(kind)
+                if seed is None or iid < seed.id:
+                    seeds[kind] = Ref("seed", iid, ref_url, name)
+            else:
+                _keep_best(best, kind, iid, status, dup_item, dup_seed, ref_url)
+    by_kind = _originals(session, best) if best else {}
+    by_kind.update({kind.removeprefix("seed_"): ref for kind, ref in seeds.items()})
+    return Known(by_guid={guid: by_kind["guid"]} if guid and "guid" in by_kind else {},
+                 by_url={url: by_kind["url"]} if url and "url" in by_kind else {},
+                 by_hash={text_hash: by_kind["hash"]}
+                 if text_hash and "hash" in by_kind else {})
 
 
 def find_by_guid_elsewhere(session: Session, feed_id: int, guid: str) -> Ref | None:
