@@ -6,6 +6,7 @@ the dead worker gone)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -78,6 +79,8 @@ def test_entries_are_stored_before_the_feeds_last_page_and_survive_a_shutdown(
     # The shutdown cancelled the slow fetch: what was stored stays, the rest is kept.
     assert count(engine, Item) == FAST
     assert count(engine, EntryRow) == 1
+    code, out = cli(config, "status")
+    assert "entries not yet stored: 1 found, their page not yet tried; 0 waiting" in out, out
     # Meanwhile the feed dropped the entry: it is stored all the same, from its page.
     server.routes["/f.rss"] = Route(content_type="application/rss+xml", body=rss("F", [
         Entry(f"Story {i}", server.url(f"/p{i}.html"), guid=f"p{i}") for i in range(FAST)]))
@@ -106,6 +109,8 @@ def test_an_entry_found_before_a_crash_is_stored_after_it(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert count(engine, EntryRow) == 1
+    code, out = cli(config, "status")
+    assert "entries not yet stored: 1 found, their page not yet tried; 0 waiting" in out, out
     # Meanwhile the feed dropped the entry: it is stored all the same, from its page.
     server.routes["/f.rss"] = Route(content_type="application/rss+xml", body=rss("F", [
         Entry(f"Story {i}", server.url(f"/p{i}.html"), guid=f"p{i}") for i in range(FAST)]))

@@ -228,6 +228,7 @@ def test_healthz_and_metrics(server: LocalServer, tmp_path: Path) -> None:
         assert m[("monitor_feeds_enabled", ())] == 2.0
         assert ("monitor_oldest_overdue_seconds", ()) in m
         assert m[("monitor_digests_pending", ())] == 0.0
+        assert m[("monitor_entries_pending", (("state", "found"),))] == 0.0  # all stored
 
         with urllib.request.urlopen(f"{base}/healthz", timeout=10) as resp:
             health = json.loads(resp.read())

@@ -63,6 +63,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
     out.write(f"feeds: {counts or 'none'}\n")
     out.write(f"backlog: {backlog.due} due and waiting, {backlog.polling} being polled; "
               f"the most overdue is {backlog.oldest_overdue_seconds:.0f}s late\n")
+    if backlog.entries_found or backlog.entries_retrying:
+        out.write(f"entries not yet stored: {backlog.entries_found} found, their page not yet "
+                  f"tried; {backlog.entries_retrying} waiting to try their page again\n")
     if failing:
         out.write(f"failing feeds ({len(failing)}):\n")
         for f in failing:

@@ -44,6 +44,9 @@ class Metrics:
         self.enabled = Gauge("monitor_feeds_enabled", "Enabled feeds.", registry=r)
         self.oldest_overdue = Gauge("monitor_oldest_overdue_seconds", "How late the most overdue "
                                     "enabled feed is (0 when none is overdue).", registry=r)
+        self.entries = Gauge("monitor_entries_pending", "Entries found and not yet stored: "
+                             "their page not yet tried (found), or waiting to be tried again "
+                             "(retrying).", ["state"], registry=r)
         self.pending_digests = Gauge("monitor_digests_pending", "Digests not yet accepted by "
                                      "the SMTP server.", registry=r)
         self.in_flight = Gauge("monitor_polls_in_flight", "Polls this worker is running.",
@@ -68,6 +71,8 @@ class Metrics:
         self.failing.set(backlog.failing)
         self.enabled.set(backlog.enabled)
         self.oldest_overdue.set(backlog.oldest_overdue_seconds)
+        self.entries.labels("found").set(backlog.entries_found)
+        self.entries.labels("retrying").set(backlog.entries_retrying)
         self.pending_digests.set(pending_digests)
 
     def exposition(self) -> bytes:

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Table, Update, bindparam, func, or_, selec
 from sqlalchemy.orm import Session
 
 from monitor.config import FeedSettings
-from monitor.models import Feed, Item
+from monitor.models import Entry, Feed, Item
 from monitor.store.leases import rowcount
 
 
@@ -159,6 +159,9 @@ class Backlog:
     oldest_overdue_seconds: float  # how late the most overdue feed is (0 if none)
     failing: int  # enabled feeds whose last poll failed
     enabled: int
+    entries_found: int = 0  # entries recorded, their page not yet tried (a poll in
+    # flight, or one stopped by a shutdown or a crash: the feed's next poll takes them)
+    entries_retrying: int = 0  # entries waiting for their page to be tried again
 
 
 def backlog(session: Session, now: datetime) -> Backlog:
@@ -170,9 +173,13 @@ def backlog(session: Session, now: datetime) -> Backlog:
                             .where(enabled, Feed.next_poll_at <= now))
     failing = session.scalar(select(func.count()).where(enabled, Feed.consecutive_failures > 0))
     total = session.scalar(select(func.count()).where(enabled)) or 0
+    found, retrying = session.execute(select(
+        func.count().filter(Entry.attempts == 0), func.count().filter(Entry.attempts > 0))
+        .select_from(Entry)).one()
     return Backlog(due=due, polling=polling,
                    oldest_overdue_seconds=(now - oldest).total_seconds() if oldest else 0.0,
-                   failing=failing or 0, enabled=total)
+                   failing=failing or 0, enabled=total, entries_found=found or 0,
+                   entries_retrying=retrying or 0)
 
 
 def record_feed_success(
