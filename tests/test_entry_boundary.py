@@ -146,3 +146,34 @@ def test_an_entry_that_cannot_be_stored_costs_only_itself(
     assert [a["title"] for a in json_lines(config, "alerts", "list")] == ["Before"]
     (feed,) = json_lines(config, "feeds", "list")
     assert feed["consecutive_failures"] == 0 and feed["last_error"] is None
+
+
+def test_an_entry_whose_text_cannot_be_prepared_costs_only_itself(
+        server: LocalServer, db_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bug met while choosing one page's canonical URL (stood in for, as above): the
+    # entries fetched beside it are stored, and the feed's poll succeeds.
+    from monitor.pipeline import entries
+
+    real = entries.choose_canonical
+
+    def choose(final_url: str, declared: str | None) -> str | None:
+        if "boom" in final_url:
+            raise RuntimeError("a bug met on odd input")
+        return real(final_url, declared)
+
+    monkeypatch.setattr(entries, "choose_canonical", choose)
+    docs = pages()
+    for name, doc in zip(("a", "boom", "c"), docs, strict=False):
+        server.routes[f"/{name}.html"] = Route(body=page_html(doc))
+    server.routes["/f.rss"] = Route(content_type="application/rss+xml", body=rss("F", [
+        Entry(f"Story {name}", server.url(f"/{name}.html"), guid=name)
+        for name in ("a", "boom", "c")]))
+    config = write_config(tmp_path / "m.toml", db_url=db_url,
+                          feeds=[{"name": "F", "url": server.url("/f.rss")}])
+    code, out = cli(config, "run", "--once")
+    assert code == 0, out
+    assert "1 could not be stored" in out and "0 failed" in out, out
+    assert sorted(i["guid"] for i in json_lines(config, "items", "list")) == ["a", "c"]
+    (feed,) = json_lines(config, "feeds", "list")
+    assert feed["consecutive_failures"] == 0 and feed["last_error"] is None

@@ -241,7 +241,7 @@ async def work_on(ctx: Context, feed: store.FeedState, c: Candidate,
     failed for a reason that may pass, kept waiting for its next attempt, which is
     returned. Stored as soon as its own text is ready, whatever its feed's other pages
     are doing; its page and text are let go once it is. Raises only what the database
-    raises when it fails itself (OperationalError)."""
+    raises when it fails itself: anything else is this entry's alone (logged, skipped)."""
     if c.known_as is None:
         await fetch_article(ctx, feed, c)
         report.pages_fetched += int(c.fetched_here and c.page is not None)
@@ -261,7 +261,16 @@ def _settle(ctx: Context, feed: store.FeedState, c: Candidate,
             store.wait_entry(s, feed.id, waiting(c, at), last_status=c.page_status, now=now)
         report.waiting += 1
         return at
-    if not store_entry(ctx, feed, c, prepare(ctx, feed, c), report) and c.recorded:
+    try:
+        p = prepare(ctx, feed, c)
+    except Exception:  # a bug met on odd input costs this entry only
+        report.skipped += 1
+        log.exception("feed %r: entry <%s> (guid %r) could not be prepared; skipped",
+                      feed.name, c.entry.link, c.entry.guid[:200])
+        stored = False
+    else:
+        stored = store_entry(ctx, feed, c, p, report)
+    if not stored and c.recorded:
         # Skipped (logged): it does not wait to be tried again at every poll.
         with ctx.sessions.begin() as s:
             store.forget_entries(s, feed.id, [c.entry.guid])
