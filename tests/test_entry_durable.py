@@ -51,14 +51,22 @@ def count(engine: Engine, what: type[Item] | type[EntryRow]) -> int:
         return int(c.scalar(select(func.count()).select_from(what)) or 0)
 
 
-def slow_page_done(server: LocalServer, config: Path) -> None:
-    """The slow page answers at once now: the next poll stores its entry from it."""
+def stored_after_the_stop(server: LocalServer, config: Path, engine: Engine) -> None:
+    """The entry found before the stop is shown as such; the feed no longer lists it,
+    and its page answers at once now: the next poll stores it all the same, from its
+    page."""
+    assert count(engine, EntryRow) == 1
+    code, out = cli(config, "status")
+    assert "entries not yet stored: 1 found, their page not yet tried; 0 waiting" in out, out
+    server.routes["/f.rss"] = Route(content_type="application/rss+xml", body=rss("F", [
+        Entry(f"Story {i}", server.url(f"/p{i}.html"), guid=f"p{i}") for i in range(FAST)]))
     server.routes[f"/p{FAST}.html"] = Route(body=page_html(pages()[FAST]))
     code, out = cli(config, "run", "--once")
     assert code == 0, out
     items = {i["guid"]: i for i in json_lines(config, "items", "list")}
     assert sorted(items) == [f"p{i}" for i in range(FAST + 1)]
     assert items[f"p{FAST}"]["text_source"] == "page", items[f"p{FAST}"]
+    assert count(engine, EntryRow) == 0
 
 
 def test_entries_are_stored_before_the_feeds_last_page_and_survive_a_shutdown(
@@ -78,14 +86,9 @@ def test_entries_are_stored_before_the_feeds_last_page_and_survive_a_shutdown(
         daemon.kill()
     # The shutdown cancelled the slow fetch: what was stored stays, the rest is kept.
     assert count(engine, Item) == FAST
-    assert count(engine, EntryRow) == 1
-    code, out = cli(config, "status")
-    assert "entries not yet stored: 1 found, their page not yet tried; 0 waiting" in out, out
-    # Meanwhile the feed dropped the entry: it is stored all the same, from its page.
-    server.routes["/f.rss"] = Route(content_type="application/rss+xml", body=rss("F", [
-        Entry(f"Story {i}", server.url(f"/p{i}.html"), guid=f"p{i}") for i in range(FAST)]))
-    slow_page_done(server, config)
-    assert count(engine, EntryRow) == 0
+    backlog = json.loads(cli(config, "status", "--json")[1])["backlog"]
+    assert (backlog["entries_found"], backlog["entries_retrying"]) == (1, 0)
+    stored_after_the_stop(server, config, engine)
     engine.dispose()
 
 
@@ -109,11 +112,5 @@ def test_an_entry_found_before_a_crash_is_stored_after_it(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert count(engine, EntryRow) == 1
-    code, out = cli(config, "status")
-    assert "entries not yet stored: 1 found, their page not yet tried; 0 waiting" in out, out
-    # Meanwhile the feed dropped the entry: it is stored all the same, from its page.
-    server.routes["/f.rss"] = Route(content_type="application/rss+xml", body=rss("F", [
-        Entry(f"Story {i}", server.url(f"/p{i}.html"), guid=f"p{i}") for i in range(FAST)]))
-    slow_page_done(server, config)
-    assert count(engine, EntryRow) == 0
+    stored_after_the_stop(server, config, engine)
     engine.dispose()

@@ -42,11 +42,11 @@ def test_lookup_one_answers_as_lookup_known(server: LocalServer, db_url: str,
         with db.session_factory(engine)() as s:
             rows = s.execute(select(Item.feed_id, Item.guid, Item.canonical_url,
                                     Item.text_hash)).all()
-            feeds = sorted({r.feed_id for r in rows}) + [0]
-            guids = [r.guid for r in rows] + ["https://nowhere.example/x", None]
-            urls = [r.canonical_url for r in rows] + [seed.source_url, "https://no.example/",
-                                                      None]
-            hashes = [r.text_hash for r in rows] + [text_hash(seed.text), "0" * 64, None]
+            feeds = [*sorted({r.feed_id for r in rows}), 0]
+            guids = [*(r.guid for r in rows), "https://nowhere.example/x", None]
+            urls = [*(r.canonical_url for r in rows), seed.source_url, "https://no.example/",
+                    None]
+            hashes = [*(r.text_hash for r in rows), text_hash(seed.text), "0" * 64, None]
             checked = 0
             for feed_id, guid, url, thash in itertools.product(feeds, guids, urls, hashes):
                 one = store.lookup_one(s, feed_id, guid=guid, url=url, text_hash=thash)
