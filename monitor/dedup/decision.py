@@ -75,8 +75,10 @@ def story_keys(keys: Keys, fp: Fingerprint | None) -> list[int]:
 def exact(session: Session, keys: Keys) -> Decision:
     """What the text duplicates by GUID, canonical URL or text hash (or nothing)."""
     thash = keys.text_hash
-    known = store.lookup_one(session, keys.feed_id, guid=keys.guid, url=keys.canonical,
-                             text_hash=thash)
+    known = store.lookup_known(session, keys.feed_id,
+                               guids=[keys.guid] if keys.guid else [],
+                               urls=[keys.canonical] if keys.canonical else [],
+                               hashes=[thash] if thash else [])
     if keys.guid and keys.guid in known.by_guid:
         return Decision(known.by_guid[keys.guid], "guid")
     if keys.canonical and keys.canonical in known.by_url:

@@ -69,7 +69,6 @@ from monitor.store.items import (
     lock_original,
     lock_story_keys,
     lookup_known,
-    lookup_one,
     promote,
     rules_alerted,
 )
@@ -164,7 +163,6 @@ __all__ = [
     "lock_original",
     "lock_story_keys",
     "lookup_known",
-    "lookup_one",
     "mark_digest_failed",
     "mark_digest_sent",
     "near_candidates",

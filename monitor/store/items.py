@@ -75,23 +75,8 @@ def _chunks(values: Iterable[V]) -> list[list[V]]:
     return [wanted[i:i + _CHUNK] for i in range(0, len(wanted), _CHUNK)]
 
 
-def _seeds_by(session: Session, column: Any, values: Iterable[str]) -> dict[str, Ref]:
-    """The first seed (lowest id) per value of ``column``."""
-    found: dict[str, Ref] = {}
-    for chunk in _chunks(values):
-        q = (select(column, Seed.id, Seed.source_url, Seed.name)
-             .where(column.in_(chunk)).order_by(Seed.id))
-        for key, sid, url, name in session.execute(q):
-            found.setdefault(key, Ref("seed", sid, url, name))
-    return found
-
-
 _Best = dict[str, tuple[bool, int, int | None, int | None, str | None]]
-
-
-def _item_columns() -> tuple[Any, ...]:
-    return (Item.id, Item.status, Item.duplicate_of_item_id, Item.duplicate_of_seed_id,
-            func.coalesce(Item.canonical_url, Item.url))
+_PARTS_PER_STATEMENT = 5  # SELECTs per UNION ALL: at most 5 x _CHUNK bound values
 
 
 def _keep_best(best: _Best, key: str, iid: int, status: str, dup_item: int | None,
@@ -130,74 +115,49 @@ def _originals(session: Session, best: _Best) -> dict[str, Ref]:
     return found
 
 
-def _items_by(session: Session, column: Any, values: Iterable[str],
-              *conditions: Any) -> dict[str, Ref]:
-    """Per value of ``column``, the original of the first matching item (see
-    :func:`_keep_best`)."""
-    best: _Best = {}
-    for chunk in _chunks(values):
-        q = select(column, *_item_columns()).where(column.in_(chunk), *conditions)
-        for key, *row in session.execute(q):
-            _keep_best(best, key, *row)
-    return _originals(session, best)
-
-
 def lookup_known(session: Session, feed_id: int, *, guids: Iterable[str] = (),
                  urls: Iterable[str] = (), hashes: Iterable[str] = ()) -> Known:
-    """One batch of exact-dedup lookups, a few statements for any number of entries:
+    """Exact-dedup lookups for any number of keys, in as few statements as the bound
+    values allow (one UNION ALL for one entry's keys: each entry's storing transaction
+    asks this, so it goes straight to the connection):
 
     - ``guids``: items with that GUID in *another* feed (pass only GUIDs that are
       globally unique);
     - ``urls``: a seed whose source URL, else an item whose canonical URL, it is;
     - ``hashes``: a seed, else an item, whose normalized text hashes to it.
 
-    Seeds win over items: they were known first."""
-    urls, hashes = list(urls), list(hashes)
-    by_url = _items_by(session, Item.canonical_url, urls)
-    by_url.update(_seeds_by(session, Seed.source_url, urls))
-    by_hash = _items_by(session, Item.text_hash, hashes)
-    by_hash.update(_seeds_by(session, Seed.text_hash, hashes))
-    return Known(by_guid=_items_by(session, Item.guid, guids, Item.feed_id != feed_id),
-                 by_url=by_url, by_hash=by_hash)
-
-
-def lookup_one(session: Session, feed_id: int, *, guid: str | None = None,
-               url: str | None = None, text_hash: str | None = None) -> Known:
-    """:func:`lookup_known` for one text's keys, in one statement where that takes five:
-    what each entry's storing transaction asks, so it is kept lean (one UNION ALL, on
-    the connection). ``guid`` only when globally unique; a match in ``feed_id`` itself
-    does not count."""
+    Seeds win over items: they were known first. Among items, an original before a
+    copy, then the oldest, each resolved to the original it duplicates."""
     item_cols = (Item.id, Item.status, Item.duplicate_of_item_id, Item.duplicate_of_seed_id,
                  func.coalesce(Item.canonical_url, Item.url), null())
     seed_cols = (Seed.id, literal("seed"), null(), null(), Seed.source_url, Seed.name)
     parts: list[Any] = []
-    if guid:
-        parts.append(select(literal("guid"), *item_cols)
-                     .where(Item.guid == guid, Item.feed_id != feed_id))
-    if url:
-        parts.append(select(literal("url"), *item_cols).where(Item.canonical_url == url))
-        parts.append(select(literal("seed_url"), *seed_cols).where(Seed.source_url == url))
-    if text_hash:
-        parts.append(select(literal("hash"), *item_cols).where(Item.text_hash == text_hash))
-        parts.append(select(literal("seed_hash"), *seed_cols)
-                     .where(Seed.text_hash == text_hash))
-    best: _Best = {}
-    seeds: dict[str, Ref] = {}
-    if parts:
-        for kind, iid, status, dup_item, dup_seed, ref_url, name in \
-                session.connection().execute(union_all(*parts)):
-            if status == "seed":  # seeds win over items (they were known first), lowest id
-                seed = seeds.get(kind)
+    for kind, column, values, extra in (
+            ("guid", Item.guid, guids, [Item.feed_id != feed_id]),
+            ("url", Item.canonical_url, urls, []),
+            ("hash", Item.text_hash, hashes, []),
+            ("seed_url", Seed.source_url, urls, []),
+            ("seed_hash", Seed.text_hash, hashes, [])):
+        cols = seed_cols if kind.startswith("seed") else item_cols
+        parts += [select(literal(kind), column, *cols).where(column.in_(chunk), *extra)
+                  for chunk in _chunks(values)]
+    best: dict[str, _Best] = {"guid": {}, "url": {}, "hash": {}}
+    seeds: dict[str, dict[str, Ref]] = {"url": {}, "hash": {}}
+    conn = session.connection()
+    for start in range(0, len(parts), _PARTS_PER_STATEMENT):
+        group = parts[start:start + _PARTS_PER_STATEMENT]
+        statement: Any = union_all(*group) if len(group) > 1 else group[0]
+        rows: list[tuple[Any, ...]] = [tuple(r) for r in conn.execute(statement)]
+        for kind, key, iid, status, dup_item, dup_seed, ref_url, name in rows:
+            if status == "seed":  # the lowest id first
+                seed = seeds[kind[5:]].get(key)
                 if seed is None or iid < seed.id:
-                    seeds[kind] = Ref("seed", iid, ref_url, name)
+                    seeds[kind[5:]][key] = Ref("seed", iid, ref_url, name)
             else:
-                _keep_best(best, kind, iid, status, dup_item, dup_seed, ref_url)
-    by_kind = _originals(session, best) if best else {}
-    by_kind.update({kind.removeprefix("seed_"): ref for kind, ref in seeds.items()})
-    return Known(by_guid={guid: by_kind["guid"]} if guid and "guid" in by_kind else {},
-                 by_url={url: by_kind["url"]} if url and "url" in by_kind else {},
-                 by_hash={text_hash: by_kind["hash"]}
-                 if text_hash and "hash" in by_kind else {})
+                _keep_best(best[kind], key, iid, status, dup_item, dup_seed, ref_url)
+    by_url = _originals(session, best["url"]) | seeds["url"]
+    by_hash = _originals(session, best["hash"]) | seeds["hash"]
+    return Known(by_guid=_originals(session, best["guid"]), by_url=by_url, by_hash=by_hash)
 
 
 def find_by_guid_elsewhere(session: Session, feed_id: int, guid: str) -> Ref | None:
