@@ -235,32 +235,32 @@ def found(ctx: Context, feed: store.FeedState, candidates: Sequence[Candidate],
 
 
 async def work_on(ctx: Context, feed: store.FeedState, c: Candidate,
-                  report: FeedReport) -> datetime | None:
+                  report: FeedReport) -> None:
     """Take one entry as far as it can go now: its page fetched and extracted, then, in a
     transaction of its own, stored (deduplicated, indexed, matched) or, when the page
-    failed for a reason that may pass, kept waiting for its next attempt, which is
-    returned. Stored as soon as its own text is ready, whatever its feed's other pages
-    are doing; its page and text are let go once it is. Raises only what the database
-    raises when it fails itself: anything else is this entry's alone (logged, skipped)."""
+    failed for a reason that may pass, kept waiting for its next attempt (the feed's
+    outcome then schedules its poll for the soonest). Stored as soon as its own text is
+    ready, whatever its feed's other pages are doing; its page and text are let go once
+    it is. Raises only what the database raises when it fails itself: anything else is
+    this entry's alone (logged, skipped)."""
     if c.known_as is None:
         await fetch_article(ctx, feed, c)
         report.pages_fetched += int(c.fetched_here and c.page is not None)
         report.page_failures += int(c.page_error is not None)
     try:
-        return await ctx.in_store_thread(lambda: _settle(ctx, feed, c, report))
+        await ctx.in_store_thread(lambda: _settle(ctx, feed, c, report))
     finally:
         c.page = c.article = None
 
 
-def _settle(ctx: Context, feed: store.FeedState, c: Candidate,
-            report: FeedReport) -> datetime | None:
+def _settle(ctx: Context, feed: store.FeedState, c: Candidate, report: FeedReport) -> None:
     now = ctx.clock()
     at = retry_at(ctx, c, now)
     if at is not None:
         with ctx.sessions.begin() as s:
             store.wait_entry(s, feed.id, waiting(c, at), last_status=c.page_status, now=now)
         report.waiting += 1
-        return at
+        return
     try:
         p = prepare(ctx, feed, c)
     except Exception:  # a bug met on odd input costs this entry only
@@ -274,7 +274,6 @@ def _settle(ctx: Context, feed: store.FeedState, c: Candidate,
         # Skipped (logged): it does not wait to be tried again at every poll.
         with ctx.sessions.begin() as s:
             store.forget_entries(s, feed.id, [c.entry.guid])
-    return None
 
 
 def _without_body(page: FetchResult | None) -> FetchResult | None:

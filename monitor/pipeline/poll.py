@@ -173,8 +173,8 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
         await ctx.in_store_thread(lambda: found(ctx, feed, candidates, now))
         # Each entry is fetched, extracted and stored on its own, as soon as it can be.
         async with asyncio.TaskGroup() as entries:
-            tasks = [entries.create_task(work_on(ctx, feed, c, report)) for c in candidates]
-        retries = [at for t in tasks if (at := t.result()) is not None]
+            for c in candidates:
+                entries.create_task(work_on(ctx, feed, c, report))
     except* SQLAlchemyError as group:
         # What was stored stays stored; the entries not yet stored are recorded and
         # worked on at the feed's next poll.
@@ -188,7 +188,7 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
         report.next_poll_at, interval = _success(ctx, feed, now, changed)
         with ctx.sessions.begin() as s:
             soonest = store.schedule_entry_retries(s, feed.id) \
-                if retries or candidates or feed.entries_retry_at else None
+                if candidates or feed.entries_retry_at else None
             if soonest is not None and soonest < report.next_poll_at:
                 # The feed is polled when a retry is due (never at once: every entry
                 # due was worked on just now).

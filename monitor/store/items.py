@@ -150,8 +150,9 @@ def lookup_known(session: Session, feed_id: int, *, guids: Iterable[str] = (),
     for start in range(0, len(parts), _PARTS_PER_STATEMENT):
         group = parts[start:start + _PARTS_PER_STATEMENT]
         statement: Any = union_all(*group) if len(group) > 1 else group[0]
-        rows: list[tuple[Any, ...]] = [tuple(r) for r in conn.execute(statement)]
-        for kind, key, iid, status, dup_item, dup_seed, ref_url, name in rows:
+        row: Any
+        for row in conn.execute(statement):
+            kind, key, iid, status, dup_item, dup_seed, ref_url, name = row
             if status == "seed":  # the lowest id first
                 seed = seeds[kind[5:]].get(key)
                 if seed is None or iid < seed.id:
