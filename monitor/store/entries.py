@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -82,9 +82,18 @@ def forget_entries(session: Session, feed_id: int, guids: Iterable[str]) -> None
     """The entries are stored (or given up): they wait no more."""
     wanted = list(dict.fromkeys(guids))
     conn = session.connection()  # once per stored entry: the lean path
+    if len(wanted) == 1:
+        conn.execute(_FORGET_ONE, {"feed_id": feed_id, "guid": wanted[0]})
+        return
     for start in range(0, len(wanted), 500):
         conn.execute(delete(Entry).where(Entry.feed_id == feed_id,
                                          Entry.guid.in_(wanted[start:start + 500])))
+
+
+# Built once: building a DELETE with an IN list each time cost more than running it,
+# for every entry stored (0.7 ms; py-spy in benchmarks/ingest.py).
+_FORGET_ONE = delete(Entry).where(Entry.feed_id == bindparam("feed_id"),
+                                  Entry.guid == bindparam("guid"))
 
 
 def schedule_entry_retries(session: Session, feed_id: int) -> datetime | None:

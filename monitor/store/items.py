@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, literal, null, or_, select, text, union_all, update
+from sqlalchemy import bindparam, func, literal, null, or_, select, text, union_all, update
 from sqlalchemy.orm import Session, aliased, defer
 
 from monitor.models import Alert, Feed, Item, Seed
@@ -128,30 +129,34 @@ def lookup_known(session: Session, feed_id: int, *, guids: Iterable[str] = (),
 
     Seeds win over items: they were known first. Among items, an original before a
     copy, then the oldest, each resolved to the original it duplicates."""
-    item_cols = (Item.id, Item.status, Item.duplicate_of_item_id, Item.duplicate_of_seed_id,
-                 func.coalesce(Item.canonical_url, Item.url), null())
-    seed_cols = (Seed.id, literal("seed"), null(), null(), Seed.source_url, Seed.name)
-    parts: list[Any] = []
-    for kind, column, values, extra in (
-            ("guid", Item.guid, guids, [Item.feed_id != feed_id]),
-            ("url", Item.canonical_url, urls, []),
-            ("hash", Item.text_hash, hashes, []),
-            ("seed_url", Seed.source_url, urls, []),
-            ("seed_hash", Seed.text_hash, hashes, [])):
-        cols = seed_cols if kind.startswith("seed") else item_cols
-        # One value is compared, not put in an IN list: an expanding IN is rendered
-        # again at every execution (0.89 against 1.12 ms for one entry's lookup, here).
-        parts += [select(literal(kind), column, *cols).where(
-            column == chunk[0] if len(chunk) == 1 else column.in_(chunk), *extra)
-            for chunk in _chunks(values)]
+    wanted = {"guid": _chunks(guids), "url": _chunks(urls), "hash": _chunks(hashes)}
+    statements: list[tuple[Any, dict[str, Any]]] = []
+    if all(len(chunks) <= 1 and all(len(c) == 1 for c in chunks)
+           for chunks in wanted.values()):
+        # One value of each kind at most (one entry's keys): a statement built once per
+        # shape, its values bound by name.
+        values = {kind: chunks[0][0] for kind, chunks in wanted.items() if chunks}
+        if values:
+            statements.append((_single_lookup(frozenset(values)),
+                               {"feed_id": feed_id, **values}))
+    else:
+        parts: list[Any] = []
+        for kind, column, chunks, extra in (
+                ("guid", Item.guid, wanted["guid"], [Item.feed_id != feed_id]),
+                ("url", Item.canonical_url, wanted["url"], []),
+                ("hash", Item.text_hash, wanted["hash"], []),
+                ("seed_url", Seed.source_url, wanted["url"], []),
+                ("seed_hash", Seed.text_hash, wanted["hash"], [])):
+            parts += [_lookup_part(kind, column.in_(chunk), *extra) for chunk in chunks]
+        for start in range(0, len(parts), _PARTS_PER_STATEMENT):
+            group = parts[start:start + _PARTS_PER_STATEMENT]
+            statements.append((union_all(*group) if len(group) > 1 else group[0], {}))
     best: dict[str, _Best] = {"guid": {}, "url": {}, "hash": {}}
     seeds: dict[str, dict[str, Ref]] = {"url": {}, "hash": {}}
     conn = session.connection()
-    for start in range(0, len(parts), _PARTS_PER_STATEMENT):
-        group = parts[start:start + _PARTS_PER_STATEMENT]
-        statement: Any = union_all(*group) if len(group) > 1 else group[0]
+    for statement, params in statements:
         row: Any
-        for row in conn.execute(statement):
+        for row in conn.execute(statement, params):
             kind, key, iid, status, dup_item, dup_seed, ref_url, name = row
             if status == "seed":  # the lowest id first
                 seed = seeds[kind[5:]].get(key)
@@ -162,6 +167,38 @@ def lookup_known(session: Session, feed_id: int, *, guids: Iterable[str] = (),
     by_url = _originals(session, best["url"]) | seeds["url"]
     by_hash = _originals(session, best["hash"]) | seeds["hash"]
     return Known(by_guid=_originals(session, best["guid"]), by_url=by_url, by_hash=by_hash)
+
+
+def _lookup_part(kind: str, *where: Any) -> Any:
+    """One SELECT of :func:`lookup_known`: the rows of one kind of key."""
+    if kind.startswith("seed"):
+        cols: tuple[Any, ...] = (Seed.source_url if kind == "seed_url" else Seed.text_hash,
+                                 Seed.id, literal("seed"), null(), null(), Seed.source_url,
+                                 Seed.name)
+    else:
+        column = {"guid": Item.guid, "url": Item.canonical_url, "hash": Item.text_hash}[kind]
+        cols = (column, Item.id, Item.status, Item.duplicate_of_item_id,
+                Item.duplicate_of_seed_id, func.coalesce(Item.canonical_url, Item.url), null())
+    return select(literal(kind), *cols).where(*where)
+
+
+@functools.cache
+def _single_lookup(kinds: frozenset[str]) -> Any:
+    """:func:`lookup_known`'s statement for one value of each of ``kinds``, bound by
+    name (``guid``, ``url``, ``hash``, ``feed_id``). Every stored entry asks this in its
+    transaction: building the statement each time cost more than running it (0.6 of
+    1.1 ms, measured with py-spy in benchmarks/ingest.py)."""
+    parts = []
+    if "guid" in kinds:
+        parts.append(_lookup_part("guid", Item.guid == bindparam("guid"),
+                                  Item.feed_id != bindparam("feed_id")))
+    for kind, column, seed_kind, seed_column in (
+            ("url", Item.canonical_url, "seed_url", Seed.source_url),
+            ("hash", Item.text_hash, "seed_hash", Seed.text_hash)):
+        if kind in kinds:
+            parts += [_lookup_part(kind, column == bindparam(kind)),
+                      _lookup_part(seed_kind, seed_column == bindparam(kind))]
+    return union_all(*parts) if len(parts) > 1 else parts[0]
 
 
 def find_by_guid_elsewhere(session: Session, feed_id: int, guid: str) -> Ref | None:
