@@ -119,7 +119,9 @@ class Entry(Base):
     """A feed entry found but not yet stored: recorded, with what the feed said of it,
     when its feed is parsed (``attempts`` 0), and kept until it is stored as an item,
     across a shutdown or a crash and while its page, failed for a reason that may pass,
-    waits to be tried again (``next_attempt_at``, at the feed's poll after it)."""
+    waits to be tried again (``next_attempt_at``). Claimed like a feed: a worker works
+    on it under a lease (``lease_owner``, ``lease_until``), and any worker may claim it
+    once it is due and no live lease holds it."""
 
     __tablename__ = "entries"
 
@@ -134,10 +136,12 @@ class Entry(Base):
     summary: Mapped[str | None] = mapped_column(Text)
     language: Mapped[str | None] = mapped_column(String(16))  # the feed's
     attempts: Mapped[int] = mapped_column(Integer)  # page fetches tried so far
-    next_attempt_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_status: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_until: Mapped[datetime | None]
 
 
 class Seed(Base):

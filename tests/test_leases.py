@@ -71,7 +71,7 @@ def test_renewal_keeps_a_lease_and_release_gives_it_back(sessions: sessionmaker[
         assert store.renew_leases(s, "a", NOW + 3 * LEASE) == 2
     assert claim(sessions, "b", NOW + 2 * LEASE) == []  # renewed: still a's
     with sessions.begin() as s:
-        assert store.release_leases(s, "a") == (2, 0)
+        assert store.release_leases(s, "a") == (2, 0, 0)
     assert len(claim(sessions, "b", NOW)) == 2  # released: due again, at once
 
 
@@ -138,7 +138,7 @@ def test_each_pending_digest_is_claimed_by_one_worker(tmp_path: Path, db_url: st
             assert len(store.claim_digests(s, "a", NOW, NOW, NOW + LEASE)) == 6  # its own
         with sessions.begin() as s:
             store.mark_digest_sent(s, a[0].id, NOW)
-            assert store.release_leases(s, "a") == (0, 5)
+            assert store.release_leases(s, "a") == (0, 0, 5)
             assert store.digest_counts(s) == (5, NOW)  # pending, last sent
         with sessions.begin() as s:
             b = store.claim_digests(s, "b", NOW, NOW, NOW + LEASE)

@@ -160,7 +160,7 @@ def test_sigterm_mid_poll_exits_within_the_bound_and_loses_nothing(
     assert code == 0, daemon.log()
     assert took < 2 + 5, took  # the bound, and the time to start and stop the process
     assert "waiting up to 2s for 1 polls" in daemon.log()
-    assert "1 polls cancelled" in daemon.log()
+    assert "1 polls and entries cancelled" in daemon.log()
     # The quick story was stored as soon as its page came; the poll's outcome was not
     # written, and its lease was given back …
     row = feed_row(config, "F")

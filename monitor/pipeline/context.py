@@ -37,6 +37,10 @@ T = TypeVar("T")
 # wait for the network or for a feed's storing transaction, few enough that memory does
 # not grow with the backlog (each is up to [fetch] max_page_bytes, typically ~150 KB).
 PAGES_AHEAD_PER_WORKER = 6
+# Entries a worker holds claimed and not yet done (its polls' and its dispatcher's), per
+# worker process: enough to keep its pages ahead of the workers, few enough that other
+# workers find the rest of a big feed's entries unclaimed and share them.
+CLAIM_PER_WORKER = 2 * PAGES_AHEAD_PER_WORKER
 # Feeds whose poll found nothing new, recorded in one transaction (see Context.record_soon).
 OUTCOMES_PER_TRANSACTION = 200
 
@@ -90,10 +94,33 @@ class Context:
     _outcomes: list[tuple[Callable[[Session], bool], asyncio.Future[bool]]] = field(
         init=False, default_factory=list)
     _recorder: asyncio.Task[None] | None = field(init=False, default=None)
+    # Entries claimed (see monitor.store.claim_entries) and not yet done, and an event
+    # set whenever one is done.
+    entries_held: int = field(init=False, default=0)
+    _entry_done: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.page_slots = asyncio.Semaphore(PAGES_AHEAD_PER_WORKER * self.processor.workers)
         self.store_thread = ThreadPoolExecutor(1, thread_name_prefix="store")
+
+    def entry_room(self) -> int:
+        """How many more entries to claim now: none while more than half of
+        CLAIM_PER_WORKER per worker process are held (claim in batches), else up to it."""
+        bound = CLAIM_PER_WORKER * self.processor.workers
+        return 0 if self.entries_held > bound // 2 else bound - self.entries_held
+
+    def hold_entries(self, n: int) -> None:
+        self.entries_held += n
+
+    def entry_done(self) -> None:
+        self.entries_held -= 1
+        self._entry_done.set()
+
+    async def wait_for_entry_room(self) -> None:
+        """Until :meth:`entry_room` is not 0."""
+        while not self.entry_room():
+            self._entry_done.clear()
+            await self._entry_done.wait()
 
     async def record_soon(self, record: Callable[[Session], bool]) -> bool:
         """Run ``record`` (one feed's outcome: an UPDATE) in a transaction shared with the

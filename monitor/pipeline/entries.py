@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -64,6 +65,13 @@ def _global_guid(guid: str) -> bool:
     return guid.startswith(("http://", "https://", "tag:", "urn:"))
 
 
+def candidate_of(w: store.WaitingEntry) -> Candidate:
+    """A recorded entry to work on, from what its row keeps of it."""
+    entry = FeedEntry(w.guid, w.link, w.title, w.author, w.published_at, w.content, w.summary)
+    return Candidate(entry, canonical_url(w.link) if w.link else None, w.language, w.attempts,
+                     recorded=True)
+
+
 def choose_text(entry: FeedEntry, article: Article | None, min_chars: int) -> tuple[str, str]:
     """The item's text and where it came from (``text_source``).
 
@@ -103,7 +111,7 @@ def plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed | None, now: da
     with ctx.sessions() as s:
         seen = store.known_guids(s, feed.id, (e.guid for e in entries))
         # The feed says whether any of its entries waits: most polls need not ask.
-        waiting = store.waiting_entries(s, feed.id) if feed.entries_retry_at else {}
+        waiting = store.waiting_entries(s, feed.id, now) if feed.entries_retry_at else {}
         report.known = len(seen)
         candidates: list[Candidate] = []
         for entry in entries:
@@ -111,6 +119,8 @@ def plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed | None, now: da
                 continue
             seen.add(entry.guid)  # a GUID repeated inside one feed counts once
             w = waiting.pop(entry.guid, None)
+            if w is not None and w.leased:
+                continue  # a worker is on it now
             if w is not None and w.next_attempt_at > now:
                 report.waiting += 1  # its retry is not due yet
                 continue
@@ -118,13 +128,12 @@ def plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed | None, now: da
                                         language, w.attempts if w is not None else 0,
                                         recorded=w is not None))
         for w in waiting.values():  # no longer in the feed, or the feed was not parsed
+            if w.leased:
+                continue
             if w.next_attempt_at > now:
                 report.waiting += 1
                 continue
-            entry = FeedEntry(w.guid, w.link, w.title, w.author, w.published_at, w.content,
-                              w.summary)
-            candidates.append(Candidate(entry, canonical_url(w.link) if w.link else None,
-                                        w.language, w.attempts, recorded=True))
+            candidates.append(candidate_of(w))
         known = store.lookup_known(
             s, feed.id, guids=[c.entry.guid for c in candidates if _global_guid(c.entry.guid)],
             urls=[c.link_canonical for c in candidates if c.link_canonical])
@@ -222,16 +231,64 @@ def waiting(c: Candidate, next_at: datetime, *, attempts: int | None = None
 
 
 def found(ctx: Context, feed: store.FeedState, candidates: Sequence[Candidate],
-          now: datetime) -> None:
+          now: datetime) -> int:
     """Record the entries whose pages are to be fetched, before any is (store thread):
-    from here on, a shutdown or a crash loses none of them."""
+    from here on, a shutdown or a crash loses none of them, and any worker may claim
+    them (see :func:`work_through`). Returns how many were recorded."""
     fresh = [c for c in candidates if c.known_as is None and c.entry.link and not c.recorded]
     if not fresh:
-        return
+        return 0
     with ctx.sessions.begin() as s:
         store.record_entries(s, feed.id, (waiting(c, now, attempts=0) for c in fresh), now=now)
     for c in fresh:
         c.recorded = True
+    return len(fresh)
+
+
+async def work_through(ctx: Context, feed: store.FeedState, candidates: Sequence[Candidate],
+                       report: FeedReport) -> None:
+    """Work on the poll's entries: those with no page to fetch (known already, or with
+    no link) at once; the recorded ones as this worker claims them from ``entries``, a
+    batch at a time as it has room (see :meth:`Context.entry_room`), until none of the
+    feed's due entries is left unclaimed. Other workers claim some meanwhile (their
+    results are theirs to count). Raises what the database raises (the first failure);
+    the entries not yet stored stay recorded."""
+    mine = {c.entry.guid: c for c in candidates if c.recorded}
+
+    async def one(c: Candidate) -> None:
+        try:
+            await work_on(ctx, feed, c, report)
+        finally:
+            ctx.entry_done()
+
+    async def claimer(tasks: asyncio.TaskGroup) -> None:
+        while True:
+            await ctx.wait_for_entry_room()
+            want = ctx.entry_room()
+            claimed = await ctx.in_store_thread(partial(_claim, ctx, feed, want))
+            ctx.hold_entries(len(claimed))
+            for _, w in claimed:
+                c = mine.pop(w.guid, None) or candidate_of(w)
+                c.attempts = w.attempts  # as the row says: it may have been tried since
+                tasks.create_task(one(c))
+            if len(claimed) < want:
+                return  # none of the feed's is left unclaimed
+
+    async with asyncio.TaskGroup() as tasks:
+        for c in candidates:
+            if not c.recorded:
+                tasks.create_task(work_on(ctx, feed, c, report))
+        if mine:
+            tasks.create_task(claimer(tasks))
+
+
+def _claim(ctx: Context, feed: store.FeedState, limit: int
+           ) -> list[tuple[int, store.WaitingEntry]]:
+    now = ctx.clock()
+    with ctx.sessions.begin() as s:
+        return store.claim_entries(s, ctx.owner, now,
+                                   now + timedelta(seconds=ctx.settings.daemon.lease), limit,
+                                   feed_id=feed.id)
 
 
 async def work_on(ctx: Context, feed: store.FeedState, c: Candidate,

@@ -4,7 +4,9 @@
     -> unchanged? record and stop
     -> parse (worker process) -> drop GUIDs this feed already has
     -> entries whose URL or GUID is already known: duplicates, page not fetched
-    -> the others recorded in `entries` (so a shutdown or a crash loses none)
+    -> the others recorded in `entries` (so a shutdown or a crash loses none), and
+       claimed a batch at a time (other workers may claim some: each is worked on by
+       one worker)
     -> each, concurrently (monitor.pipeline.entries): page fetched, extracted (worker
        processes), then at once in a transaction of its own: the story's keys locked,
        exact dedup (guid, url, text hash) and near dedup (LSH band keys, verified)
@@ -15,7 +17,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from datetime import datetime, timedelta
@@ -38,7 +39,7 @@ from monitor.pipeline.context import (
     Context,
     FeedReport,
 )
-from monitor.pipeline.entries import found, plan, work_on
+from monitor.pipeline.entries import found, plan, work_through
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +171,10 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
         report.entries = len(parsed.entries)
     try:
         candidates = await ctx.in_store_thread(lambda: plan(ctx, feed, parsed, now, report))
-        await ctx.in_store_thread(lambda: found(ctx, feed, candidates, now))
-        # Each entry is fetched, extracted and stored on its own, as soon as it can be.
-        async with asyncio.TaskGroup() as entries:
-            for c in candidates:
-                entries.create_task(work_on(ctx, feed, c, report))
+        fresh = await ctx.in_store_thread(lambda: found(ctx, feed, candidates, now))
+        # Each entry is fetched, extracted and stored on its own, as soon as it can be,
+        # by whichever worker claims it.
+        await work_through(ctx, feed, candidates, report)
     except* SQLAlchemyError as group:
         # What was stored stays stored; the entries not yet stored are recorded and
         # worked on at the feed's next poll.
@@ -184,16 +184,13 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
                          ) from first
 
     def finish() -> bool:
-        changed = report.new + report.duplicates > 0
+        changed = fresh + report.new + report.duplicates > 0
         report.next_poll_at, interval = _success(ctx, feed, now, changed)
         with ctx.sessions.begin() as s:
-            soonest = store.schedule_entry_retries(s, feed.id) \
-                if candidates or feed.entries_retry_at else None
-            if soonest is not None and soonest < report.next_poll_at:
-                # The feed is polled when a retry is due (never at once: every entry
-                # due was worked on just now).
-                report.next_poll_at = max(soonest, now + timedelta(
-                    seconds=ctx.settings.fetch.page_retry / 2))
+            # A retry falls due without a poll of the feed: a worker's dispatcher claims
+            # the entry then (and `run --once` takes the feed's due ones, as it polls).
+            if candidates or feed.entries_retry_at:
+                store.schedule_entry_retries(s, feed.id, ctx.clock())
             return store.record_feed_success(
                 s, feed.id, now=now, status=res.status, next_poll_at=report.next_poll_at,
                 poll_interval=interval, owner=ctx.owner, etag=res.etag,

@@ -1,4 +1,4 @@
-"""A worker's claims (row leases on feeds and digests): renewed, with its heartbeat,
+"""A worker's claims (row leases on feeds, entries and digests): renewed, with its heartbeat,
 while it works, and given back when it stops."""
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ def renew(sessions: sessionmaker[Session], owner: str, settings: Settings,
 def release(sessions: sessionmaker[Session], owner: str) -> None:
     try:
         with sessions.begin() as s:
-            feeds, digests = store.release_leases(s, owner)
+            feeds, entries, digests = store.release_leases(s, owner)
     except SQLAlchemyError as exc:
         log.error("releasing this worker's claims failed (they lapse by themselves): %s",
                   db.reason(exc))
         return
-    if feeds or digests:
-        log.info("released %d feeds and %d digests not finished", feeds, digests)
+    if feeds or entries or digests:
+        log.info("released %d feeds, %d entries and %d digests not finished", feeds, entries,
+                 digests)

@@ -2,7 +2,8 @@
 
 It holds four parts:
 
-    dispatch     claims due feeds and polls them (:mod:`monitor.service.dispatch`)
+    dispatch     claims due feeds and polls them, and due entries of any feed
+                 (:mod:`monitor.service.dispatch`)
     digest job   composes and sends digests on schedule (:mod:`monitor.service.digest_job`)
     reload       notices a changed config and applies what can change live
                  (:mod:`monitor.service.reload`; applied here)
@@ -176,21 +177,23 @@ class Daemon:
         await dispatching
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
-        polls = list(dispatcher.polls.values())
+        # The entries it claimed outside its polls are waited for and cancelled with them.
+        polls = [*dispatcher.polls.values(), *dispatcher.entries.values()]
         in_flight: list[asyncio.Future[Any]] = [*polls, *self.digests.rounds]
         bound = self.settings.daemon.shutdown_timeout
         if in_flight:
-            log.info("stopping: waiting up to %ss for %d polls and %d digest rounds in flight",
-                     bound, len(polls), len(self.digests.rounds))
+            log.info("stopping: waiting up to %ss for %d polls, %d entries and %d digest "
+                     "rounds in flight", bound, len(dispatcher.polls), len(dispatcher.entries),
+                     len(self.digests.rounds))
             _, late = await asyncio.wait(in_flight, timeout=bound)
             late_polls = [t for t in late if t in polls]
             for task in late_polls:
                 task.cancel()
             await asyncio.gather(*late_polls, return_exceptions=True)
             if late:
-                log.warning("stopping: %d polls cancelled (they are polled again on the next "
-                            "start or by another worker), %d digest rounds left unfinished",
-                            len(late_polls), len(late) - len(late_polls))
+                log.warning("stopping: %d polls and entries cancelled (they are taken again "
+                            "on the next start or by another worker), %d digest rounds left "
+                            "unfinished", len(late_polls), len(late) - len(late_polls))
         # A cancelled poll's transaction, if one had begun, ends before the release.
         await asyncio.to_thread(dispatcher.ctx.close)
         await asyncio.to_thread(claims.release, self.sessions, self.owner)

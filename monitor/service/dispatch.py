@@ -1,10 +1,13 @@
 """The dispatcher: claims due feeds (row leases; see :mod:`monitor.store.feeds`) and polls
-each in a task of its own.
+each in a task of its own; and claims due entries of any feed (recorded by any worker's
+poll, or waiting for a page retry; see :mod:`monitor.store.entries`) and works on each.
 
 It keeps up to 2 x ``[fetch] concurrency`` polls in flight (the fetcher's limits hold
 the requests), claims at least ``concurrency`` feeds at a time while polls are
-running, and sleeps until the next feed falls due, a poll ends, or 5 s pass (another
-worker's lease may lapse, the database may come back).
+running, holds up to ``CLAIM_PER_WORKER`` entries per extraction process (with its
+polls' own, see :meth:`Context.entry_room`), and sleeps until the next feed or entry falls due, a poll or
+an entry ends, or 5 s pass (another worker's lease may lapse or its poll record
+entries, the database may come back).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import db, store
-from monitor.pipeline.context import Context
+from monitor.logs import feed_context
+from monitor.pipeline.context import Context, FeedReport
+from monitor.pipeline.entries import Candidate, candidate_of, work_on
 from monitor.pipeline.poll import poll_feed
 from monitor.service.metrics import Metrics
 
@@ -39,10 +44,12 @@ class Dispatcher:
         self.ctx = ctx
         self.metrics = metrics
         self.polls: dict[int, asyncio.Task[None]] = {}
+        self.entries: dict[tuple[int, str], asyncio.Task[None]] = {}  # claimed here
         self.stopping = False
         self.last_dispatch: float | None = None  # monotonic time of the last good claim
         self.db_problem: str | None = None  # why the last claim failed
         self._stranded: set[int] = set()  # feeds whose poll ended unrecorded, still leased
+        self._stranded_entries: set[tuple[int, str]] = set()  # the same, of entries
         self._claiming = asyncio.Lock()
         self._wake = asyncio.Event()
 
@@ -77,7 +84,8 @@ class Dispatcher:
             now = self.ctx.clock()
             if next_due is not None and next_due > now:
                 pause = min(pause, (next_due - now).total_seconds())
-            elif next_due is not None and len(self.polls) < self.window():
+            elif next_due is not None and (len(self.polls) < self.window()
+                                           or self.ctx.entry_room()):
                 # Due, unclaimed, yet not ours with slots free: another worker's claim held
                 # those rows (SKIP LOCKED). If that worker dies mid-claim its claim is rolled
                 # back, so look again soon rather than at the idle tick. (With every slot
@@ -87,7 +95,8 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake.wait(), pause)
 
     async def _claim_once(self) -> datetime | None:
-        """One claim. Returns when the next unclaimed feed falls due."""
+        """One claim of feeds and entries. Returns when the next unclaimed one falls
+        due."""
         async with self._claiming:
             if self.stopping:
                 return None
@@ -95,10 +104,13 @@ class Dispatcher:
             if self.polls and room < self.ctx.settings.fetch.concurrency:
                 # Wait for a bigger claim: one claim per finished poll cost a transaction
                 # per feed. A poll's end wakes us again.
-                return None
+                room = 0
+            entry_room = self.ctx.entry_room()  # shared with this worker's polls
             try:
                 stranded = frozenset(self._stranded)
-                claimed, next_due = await asyncio.to_thread(self._claim, max(room, 0), stranded)
+                stranded_entries = frozenset(self._stranded_entries)
+                claimed, entries, next_due = await asyncio.to_thread(
+                    self._claim, max(room, 0), max(entry_room, 0), stranded, stranded_entries)
             except SQLAlchemyError as exc:
                 self.db_problem = f"database: {db.reason(exc)}"
                 log.error("claiming due feeds failed: %s; trying again in %ss",
@@ -106,28 +118,68 @@ class Dispatcher:
                 return None
             self.db_problem = None
             self._stranded -= stranded
+            self._stranded_entries -= stranded_entries
             self.last_dispatch = time.monotonic()
             for feed in claimed:
                 self.polls[feed.id] = asyncio.create_task(self._poll(feed),
                                                           name=f"poll {feed.name}")
+            self.ctx.hold_entries(len(entries))
+            for feed, c in entries:
+                key = (feed.id, c.entry.guid)
+                self.entries[key] = asyncio.create_task(self._work_on(feed, c),
+                                                        name=f"entry {feed.name}")
             self.metrics.in_flight.set(len(self.polls))
             return next_due
 
-    def _claim(self, room: int, stranded: frozenset[int]
-               ) -> tuple[list[store.FeedState], datetime | None]:
+    def _claim(self, room: int, entry_room: int, stranded: frozenset[int],
+               stranded_entries: frozenset[tuple[int, str]]
+               ) -> tuple[list[store.FeedState], list[tuple[store.FeedState, Candidate]],
+                          datetime | None]:
         ctx = self.ctx
         now = ctx.clock()
+        lease_until = now + timedelta(seconds=ctx.settings.daemon.lease)
         with ctx.sessions.begin() as s:
             # Given back due, so this very claim may take them again.
             released = store.release_feed_leases(s, ctx.owner, stranded) if stranded else 0
-            claimed = []
-            if room > 0:
-                claimed = store.claim_feeds(
-                    s, ctx.owner, now, now + timedelta(seconds=ctx.settings.daemon.lease), room)
-            next_due = store.next_due_at(s, now)
+            if stranded_entries:
+                store.release_entry_leases(s, ctx.owner, stranded_entries)
+            claimed = store.claim_feeds(s, ctx.owner, now, lease_until, room) if room else []
+            rows = store.claim_entries(s, ctx.owner, now, lease_until, entry_room) \
+                if entry_room else []
+            feeds = store.feed_states(s, (feed_id for feed_id, _ in rows)) if rows else {}
+            due = [t for t in (store.next_due_at(s, now), store.next_entry_due_at(s, now))
+                   if t is not None]
         if released:
             log.info("%d feeds whose last poll could not be stored are due again", released)
-        return claimed, next_due
+        entries = [(feeds[feed_id], candidate_of(w)) for feed_id, w in rows if feed_id in feeds]
+        if entries:
+            log.info("claimed %d entries of %s (found by a poll, or due to try their page "
+                     "again)", len(entries), ", ".join(sorted({repr(f.name) for f, _ in entries})))
+        return claimed, entries, min(due, default=None)
+
+    async def _work_on(self, feed: store.FeedState, c: Candidate) -> None:
+        """An entry this worker claimed, found by any worker's poll of its feed (or
+        waiting for its page's retry): worked on as the poll would, counted here."""
+        report = FeedReport(feed=feed.name, url=feed.url, outcome="entries")
+        key = (feed.id, c.entry.guid)
+        try:
+            with feed_context(feed.name, feed.effective_url):
+                await work_on(self.ctx, feed, c, report)
+        except SQLAlchemyError as exc:
+            # Still leased to us: given back at the next claim, when the database answers.
+            self._stranded_entries.add(key)
+            log.error("feed %r: entry <%s>: storing failed: %s; it is tried again",
+                      feed.name, c.entry.link, db.reason(exc))
+        except Exception:
+            # A bug (work_on raises nothing else): not given back, which would have it
+            # claimed and fail again at once; it waits, leased, for this worker to stop.
+            log.exception("feed %r: entry <%s>: unexpected error; left until this worker "
+                          "stops", feed.name, c.entry.link)
+        finally:
+            self.entries.pop(key, None)
+            self.ctx.entry_done()
+            self.wake()  # room for another
+        self.metrics.entries_worked(report)
 
     async def _poll(self, feed: store.FeedState) -> None:
         started = time.monotonic()

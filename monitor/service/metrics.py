@@ -65,6 +65,12 @@ class Metrics:
         self.alerts.inc(report.alerts)
         self.poll_seconds.observe(seconds)
 
+    def entries_worked(self, report: FeedReport) -> None:
+        """What the entries this worker claimed outside its own polls gave."""
+        self.items.inc(report.new + report.duplicates)
+        self.duplicates.inc(report.duplicates)
+        self.alerts.inc(report.alerts)
+
     def observe(self, backlog: Backlog, pending_digests: int) -> None:
         self.backlog.set(backlog.due)
         self.polling.set(backlog.polling)

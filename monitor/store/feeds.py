@@ -11,7 +11,7 @@ at a time, and one daemon per file (:func:`monitor.db.hold_sqlite_lock`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -144,6 +144,12 @@ def claim_feeds(session: Session, owner: str, now: datetime, lease_until: dateti
         .returning(Feed)
         .execution_options(synchronize_session=False))
     return sorted((_feed_state(f) for f in claimed), key=lambda f: f.id)
+
+
+def feed_states(session: Session, ids: Iterable[int]) -> dict[int, FeedState]:
+    """The feeds ``ids``, by id (for the entries a worker claimed of any feed)."""
+    wanted = list(set(ids))
+    return {f.id: _feed_state(f) for f in session.scalars(select(Feed).where(Feed.id.in_(wanted)))}
 
 
 def next_due_at(session: Session, now: datetime) -> datetime | None:

@@ -1,7 +1,9 @@
-"""Lease upkeep shared by feeds and digests: renewing and giving back a worker's claims.
+"""Lease upkeep shared by feeds, entries and digests: renewing and giving back a
+worker's claims.
 
 Claiming differs per table (what is due), so it lives with each table
-(:func:`monitor.store.feeds.claim_feeds`, :func:`monitor.store.digests.claim_digests`).
+(:func:`monitor.store.feeds.claim_feeds`, :func:`monitor.store.entries.claim_entries`,
+:func:`monitor.store.digests.claim_digests`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Result, update
 from sqlalchemy.orm import Session
 
-from monitor.models import Digest, Feed
+from monitor.models import Digest, Entry, Feed
 
 
 def rowcount(result: Result[object]) -> int:
@@ -21,34 +23,40 @@ def rowcount(result: Result[object]) -> int:
 
 
 def renew_leases(session: Session, owner: str, lease_until: datetime) -> int:
-    """Extend every feed and digest lease ``owner`` holds. Returns how many."""
+    """Extend every feed, entry and digest lease ``owner`` holds. Returns how many."""
     return sum(rowcount(session.execute(update(model).where(model.lease_owner == owner)
                                         .values(lease_until=lease_until)))
-               for model in (Feed, Digest))
+               for model in (Feed, Entry, Digest))
 
 
-def release_leases(session: Session, owner: str) -> tuple[int, int]:
-    """Give up ``owner``'s leases without recording anything: its feeds stay due and
-    its digests pending. Returns how many (feeds, digests)."""
-    feeds, digests = (rowcount(session.execute(update(model).where(model.lease_owner == owner)
-                                               .values(lease_owner=None, lease_until=None)))
-                      for model in (Feed, Digest))
-    return feeds, digests
+def release_leases(session: Session, owner: str) -> tuple[int, int, int]:
+    """Give up ``owner``'s leases without recording anything: its feeds and entries stay
+    due and its digests pending. Returns how many (feeds, entries, digests)."""
+    feeds, entries, digests = (
+        rowcount(session.execute(update(model).where(model.lease_owner == owner)
+                                 .values(lease_owner=None, lease_until=None)))
+        for model in (Feed, Entry, Digest))
+    return feeds, entries, digests
 
 
 def release_feed_leases(session: Session, owner: str, feed_ids: Collection[int]) -> int:
     """Give back ``owner``'s leases on ``feed_ids`` without recording anything: polls
     that ended without their outcome written (the database failed meanwhile), which
     :func:`renew_leases` would otherwise hold for as long as ``owner`` lives. The feeds
-    stay due. Returns how many."""
+    stay due, and so do the entries of theirs ``owner`` holds. Returns how many feeds."""
+    ids = list(feed_ids)
+    session.execute(update(Entry).where(Entry.lease_owner == owner, Entry.feed_id.in_(ids))
+                    .values(lease_owner=None, lease_until=None))
     return rowcount(session.execute(
-        update(Feed).where(Feed.lease_owner == owner, Feed.id.in_(list(feed_ids)))
+        update(Feed).where(Feed.lease_owner == owner, Feed.id.in_(ids))
         .values(lease_owner=None, lease_until=None)))
 
 
 def release_every_feed_lease(session: Session) -> int:
-    """Give back every feed lease, whoever holds it: for a start on SQLite, where the
-    lock on the database file proves that no other ``monitor run`` lives (a lease
-    there is a dead process's). Returns how many."""
+    """Give back every feed and entry lease, whoever holds it: for a start on SQLite,
+    where the lock on the database file proves that no other ``monitor run`` lives (a
+    lease there is a dead process's). Returns how many feeds."""
+    session.execute(update(Entry).where(Entry.lease_owner.is_not(None))
+                    .values(lease_owner=None, lease_until=None))
     return rowcount(session.execute(update(Feed).where(Feed.lease_owner.is_not(None))
                                     .values(lease_owner=None, lease_until=None)))
