@@ -1,5 +1,6 @@
-"""Row leases on feeds and digests, on SQLite and PostgreSQL: each due feed and each
-pending digest is claimed by one worker at a time, and a dead worker's claims lapse."""
+"""Row leases on feeds, entries and digests, on SQLite and PostgreSQL: each due feed,
+each due entry and each pending digest is claimed by one worker at a time, and a dead
+worker's claims lapse."""
 
 from __future__ import annotations
 
@@ -186,3 +187,48 @@ def test_workers_compose_a_slot_once(tmp_path: Path, db_url: str) -> None:
                 "a@example.org", "b@example.org"]
     finally:
         engine.dispose()
+
+
+def record(sessions: sessionmaker[Session], feed_id: int, guids: list[str]) -> None:
+    with sessions.begin() as s:
+        store.record_entries(s, feed_id, [
+            store.WaitingEntry(g, f"http://127.0.0.1/{g}", g, None, None, None, None, None, 0,
+                               NOW, None) for g in guids], now=NOW)
+
+
+def claim_entries(sessions: sessionmaker[Session], owner: str, now: datetime, limit: int = 100,
+                  feed_id: int | None = None) -> list[str]:
+    with sessions.begin() as s:
+        return sorted(e.guid for _, e in store.claim_entries(s, owner, now, now + LEASE, limit,
+                                                              feed_id=feed_id))
+
+
+def test_an_entry_is_claimed_by_one_worker_until_it_waits_is_released_or_lapses(
+        sessions: sessionmaker[Session]) -> None:
+    add_feeds(sessions, 2)
+    with sessions() as s:
+        f0, f1 = (f.id for f in sorted(store.claim_feeds(s, "x", NOW, NOW, 2, everything=True),
+                                       key=lambda f: f.name))
+    record(sessions, f0, ["a", "b", "c"])
+    record(sessions, f1, ["d"])
+    assert claim_entries(sessions, "poller", NOW, limit=2, feed_id=f0) == ["a", "b"]
+    assert claim_entries(sessions, "other", NOW) == ["c", "d"]  # any feed's, not held ones
+    assert claim_entries(sessions, "third", NOW) == []
+    # "a" failed for a reason that may pass: it waits, unleased, until its retry is due.
+    with sessions.begin() as s:
+        store.wait_entry(s, f0, store.WaitingEntry("a", None, None, None, None, None, None,
+                                                   None, 1, NOW + timedelta(seconds=30),
+                                                   "HTTP 503"), last_status=503, now=NOW)
+        assert store.release_entry_leases(s, "other", [(f1, "d")]) == 1
+    assert claim_entries(sessions, "third", NOW) == ["d"]
+    assert claim_entries(sessions, "third", NOW + timedelta(seconds=31)) == ["a"]
+    # The heartbeats keep "poller"'s lease on "b" and "third"'s on "a" and "d"; "other"
+    # died holding "c".
+    with sessions.begin() as s:
+        store.renew_leases(s, "poller", NOW + 3 * LEASE)
+        store.renew_leases(s, "third", NOW + 3 * LEASE)
+        assert store.next_entry_due_at(s, NOW + 2 * LEASE) == NOW  # "c", lapsed
+    assert claim_entries(sessions, "fourth", NOW + 2 * LEASE) == ["c"]
+    with sessions.begin() as s:
+        assert store.release_leases(s, "poller") == (0, 1, 0)
+    assert claim_entries(sessions, "fourth", NOW + 2 * LEASE) == ["b"]
