@@ -190,7 +190,7 @@ async def _poll(ctx: Context, feed: store.FeedState) -> FeedReport:
             # A retry falls due without a poll of the feed: a worker's dispatcher claims
             # the entry then (and `run --once` takes the feed's due ones, as it polls).
             if candidates or feed.entries_retry_at:
-                store.schedule_entry_retries(s, feed.id, ctx.clock())
+                store.schedule_entry_retries(s, feed.id)
             return store.record_feed_success(
                 s, feed.id, now=now, status=res.status, next_poll_at=report.next_poll_at,
                 poll_interval=interval, owner=ctx.owner, etag=res.etag,

@@ -160,10 +160,11 @@ _FORGET_ONE = delete(Entry).where(Entry.feed_id == bindparam("feed_id"),
                                   Entry.guid == bindparam("guid"))
 
 
-def schedule_entry_retries(session: Session, feed_id: int, now: datetime) -> datetime | None:
-    """Record on the feed when its soonest entry waiting for a page retry is due (one a
-    worker holds now is that worker's to finish); returns it."""
+def schedule_entry_retries(session: Session, feed_id: int) -> datetime | None:
+    """Record on the feed when its soonest recorded entry is due, which tells its next
+    poll to look at them (those a worker holds too: it may stop before it is done);
+    returns it."""
     soonest = session.scalar(select(func.min(Entry.next_attempt_at))
-                             .where(Entry.feed_id == feed_id, _unleased(now)))
+                             .where(Entry.feed_id == feed_id))
     session.execute(update(Feed).where(Feed.id == feed_id).values(entries_retry_at=soonest))
     return soonest
