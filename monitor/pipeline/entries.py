@@ -1,6 +1,8 @@
-"""A feed's new entries: planned (known ones found before any fetch), their pages
-fetched and extracted (one fetch per URL however many entries link it), and each
-decided and stored in a transaction of its own, under its story's locks.
+"""A feed's new entries: planned (known ones found before any fetch), recorded and
+claimed a batch at a time (any worker may claim a recorded entry: see
+monitor.service.dispatch), their pages fetched and extracted (one fetch per URL however
+many entries link it), and each decided and stored in a transaction of its own, under
+its story's locks.
 
 See docs/storing.md for why this gives one original per story with any number of
 workers.

@@ -50,6 +50,8 @@ class Dispatcher:
         self.db_problem: str | None = None  # why the last claim failed
         self._stranded: set[int] = set()  # feeds whose poll ended unrecorded, still leased
         self._stranded_entries: set[tuple[int, str]] = set()  # the same, of entries
+        self._entries_checked = float("-inf")  # monotonic time entries were last looked for
+        self._next_entry_due: datetime | None = None  # what that look said
         self._claiming = asyncio.Lock()
         self._wake = asyncio.Event()
 
@@ -105,11 +107,19 @@ class Dispatcher:
                 # Wait for a bigger claim: one claim per finished poll cost a transaction
                 # per feed. A poll's end wakes us again.
                 room = 0
-            entry_room = self.ctx.entry_room()  # shared with this worker's polls
+            # Entries are looked for when one is known to be due, and at least every
+            # DISPATCH_IDLE_SECONDS (another worker's poll may have recorded some): not
+            # at every poll's end, which would cost a transaction per feed.
+            now = self.ctx.clock()
+            look = (self._next_entry_due is not None and self._next_entry_due <= now) \
+                or time.monotonic() - self._entries_checked >= DISPATCH_IDLE_SECONDS
+            entry_room = self.ctx.entry_room() if look else 0  # shared with its polls
+            if not room and not entry_room:
+                return self._next_entry_due
             try:
                 stranded = frozenset(self._stranded)
                 stranded_entries = frozenset(self._stranded_entries)
-                claimed, entries, next_due = await asyncio.to_thread(
+                claimed, entries, next_due, next_entry_due = await asyncio.to_thread(
                     self._claim, max(room, 0), max(entry_room, 0), stranded, stranded_entries)
             except SQLAlchemyError as exc:
                 self.db_problem = f"database: {db.reason(exc)}"
@@ -120,6 +130,8 @@ class Dispatcher:
             self._stranded -= stranded
             self._stranded_entries -= stranded_entries
             self.last_dispatch = time.monotonic()
+            if entry_room:
+                self._entries_checked, self._next_entry_due = self.last_dispatch, next_entry_due
             for feed in claimed:
                 self.polls[feed.id] = asyncio.create_task(self._poll(feed),
                                                           name=f"poll {feed.name}")
@@ -129,12 +141,15 @@ class Dispatcher:
                 self.entries[key] = asyncio.create_task(self._work_on(feed, c),
                                                         name=f"entry {feed.name}")
             self.metrics.in_flight.set(len(self.polls))
-            return next_due
+            return min((t for t in (next_due, self._next_entry_due) if t is not None),
+                       default=None)
 
     def _claim(self, room: int, entry_room: int, stranded: frozenset[int],
                stranded_entries: frozenset[tuple[int, str]]
                ) -> tuple[list[store.FeedState], list[tuple[store.FeedState, Candidate]],
-                          datetime | None]:
+                          datetime | None, datetime | None]:
+        """Claim up to ``room`` feeds and ``entry_room`` entries; returns them, and when
+        the next unclaimed feed and (when entries were looked for) entry fall due."""
         ctx = self.ctx
         now = ctx.clock()
         lease_until = now + timedelta(seconds=ctx.settings.daemon.lease)
@@ -147,15 +162,15 @@ class Dispatcher:
             rows = store.claim_entries(s, ctx.owner, now, lease_until, entry_room) \
                 if entry_room else []
             feeds = store.feed_states(s, (feed_id for feed_id, _ in rows)) if rows else {}
-            due = [t for t in (store.next_due_at(s, now), store.next_entry_due_at(s, now))
-                   if t is not None]
+            next_due = store.next_due_at(s, now)
+            next_entry_due = store.next_entry_due_at(s, now) if entry_room else None
         if released:
             log.info("%d feeds whose last poll could not be stored are due again", released)
         entries = [(feeds[feed_id], candidate_of(w)) for feed_id, w in rows if feed_id in feeds]
         if entries:
             log.info("claimed %d entries of %s (found by a poll, or due to try their page "
                      "again)", len(entries), ", ".join(sorted({repr(f.name) for f, _ in entries})))
-        return claimed, entries, min(due, default=None)
+        return claimed, entries, next_due, next_entry_due
 
     async def _work_on(self, feed: store.FeedState, c: Candidate) -> None:
         """An entry this worker claimed, found by any worker's poll of its feed (or
