@@ -81,13 +81,16 @@ def test_entries_are_stored_before_the_feeds_last_page_and_survive_a_shutdown(
         with engine.connect() as c:
             waiting = c.scalars(select(EntryRow.guid)).all()
         assert waiting == [f"p{FAST}"]  # recorded before its page came
+        # The daemon holds it under a lease while its page is in flight.
+        assert json.loads(cli(config, "status", "--json")[1])["backlog"]["entries_claimed"] == 1
         assert daemon.stop() == 0, daemon.log()
     finally:
         daemon.kill()
     # The shutdown cancelled the slow fetch: what was stored stays, the rest is kept.
     assert count(engine, Item) == FAST
     backlog = json.loads(cli(config, "status", "--json")[1])["backlog"]
-    assert (backlog["entries_found"], backlog["entries_retrying"]) == (1, 0)
+    assert (backlog["entries_found"], backlog["entries_retrying"],
+            backlog["entries_claimed"]) == (1, 0, 0)  # its lease was given back
     stored_after_the_stop(server, config, engine)
     engine.dispose()
 

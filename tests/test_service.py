@@ -229,6 +229,7 @@ def test_healthz_and_metrics(server: LocalServer, tmp_path: Path) -> None:
         assert ("monitor_oldest_overdue_seconds", ()) in m
         assert m[("monitor_digests_pending", ())] == 0.0
         assert m[("monitor_entries_pending", (("state", "found"),))] == 0.0  # all stored
+        assert m[("monitor_entries_claimed", ())] == 0.0
 
         with urllib.request.urlopen(f"{base}/healthz", timeout=10) as resp:
             health = json.loads(resp.read())

@@ -65,7 +65,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
               f"the most overdue is {backlog.oldest_overdue_seconds:.0f}s late\n")
     if backlog.entries_found or backlog.entries_retrying:
         out.write(f"entries not yet stored: {backlog.entries_found} found, their page not yet "
-                  f"tried; {backlog.entries_retrying} waiting to try their page again\n")
+                  f"tried; {backlog.entries_retrying} waiting to try their page again; "
+                  f"{backlog.entries_claimed} of them being worked on\n")
     if failing:
         out.write(f"failing feeds ({len(failing)}):\n")
         for f in failing:

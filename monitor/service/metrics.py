@@ -47,6 +47,9 @@ class Metrics:
         self.entries = Gauge("monitor_entries_pending", "Entries found and not yet stored: "
                              "their page not yet tried (found), or waiting to be tried again "
                              "(retrying).", ["state"], registry=r)
+        self.entries_claimed = Gauge("monitor_entries_claimed", "Entries found and not yet "
+                                     "stored that a worker is working on (under a live "
+                                     "lease), by any worker.", registry=r)
         self.pending_digests = Gauge("monitor_digests_pending", "Digests not yet accepted by "
                                      "the SMTP server.", registry=r)
         self.in_flight = Gauge("monitor_polls_in_flight", "Polls this worker is running.",
@@ -79,6 +82,7 @@ class Metrics:
         self.oldest_overdue.set(backlog.oldest_overdue_seconds)
         self.entries.labels("found").set(backlog.entries_found)
         self.entries.labels("retrying").set(backlog.entries_retrying)
+        self.entries_claimed.set(backlog.entries_claimed)
         self.pending_digests.set(pending_digests)
 
     def exposition(self) -> bytes:

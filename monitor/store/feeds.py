@@ -168,6 +168,7 @@ class Backlog:
     entries_found: int = 0  # entries recorded, their page not yet tried (a poll in
     # flight, or one stopped by a shutdown or a crash: the feed's next poll takes them)
     entries_retrying: int = 0  # entries waiting for their page to be tried again
+    entries_claimed: int = 0  # of the found and waiting, those a worker is on now
 
 
 def backlog(session: Session, now: datetime) -> Backlog:
@@ -179,13 +180,13 @@ def backlog(session: Session, now: datetime) -> Backlog:
                             .where(enabled, Feed.next_poll_at <= now))
     failing = session.scalar(select(func.count()).where(enabled, Feed.consecutive_failures > 0))
     total = session.scalar(select(func.count()).where(enabled)) or 0
-    found, retrying = session.execute(select(
-        func.count().filter(Entry.attempts == 0), func.count().filter(Entry.attempts > 0))
-        .select_from(Entry)).one()
+    found, retrying, claimed = session.execute(select(
+        func.count().filter(Entry.attempts == 0), func.count().filter(Entry.attempts > 0),
+        func.count().filter(Entry.lease_until > now)).select_from(Entry)).one()
     return Backlog(due=due, polling=polling,
                    oldest_overdue_seconds=(now - oldest).total_seconds() if oldest else 0.0,
                    failing=failing or 0, enabled=total, entries_found=found or 0,
-                   entries_retrying=retrying or 0)
+                   entries_retrying=retrying or 0, entries_claimed=claimed or 0)
 
 
 def record_feed_success(
