@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -308,3 +309,18 @@ def store_stories(config: Path, stories: list[Story], now: datetime) -> dict[str
         return ids
     finally:
         engine.dispose()
+
+
+WORDS = ("harbour council grain tariff pipeline envoy ministry ballot drought refinery "
+         "court strike senate border railway vaccine budget summit election reactor "
+         "currency festival flood cabinet protest treaty quarry orchestra glacier").split()
+
+
+def article(i: int, paragraphs: int = 5) -> bytes:
+    """A page whose text is its own: no two are near-duplicates."""
+    rng = random.Random(i)
+    body = "".join(
+        "<p>" + " ".join(rng.choice(WORDS) + str(rng.randrange(1000)) for _ in range(40))
+        + ".</p>" for _ in range(paragraphs))
+    return (f"<html><head><title>Story {i}</title></head><body><article><h1>Story {i}</h1>"
+            f"{body}</article></body></html>").encode()

@@ -166,15 +166,16 @@ def with_children_gone(pgid: int, timeout: float = 10) -> None:
 
 
 def alive_in_group(pgid: int) -> list[int]:
-    """Processes of the process group ``pgid`` that still run (not zombies: an orphan
-    waits for whoever adopted it to reap it)."""
+    """Processes of the session ``pgid`` (the killed process's: it was started in a
+    session of its own, and its workers leave its process group but not its session)
+    that still run (not zombies: an orphan waits for whoever adopted it to reap it)."""
     pids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
+        if fields[0] != "Z" and int(fields[3]) == pgid:
             pids.append(int(stat.parent.name))
     return pids
 

@@ -33,6 +33,7 @@ def test_the_unit_restarts_stops_gracefully_and_is_hardened() -> None:
     assert service["RestartPreventExitStatus"] == ["2"]  # a bad config waits for an edit
     # systemd waits longer than the daemon's own shutdown bound (20 s) before SIGKILL.
     assert service["KillSignal"] == ["SIGTERM"] and int(service["TimeoutStopSec"][0]) > 20
+    assert service["KillMode"] == ["mixed"]  # the daemon stops its workers itself
     for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "PrivateDevices",
                 "ProtectKernelTunables", "RestrictNamespaces", "LockPersonality"):
         assert service[key] == ["yes"], key

@@ -5,27 +5,12 @@ dispatcher when it falls due, without a poll of its feed."""
 
 from __future__ import annotations
 
-import random
 import re
 from pathlib import Path
 
 import pytest
 from conftest import LocalServer, Route
-from helpers import Daemon, Entry, cli, json_lines, rss, write_config
-
-WORDS = ("harbour council grain tariff pipeline envoy ministry ballot drought refinery "
-         "court strike senate border railway vaccine budget summit election reactor "
-         "currency festival flood cabinet protest treaty quarry orchestra glacier").split()
-
-
-def article(i: int) -> bytes:
-    """A page whose text is its own: no two are near-duplicates."""
-    rng = random.Random(i)
-    paragraphs = "".join(
-        "<p>" + " ".join(rng.choice(WORDS) + str(rng.randrange(1000)) for _ in range(40))
-        + ".</p>" for _ in range(5))
-    return (f"<html><head><title>Story {i}</title></head><body><article><h1>Story {i}</h1>"
-            f"{paragraphs}</article></body></html>").encode()
+from helpers import Daemon, Entry, article, cli, json_lines, rss, write_config
 
 
 @pytest.mark.timeout(180)

@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.context
 import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError
@@ -48,6 +50,36 @@ def _extract_task(html: bytes, url: str) -> Article:
         _done_in_this_worker += 1
         if _done_in_this_worker % _RESET_EVERY == 0:
             reset_caches()
+
+
+def _start_worker() -> None:
+    """A worker's initializer: out of the daemon's process group, and gone with it."""
+    # Ctrl-C in a terminal signals the whole foreground process group, and a signal
+    # may be sent to a group (``kill -TERM -PGID``): the daemon alone is to get them,
+    # and stop its workers itself once its polls are done. (pebble's worker ignores
+    # SIGINT; SIGTERM is how the pool stops a worker, so it must stay.) Before this
+    # runs, _SpawnProcess keeps SIGINT blocked.
+    os.setpgid(0, 0)
+    _exit_with_parent()
+
+
+class _SpawnProcess(multiprocessing.context.SpawnProcess):
+    """A spawned worker that starts with SIGINT blocked (a signal mask is inherited
+    across fork and exec): a Ctrl-C while it imports its modules would otherwise end
+    it with a KeyboardInterrupt traceback, before it has left the terminal's process
+    group. The thread starting it blocks SIGINT for the moment of the fork; Python
+    delivers signals to its main thread, which is not this one."""
+
+    def start(self) -> None:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _SpawnContext(multiprocessing.context.SpawnContext):
+    Process = _SpawnProcess
 
 
 def _exit_with_parent() -> None:
@@ -87,8 +119,7 @@ class Processor:
         if self._pool is None:
             # spawn: a forked child would inherit the parent's sockets and DB connections.
             self._pool = ProcessPool(max_workers=self.workers, max_tasks=self.max_tasks,
-                                     initializer=_exit_with_parent,
-                                     context=multiprocessing.get_context("spawn"))
+                                     initializer=_start_worker, context=_SpawnContext())
         return self._pool
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:

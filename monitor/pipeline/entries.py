@@ -162,7 +162,10 @@ async def fetch_article(ctx: Context, feed: store.FeedState, c: Candidate) -> No
         c.fetched_here = True
         try:
             shared.set_result(await _fetch_and_extract(ctx, feed, link))
-        except BaseException as exc:  # cancelled: waiters must not hang
+        except asyncio.CancelledError:  # waiters must not hang; nobody may be left to
+            shared.cancel()                # retrieve an exception (asyncio would log it)
+            raise
+        except BaseException as exc:
             shared.set_exception(exc)
             raise
         finally:
