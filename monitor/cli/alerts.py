@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from monitor import store
-from monitor.cli.common import EXIT_OK, dump, since_arg, stored
+from monitor.cli.common import EXIT_OK, at, dump, since_arg, stored
 from monitor.config import Settings
 
 
@@ -34,11 +34,11 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
             dump(m, out)
         return EXIT_OK
     window = "stored items" if since is None else (
-        f"items stored since {since:%Y-%m-%d %H:%M} UTC ({args.since})")
+        f"items stored since {at(since)} ({args.since})")
     out.write(f"query: {args.query}\nreads: {query}\n"
               f"{len(matched)} of {checked} {window} match (duplicates are never matched)\n")
     for m in shown_matches:
-        out.write(f"\n{m['item_id']:>6} {m['created_at']:%Y-%m-%d %H:%M} {m['feed']}: "
+        out.write(f"\n{m['item_id']:>6} {at(m['created_at'])} {m['feed']}: "
                   f"{m['title'] or '(untitled)'}\n       {m['url'] or '(no link)'}\n"
                   f"       terms: {', '.join(m['terms'])}\n       {m['snippet']}\n")
     if len(shown_matches) < len(matched):
@@ -71,8 +71,8 @@ def cmd_alerts_list(settings: Settings, args: argparse.Namespace, out: TextIO) -
         if args.json:
             dump(asdict(r), out)
             continue
-        sent = f"sent {r.sent_at:%Y-%m-%d %H:%M}" if r.sent_at else "not sent"
-        out.write(f"{r.created_at:%Y-%m-%d %H:%M} [{r.rule}] item {r.item_id} {r.feed}: "
+        sent = f"sent {at(r.sent_at)}" if r.sent_at else "not sent"
+        out.write(f"{at(r.created_at)} [{r.rule}] item {r.item_id} {r.feed}: "
                   f"{r.title or '(untitled)'} ({sent})\n       {r.url or '(no link)'}\n"
                   f"       terms: {', '.join(r.terms)}\n       {r.snippet}\n")
     return EXIT_OK

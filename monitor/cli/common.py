@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from sqlalchemy import Engine
@@ -99,10 +99,17 @@ def duration(seconds: float | None) -> str:
     return text or "0s"
 
 
+def at(when: datetime, *, seconds: bool = False) -> str:
+    """A moment as every text output shows it: in UTC, and saying so
+    (``2026-12-02 18:43 UTC``). A time stored or computed in another zone (a digest
+    slot is in ``[digest] timezone``) is converted, not relabelled."""
+    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M{':%S' if seconds else ''}} UTC"
+
+
 def ago(when: datetime | None, now: datetime) -> str:
     """``when`` relative to ``now``: "never", "in 4m", "2h ago" (and the UTC time)."""
     if when is None:
         return "never"
     delta = (when - now).total_seconds()
     rel = f"in {duration(delta)}" if delta > 0 else f"{duration(-delta)} ago"
-    return f"{rel} ({when.strftime('%Y-%m-%d %H:%M:%S')} UTC)"
+    return f"{rel} ({at(when, seconds=True)})"

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TextIO
 
-from monitor.cli.common import EXIT_MAIL, EXIT_OK, dump, session_factory, stored
+from monitor.cli.common import EXIT_MAIL, EXIT_OK, at, dump, session_factory, stored
 from monitor.config import Settings
 from monitor.errors import InputError
 
@@ -91,9 +91,9 @@ def cmd_digest_list(settings: Settings, args: argparse.Namespace, out: TextIO) -
                   "next_attempt_at": None if d.sent_at else d.next_attempt_at,
                   "sent_at": d.sent_at}, out)
             continue
-        state = (f"sent {d.sent_at:%Y-%m-%d %H:%M}Z" if d.sent_at else
-                 f"PENDING, attempt {d.attempts + 1} at {d.next_attempt_at:%Y-%m-%d %H:%M}Z")
-        out.write(f"{d.id:>6}  {d.created_at:%Y-%m-%d %H:%M}Z  {d.recipient}  {d.alerts} alerts  "
+        state = (f"sent {at(d.sent_at)}" if d.sent_at else
+                 f"PENDING, attempt {d.attempts + 1} at {at(d.next_attempt_at)}")
+        out.write(f"{d.id:>6}  {at(d.created_at)}  {d.recipient}  {d.alerts} alerts  "
                   f"{state}\n")
         if d.last_error and not d.sent_at:
             out.write(f"        last error: {d.last_error}\n")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from monitor import store
-from monitor.cli.common import EXIT_OK, ago, dump, duration, ref_json, ref_text, stored
+from monitor.cli.common import EXIT_OK, ago, at, dump, duration, ref_json, ref_text, stored
 from monitor.config import Settings
 
 
@@ -69,8 +69,8 @@ def cmd_items_list(settings: Settings, args: argparse.Namespace, out: TextIO) ->
         if r.duplicate_of is not None:
             score = f" {r.similarity:.2f}" if r.similarity is not None else ""
             mark = f"  [duplicate of {ref_text(r.duplicate_of)} by {r.dedup_method}{score}]"
-        published = r.published_at.isoformat() if r.published_at else "-"
-        out.write(f"{r.id:>6} {published:<25} {r.feed}: {r.title or '(untitled)'}"
+        published = at(r.published_at) if r.published_at else "-"
+        out.write(f"{r.id:>6} {published:<20} {r.feed}: {r.title or '(untitled)'}"
                   f"{mark}\n       {r.canonical_url or r.url or '(no link)'} [{r.text_source}]\n")
         if copies.get(r.id):
             outlets = ", ".join(dict.fromkeys(c.feed for c in copies[r.id]))

@@ -33,7 +33,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
         feeds = store.list_feeds(s)
         backlog = store.backlog(s, now)
         pending, last_sent = store.digest_counts(s)
-        next_slot = delivery.next_digest_at(s, settings)
+        next_slot = delivery.upcoming_digest_at(s, settings, now)
     states: dict[str, int] = {}
     for f in feeds:
         states[f.state(now)] = states.get(f.state(now), 0) + 1

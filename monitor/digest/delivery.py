@@ -99,6 +99,17 @@ def next_digest_at(session: Session, settings: Settings) -> datetime | None:
     return state.next_at if state is not None and state.follows(settings) else None
 
 
+def upcoming_digest_at(session: Session, settings: Settings, now: datetime) -> datetime:
+    """When the next digests are due, for people to read: the slot the workers keep, or,
+    before a worker has set one for this schedule (none has run since it changed, or
+    only ``run --once`` has), the schedule's next slot after ``now``."""
+    stored = next_digest_at(session, settings)
+    if stored is not None:
+        return stored
+    d = settings.digest
+    return CronSchedule(d.schedule, ZoneInfo(d.timezone)).next_after(now)
+
+
 def _claim_slot(session: Session, settings: Settings, now: datetime) -> bool:
     """Whether a slot has come (and advance to the next one after ``now``). The first
     check, or a changed schedule, only sets the next slot: digests start on schedule.
