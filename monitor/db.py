@@ -76,7 +76,9 @@ def hold_sqlite_lock(url: str) -> Iterator[None]:
             raise StoreError(
                 f"another monitor process (pid {holder}) is already running on "
                 f"{parsed.database}: SQLite allows one daemon per database file. Stop it "
-                "first, or use PostgreSQL to run several workers") from None
+                "first, or use PostgreSQL to run several workers",
+                hint="`monitor status` lists the workers; stop that one, or point [database] "
+                     "url at another file") from None
         try:
             f.seek(0)
             f.truncate()

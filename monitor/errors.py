@@ -20,9 +20,12 @@ the edge with ``raise ... from exc`` so callers only ever catch ours::
     ├── FeedParseError         a body that is no usable feed
     ├── ExtractionError        article extraction failed
     ├── MailError              the SMTP server could not be reached, or refused a digest
-    └── InputError             a file or URL given on the command line cannot be read
+    ├── InputError             a file or URL given on the command line cannot be read
+    └── UsageError             a command-line argument that means nothing here (a typo)
 
-Each class has a ``hint`` telling the user what to do about it, shown by the CLI.
+Each class has a ``hint`` telling the user what to do about it, shown by the CLI; an
+error may carry one of its own (``hint=``) where the class's would not apply, or none
+where its message says it all.
 """
 
 from __future__ import annotations
@@ -34,6 +37,15 @@ class MonitorError(Exception):
     """Root of every error monitor raises on purpose."""
 
     hint: str = ""
+
+    def __init__(self, *args: object, hint: str | None = None) -> None:
+        super().__init__(*args)
+        if hint is not None:
+            self.hint = hint
+
+    def with_hint(self) -> str:
+        """The message, and the hint in parentheses when there is one."""
+        return f"{self} ({self.hint})" if self.hint else str(self)
 
 
 class ConfigError(MonitorError):
@@ -190,3 +202,8 @@ class InputError(MonitorError):
     """A file or URL named on the command line cannot be read."""
 
     hint = "check the path or URL"
+
+
+class UsageError(MonitorError):
+    """A command-line argument names nothing that exists or means nothing here: its
+    message says what was meant (the close matches) or what is expected."""

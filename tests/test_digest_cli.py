@@ -122,7 +122,8 @@ def test_preview_renders_without_sending_or_marking(tmp_path: Path, mail: MailSe
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--recipient", "nobody@example.org"], "'nobody@example.org' is not a recipient of any rule"),
+    (["--recipient", "nobody@example.org"],
+     "--recipient 'nobody@example.org': no recipient has that name; the recipients are"),
     (["--out", "x.html"], "--out writes one digest: choose a recipient"),
     (["--recipient", "desk@example.org", "--out", "x.pdf"], "name a .eml or an .html file"),
 ])

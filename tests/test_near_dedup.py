@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,8 @@ def test_syndicated_copies_across_outlets(server: LocalServer, db_url: str, tmp_
     code, out = cli(config, "items", "list")
     assert code == 0
     assert ("also reported by: Mirror, Teasers" in out) != ("also reported by: Teasers, Mirror" in out)
-    assert f"{original['id']:>6} {original['published_at']:<25} Wire: Original headline" in out
+    published = datetime.fromisoformat(original["published_at"]).astimezone(UTC)
+    assert f"{original['id']:>6} {published:%Y-%m-%d %H:%M} UTC Wire: Original headline" in out
     assert f"[duplicate of item {original['id']} by near" in out
 
 

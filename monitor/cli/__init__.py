@@ -47,6 +47,7 @@ from monitor.errors import (
     QueryError,
     SeedError,
     StoreError,
+    UsageError,
 )
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_MAIL", "EXIT_OK", "EXIT_SEEDS", "EXIT_STORE",
@@ -190,17 +191,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except QueryError as exc:
         log.error("query error: %s\n%s\n(%s)", exc, exc.pointer(), exc.hint)
         return EXIT_CONFIG
-    except InputError as exc:
-        log.error("%s (%s)", exc, exc.hint)
+    except (InputError, UsageError) as exc:
+        log.error("%s", exc.with_hint())
         return EXIT_CONFIG
     except StoreError as exc:
-        log.error("database error: %s (%s)", exc, exc.hint)
+        log.error("database error: %s", exc.with_hint())
         return EXIT_STORE
     except SeedError as exc:
-        log.error("seed error: %s (%s)", exc, exc.hint)
+        log.error("seed error: %s", exc.with_hint())
         return EXIT_SEEDS
     except MailError as exc:
-        log.error("mail error: %s (%s)", exc, exc.hint)
+        log.error("mail error: %s", exc.with_hint())
         return EXIT_MAIL
     except MonitorError as exc:
         log.error("%s", exc)

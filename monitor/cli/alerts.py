@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from monitor import store
-from monitor.cli.common import EXIT_OK, at, dump, since_arg, stored
+from monitor.cli.common import EXIT_OK, at, dump, pick_name, since_arg, stored
 from monitor.config import Settings
 
 
@@ -65,7 +65,10 @@ def cmd_alerts_list(settings: Settings, args: argparse.Namespace, out: TextIO) -
 
     since = since_arg(args.since, utcnow())
     with stored(settings) as s:
-        rows = store.list_alerts(s, rule=args.rule, unsent=args.unsent, since=since,
+        rule = None if args.rule is None else pick_name(
+            args.rule, [*(r.name for r in settings.rules), *store.rule_names(s)],
+            flag="--rule", what="rule")
+        rows = store.list_alerts(s, rule=rule, unsent=args.unsent, since=since,
                                  limit=args.limit)
     for r in rows:
         if args.json:

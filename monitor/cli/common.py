@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import db, store
 from monitor.config import Settings, parse_duration
-from monitor.errors import InputError, StoreError
+from monitor.errors import StoreError, UsageError
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_STORE, EXIT_SEEDS, EXIT_MAIL = 0, 1, 2, 3, 4, 5
 
@@ -73,7 +74,7 @@ def since_arg(value: str | None, now: datetime) -> datetime | None:
     try:
         return now - timedelta(seconds=parse_duration(value))
     except ValueError as exc:
-        raise InputError(f"--since: {exc}") from None
+        raise UsageError(f"--since: {exc}") from None
 
 
 def ref_json(ref: store.Ref | None) -> dict[str, Any] | None:
@@ -113,3 +114,26 @@ def ago(when: datetime | None, now: datetime) -> str:
     delta = (when - now).total_seconds()
     rel = f"in {duration(delta)}" if delta > 0 else f"{duration(-delta)} ago"
     return f"{rel} ({at(when, seconds=True)})"
+
+
+def pick_name(given: str, known: Iterable[str], *, flag: str, what: str) -> str:
+    """The one of ``known`` (names of rules, feeds, recipients) that ``given`` means:
+    itself, else the one that matches it ignoring case. Raises UsageError naming the
+    close matches (or, with none, what there is), so a typo is an error rather than an
+    empty answer."""
+    names = list(dict.fromkeys(known))
+    if given in names:
+        return given
+    folded = [n for n in names if n.casefold() == given.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    by_fold = {n.casefold(): n for n in names}
+    close = [by_fold[c] for c in difflib.get_close_matches(given.casefold(), list(by_fold),
+                                                              n=3, cutoff=0.8)]
+    if folded or close:
+        options = folded or close
+        raise UsageError(f"{flag} {given!r}: no {what} has that name; did you mean "
+                         f"{' or '.join(repr(n) for n in options)}?")
+    listed = ", ".join(repr(n) for n in names[:10]) + (", …" if len(names) > 10 else "")
+    raise UsageError(f"{flag} {given!r}: no {what} has that name"
+                     + (f"; the {what}s are {listed}" if names else f"; there is no {what}"))

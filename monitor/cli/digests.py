@@ -8,9 +8,9 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TextIO
 
-from monitor.cli.common import EXIT_MAIL, EXIT_OK, at, dump, session_factory, stored
+from monitor.cli.common import EXIT_MAIL, EXIT_OK, at, dump, pick_name, session_factory, stored
 from monitor.config import Settings
-from monitor.errors import InputError
+from monitor.errors import InputError, UsageError
 
 PREVIEW_MESSAGE_ID = "<digest.preview@{domain}>"
 
@@ -33,20 +33,19 @@ def cmd_digest_preview(settings: Settings, args: argparse.Namespace, out: TextIO
 
     by_recipient = recipients(settings.rules)
     if not by_recipient:
-        raise InputError(f"{settings.path}: no rule has recipients: there is no digest to preview")
+        raise UsageError(f"{settings.path}: no rule has recipients: there is no digest to "
+                         "preview", hint="add `recipients` to a rule")
     if args.recipient is not None:
-        if args.recipient not in by_recipient:
-            raise InputError(f"{args.recipient!r} is not a recipient of any rule; "
-                             f"recipients: {', '.join(by_recipient)}")
-        chosen = [args.recipient]
+        chosen = [pick_name(args.recipient, by_recipient, flag="--recipient",
+                            what="recipient")]
     elif args.out is not None and len(by_recipient) > 1:
-        raise InputError(f"--out writes one digest: choose a recipient with --recipient "
+        raise UsageError(f"--out writes one digest: choose a recipient with --recipient "
                          f"({', '.join(by_recipient)})")
     else:
         chosen = list(by_recipient)
     out_path = Path(args.out) if args.out is not None else None
     if out_path is not None and out_path.suffix.lower() not in (".eml", ".html"):
-        raise InputError(f"--out {args.out}: name a .eml or an .html file")
+        raise UsageError(f"--out {args.out}: name a .eml or an .html file")
     domain = settings.digest.sender.rpartition("@")[2]
     now = datetime.now(UTC)
     with stored(settings) as s:

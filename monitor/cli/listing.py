@@ -8,7 +8,17 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from monitor import store
-from monitor.cli.common import EXIT_OK, ago, at, dump, duration, ref_json, ref_text, stored
+from monitor.cli.common import (
+    EXIT_OK,
+    ago,
+    at,
+    dump,
+    duration,
+    pick_name,
+    ref_json,
+    ref_text,
+    stored,
+)
 from monitor.config import Settings
 
 
@@ -58,7 +68,13 @@ def _item_json(r: store.ItemRow, with_text: bool, copies: list[store.Copy]) -> d
 
 def cmd_items_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     with stored(settings) as s:
-        rows = store.list_items(s, with_text=args.text, status=args.status, feed=args.feed,
+        feed = None
+        if args.feed is not None:
+            feeds = store.list_feeds(s)
+            by_url = {f.url: f.name for f in feeds}
+            feed = by_url.get(args.feed) or pick_name(args.feed, (f.name for f in feeds),
+                                                      flag="--feed", what="feed")
+        rows = store.list_items(s, with_text=args.text, status=args.status, feed=feed,
                                 limit=args.limit)
         copies = store.also_reported_by(s, (r.id for r in rows if r.status == "new"))
     for r in rows:

@@ -105,6 +105,7 @@ from monitor.store.rules import (
     items_to_match,
     list_alerts,
     rule_ids,
+    rule_names,
     sync_rules,
 )
 from monitor.store.seeds import (
@@ -189,6 +190,7 @@ __all__ = [
     "replace_item_bands",
     "replace_seed_bands",
     "rule_ids",
+    "rule_names",
     "rules_alerted",
     "schedule_entry_retries",
     "seed_texts",

@@ -40,6 +40,11 @@ def rule_ids(session: Session, names: Sequence[str]) -> dict[str, int]:
         select(Rule.name, Rule.id).where(Rule.name.in_(list(names))))}
 
 
+def rule_names(session: Session) -> list[str]:
+    """Every stored rule's name (those the config no longer has too: their alerts stay)."""
+    return list(session.scalars(select(Rule.name).order_by(Rule.name)))
+
+
 @dataclass(frozen=True)
 class NewAlert:
     rule_id: int
