@@ -261,12 +261,13 @@ class _Table:
             raise ConfigError(file, name, f"must be a table, not {_type_name(data)}")
         self.file, self.name, self.data = file, name, data
         self.used: set[str] = set()
+        self.about: str | None = None  # what the table is, for errors: "feed 'Reuters'"
 
     def key(self, k: str) -> str:
         return f"{self.name}.{k}" if self.name else k
 
     def fail(self, k: str, reason: str) -> ConfigError:
-        return ConfigError(self.file, self.key(k), reason)
+        return ConfigError(self.file, self.key(k), reason, about=self.about)
 
     def get(self, k: str, typ: type[T], default: T | None = None, required: bool = False) -> T:
         self.used.add(k)
@@ -314,7 +315,7 @@ def _type_name(value: Any) -> str:
     return _type_name_of(type(value))
 
 
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # The longest duration: past it, float seconds, datetime arithmetic and the 32-bit
 # interval columns would overflow.
@@ -322,11 +323,13 @@ MAX_DURATION = 3650 * 86400
 
 
 def parse_duration(text: str) -> int:
-    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` -> seconds, at most 3650d. Raises ValueError."""
+    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"``, or ``"900"`` (seconds) -> seconds, at most
+    3650d. Raises ValueError."""
     m = _DURATION_RE.match(text)
     if not m:
-        raise ValueError(f"{text!r} is not a duration like \"90s\", \"15m\", \"2h\" or \"1d\"")
-    seconds = int(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        raise ValueError(f"{text!r} is not a duration like \"90s\", \"15m\", \"2h\", \"1d\" "
+                         "or a number of seconds")
+    seconds = int(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
     if seconds > MAX_DURATION:
         raise ValueError(f"{text.strip()!r} is longer than {MAX_DURATION // 86400}d")
     return seconds
@@ -351,14 +354,23 @@ _EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 
 
 def _duration(t: _Table, k: str, default: int, minimum: int = 1) -> int:
+    """A duration string (``"15m"``) or a whole number of seconds (``900``)."""
+    t.used.add(k)
     if k not in t.data:
-        t.used.add(k)
         return default
-    text = t.get(k, str)
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise t.fail(k, str(exc)) from None
+    value = t.data[k]
+    if isinstance(value, str):
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise t.fail(k, str(exc)) from None
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_DURATION:
+        seconds = value
+    else:
+        shown = repr(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+            else _type_name(value)
+        raise t.fail(k, f"must be a duration like \"15m\" or a whole number of seconds, "
+                        f"not {shown}")
     return t.check(k, seconds, lambda s: s >= minimum, f"must be at least {minimum}s")
 
 
@@ -598,6 +610,7 @@ def _feeds(doc: _Table, default_interval: int,
         t = _Table(doc.file, f"feeds[{i}]", item)
         name = t.check("name", t.get("name", str, required=True), lambda s: bool(s.strip()),
                        "must not be empty")
+        t.about = f"feed {name.strip()!r}"
         url = t.get("url", str, required=True).strip()
         t.check("url", url, lambda u: re.match(r"^https?://[^/\s]+", u) is not None,
                 f"{url!r} is not an http(s) URL")
@@ -630,6 +643,7 @@ def _rules(doc: _Table) -> tuple[RuleSettings, ...]:
         name = t.check("name", t.get("name", str, required=True), lambda s: bool(s.strip()),
                        "must not be empty")
         name = name.strip()
+        t.about = f"rule {name!r}"
         query = t.get("query", str, required=True)
         try:
             parsed = parse_query(query)

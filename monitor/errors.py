@@ -53,11 +53,13 @@ class ConfigError(MonitorError):
 
     hint = "fix the config file; `monitor config show` prints the effective settings"
 
-    def __init__(self, file: str, key: str, reason: str) -> None:
+    def __init__(self, file: str, key: str, reason: str, *, about: str | None = None) -> None:
         self.file = file
         self.key = key
         self.reason = reason
         where = f"{file}: {key}" if key else file
+        if about:  # what the key belongs to: "feed 'Reuters'" (an index alone says little)
+            where += f" ({about})"
         super().__init__(f"{where}: {reason}")
 
 

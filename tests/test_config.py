@@ -126,10 +126,33 @@ def test_parse_duration(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("2h", 7200)])
+@pytest.mark.parametrize(("text", "seconds"), [('"90s"', 90), ('"15m"', 900), ('"2h"', 7200),
+                                              ("900", 900), ('"900"', 900)])
 def test_feed_interval_durations(tmp_path: Path, text: str, seconds: int) -> None:
-    path = write(tmp_path, MINIMAL_FEED + f'interval = "{text}"\n')
+    path = write(tmp_path, MINIMAL_FEED + f"interval = {text}\n")
     assert load_settings(path, environ={}, base_dir=tmp_path).feeds[0].interval == seconds
+
+
+@pytest.mark.parametrize("value", ["0", '"0"', '"0s"', "0.5", '"2s"'])
+def test_host_delay_takes_a_duration_or_seconds_zero_included(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"[fetch]\nhost_delay = {value}\n")
+    expected = {"0": 0.0, '"0"': 0.0, '"0s"': 0.0, "0.5": 0.5, '"2s"': 2.0}[value]
+    assert load_settings(path, environ={}, base_dir=tmp_path).fetch.host_delay == expected
+
+
+def test_an_error_in_a_feed_or_rule_names_it(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL_FEED + '[[feeds]]\nname = "Reuters"\n'
+                 'url = "https://r.example/rss"\ninterval = "soon"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={}, base_dir=tmp_path)
+    assert info.value.key == "feeds[1].interval"
+    assert f"{path}: feeds[1].interval (feed 'Reuters'): 'soon' is not a duration" \
+        in str(info.value)
+    path = write(tmp_path, RULE + 'recipients = ["nobody"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={}, base_dir=tmp_path)
+    assert "rules[0].recipients[0] (rule 'r'): 'nobody' is not an email address" \
+        in str(info.value)
 
 
 def test_sizes_accept_strings_and_integers(tmp_path: Path) -> None:
@@ -145,8 +168,13 @@ RULE = '[[rules]]\nname = "r"\nquery = "x"\n'
 BAD_CONFIGS = [
     pytest.param('colour = "blue"\n', "colour", "unknown key", id="unknown-top-level-key"),
     pytest.param('[fetch]\ntimeot = "30s"\n', "fetch.timeot", "unknown key", id="unknown-fetch-key"),
-    pytest.param(MINIMAL_FEED + "interval = 15\n", "feeds[0].interval", "must be a string, not an integer",
-                 id="interval-int"),
+    pytest.param(MINIMAL_FEED + "interval = 15\n", "feeds[0].interval", "must be at least 30s",
+                 id="interval-int-too-short"),
+    pytest.param(MINIMAL_FEED + "interval = 1.5\n", "feeds[0].interval",
+                 'must be a duration like "15m" or a whole number of seconds, not 1.5',
+                 id="interval-float"),
+    pytest.param(MINIMAL_FEED + "interval = true\n", "feeds[0].interval",
+                 "or a whole number of seconds, not a boolean", id="interval-bool"),
     pytest.param('[smtp]\nport = "25"\n', "smtp.port", "must be an integer, not a string", id="port-str"),
     pytest.param("[smtp]\nport = true\n", "smtp.port", "must be an integer, not a boolean", id="port-bool"),
     pytest.param(MINIMAL_FEED + 'enabled = "yes"\n', "feeds[0].enabled",
@@ -216,7 +244,8 @@ BAD_CONFIGS = [
                  "must be an IP address, a network", id="allow-private-bad-entry"),
     pytest.param('[fetch]\nallow_private = "10.0.0.0/8"\n', "fetch.allow_private", "must be an array",
                  id="allow-private-not-list"),
-    pytest.param('[smtp]\ntimeout = 30\n', "smtp.timeout", "must be a string", id="smtp-timeout-int"),
+    pytest.param('[smtp]\ntimeout = [30]\n', "smtp.timeout", "or a whole number of seconds, not an array",
+                 id="smtp-timeout-array"),
     pytest.param('[smtp]\nca_file = "no/such/ca.pem"\n', "smtp.ca_file", "is not a readable file",
                  id="smtp-ca-missing"),
     pytest.param('[smtp]\nhost = "mail.example.org"\nusername = "monitor"\n', "smtp.username",
