@@ -138,6 +138,15 @@ class PollSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """``[alerts]``: which stored originals a matching rule alerts for."""
+
+    # An article published longer ago than this (seconds; 0: no limit) is stored and
+    # matched but does not alert: a new feed's backlog, a page that resurfaces.
+    max_age: int = 3 * 86400
+
+
+@dataclass(frozen=True)
 class DaemonSettings:
     """``[daemon]``: how ``monitor run`` serves, reloads, shares work and stops."""
 
@@ -185,6 +194,7 @@ class Settings:
     seeds_path: Path
     feeds: tuple[FeedSettings, ...] = ()
     rules: tuple[RuleSettings, ...] = ()
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
@@ -212,6 +222,7 @@ class Settings:
             "feeds": [_asdict(f) for f in self.feeds],
             "rules": [{"name": r.name, "query": r.query, "reads": str(r.parsed),
                        "recipients": list(r.recipients)} for r in self.rules],
+            "alerts": _asdict(self.alerts),
             "digest": _asdict(self.digest),
             "smtp": {**_asdict(self.smtp),
                      "password": "(hidden)" if self.smtp.password else "(not set)"},
@@ -565,6 +576,13 @@ def _poll(doc: _Table) -> PollSettings:
     return s
 
 
+def _alerts(doc: _Table) -> AlertSettings:
+    t = doc.section("alerts")
+    s = AlertSettings(max_age=_duration(t, "max_age", AlertSettings().max_age, minimum=0))
+    t.finish()
+    return s
+
+
 def _daemon(doc: _Table) -> DaemonSettings:
     t = doc.section("daemon")
     d = DaemonSettings()
@@ -744,6 +762,7 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
         seeds_path=seeds_path,
         feeds=_feeds(doc, fetch.default_interval, poll.max_interval),
         rules=_rules(doc),
+        alerts=_alerts(doc),
         digest=_digest(doc),
         smtp=_smtp(doc, environ, base),
         fetch=fetch,

@@ -129,6 +129,7 @@ def write_config(
     extract: dict[str, object] | None = None,
     dedup: dict[str, object] | None = None,
     rules: list[dict[str, object]] | None = None,
+    alerts: dict[str, object] | None = None,
     digest: dict[str, object] | None = None,
     smtp: dict[str, object] | None = None,
     poll: dict[str, object] | None = None,
@@ -141,7 +142,8 @@ def write_config(
     ``host_delay``, and article links to it are admitted (the opt-in the SSRF guard asks
     for) unless ``fetch`` sets ``allow_private``; a page that fails is not tried again
     unless ``fetch`` sets ``page_attempts``; the daemon serves no HTTP unless
-    ``daemon`` sets ``listen``."""
+    ``daemon`` sets ``listen``; articles of any age alert (the fixtures are dated 2026-01)
+    unless ``alerts`` is given (``{}``: the default ``max_age``)."""
     digest = {"schedule": "0 7 * * *", "timezone": "America/Caracas",
               "sender": "monitor@example.org", **(digest or {})}
     smtp = {"host": "localhost", "port": 25, "security": "none", "username": "",
@@ -149,6 +151,7 @@ def write_config(
     fetch = {"timeout": "10s", "connect_timeout": "5s", "host_delay": 0,
              "allow_private": ["127.0.0.1"], "page_attempts": 1, **(fetch or {})}
     daemon = {"listen": "", **(daemon or {})}
+    alerts = {"max_age": 0} if alerts is None else alerts
     extract = {"workers": 2, **(extract or {})}
     lines = [
         "[database]", f"url = {_toml(db_url)}", "",
@@ -158,6 +161,7 @@ def write_config(
         "[dedup]", *(f"{k} = {_toml(v)}" for k, v in (dedup or {}).items()), "",
         "[poll]", *(f"{k} = {_toml(v)}" for k, v in (poll or {}).items()), "",
         "[daemon]", *(f"{k} = {_toml(v)}" for k, v in daemon.items()), "",
+        "[alerts]", *(f"{k} = {_toml(v)}" for k, v in alerts.items()), "",
         "[logging]", *(f"{k} = {_toml(v)}" for k, v in (logging or {}).items()), "",
     ]
     for f in feeds:

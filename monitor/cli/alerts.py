@@ -13,10 +13,11 @@ from monitor.config import Settings
 
 def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     from monitor.clock import utcnow
-    from monitor.rules import Matcher, parse
+    from monitor.rules import Matcher, parse, too_old
 
     query = parse(args.query)
-    since = since_arg(args.since, utcnow())
+    now = utcnow()
+    since = since_arg(args.since, now)
     matcher = Matcher([("test", query)])  # exactly what the pipeline runs
     checked = 0
     matched: list[dict[str, Any]] = []
@@ -24,9 +25,13 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
         for item in store.items_to_match(s, since):
             checked += 1
             for h in matcher.match(item.title, item.text):
+                # Whether an article like it arriving now would alert ([alerts] max_age).
+                old = too_old(item.published_at, now, settings.alerts.max_age)
                 matched.append({"item_id": item.id, "feed": item.feed, "url": item.url,
                                 "title": item.title, "created_at": item.created_at,
-                                "terms": list(h.terms), "snippet": h.snippet})
+                                "published_at": item.published_at,
+                                "terms": list(h.terms), "snippet": h.snippet,
+                                "would_alert": old is None, "why_not": old})
     limit = args.limit if args.limit is not None else (0 if args.json else 20)
     shown_matches = matched if limit <= 0 else matched[:limit]
     if args.json:
@@ -40,7 +45,8 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
     for m in shown_matches:
         out.write(f"\n{m['item_id']:>6} {at(m['created_at'])} {m['feed']}: "
                   f"{m['title'] or '(untitled)'}\n       {m['url'] or '(no link)'}\n"
-                  f"       terms: {', '.join(m['terms'])}\n       {m['snippet']}\n")
+                  f"       terms: {', '.join(m['terms'])}\n       {m['snippet']}\n"
+                  + ("" if m["would_alert"] else f"       would alert: no, {m['why_not']}\n"))
     if len(shown_matches) < len(matched):
         out.write(f"\n... and {len(matched) - len(shown_matches)} more (--limit 0 shows all)\n")
     return EXIT_OK

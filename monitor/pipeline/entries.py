@@ -39,6 +39,7 @@ from monitor.pipeline.context import (
     FeedReport,
     PageResult,
 )
+from monitor.rules import too_old
 
 log = logging.getLogger(__name__)
 
@@ -435,6 +436,8 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
     use_page = source == "page" and article is not None
     title = entry.title or (article.title if article else None)
     now = ctx.clock()
+    published = (_plausible(entry.published_at, now)
+                 or _plausible(article.published_at if article else None, now))
     item_id = store.add_item(s, store.NewItem(
         feed_id=feed.id,
         guid=entry.guid,
@@ -443,8 +446,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
         canonical_url=canonical,
         title=title,
         author=entry.author or (article.author if article else None),
-        published_at=(_plausible(entry.published_at, now)
-                      or _plausible(article.published_at if article else None, now)),
+        published_at=published,
         fetched_at=c.fetched_at,
         language=(article.language if use_page and article else None) or c.language,
         site_name=article.site_name if article else None,
@@ -474,6 +476,11 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
         hits = [h for h in hits if ctx.rules.ids[h.rule] not in done]
         log.info("feed %r: entry <%s> is a fuller copy of item %d and becomes the "
                  "story's original", feed.name, entry.link, replaces.id)
+    old = too_old(published, now, ctx.settings.alerts.max_age) if hits else None
+    if old is not None:
+        log.info("feed %r: entry <%s> matched rules %s but does not alert: %s", feed.name,
+                 entry.link, ", ".join(repr(h.rule) for h in hits), old)
+        hits = []
     if hits:
         alerts = store.add_alerts(s, item_id, [ctx.rules.alert(h) for h in hits], now)
         log.info("feed %r: entry <%s> matched rules %s", feed.name, entry.link,

@@ -3,6 +3,7 @@
     text.py    folding and splitting words; a document's searchable fields
     query.py   the query tree, the parser, evaluation
     match.py   many rules against one document: trigger words, terms, snippets
+    age.py     whether a match is recent enough to alert ([alerts] max_age)
 
 
 A query is what users already type into search engines::
@@ -44,6 +45,7 @@ Errors are :class:`monitor.errors.QueryError` with a 0-based ``position``.
 
 from __future__ import annotations
 
+from monitor.rules.age import too_old
 from monitor.rules.match import (
     SNIPPET_CHARS,
     SNIPPET_LEAD,
@@ -105,6 +107,7 @@ __all__ = [
     "satisfied_terms",
     "snippet",
     "terms_labelled",
+    "too_old",
     "triggers",
     "word_pattern",
     "words_of",

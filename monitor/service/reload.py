@@ -42,7 +42,8 @@ def applicable(running: Settings, loaded: Settings) -> Settings:
 
 def live_changes(running: Settings, loaded: Settings) -> list[str]:
     """The live sections that changed, for the log."""
-    pairs = (("feeds", "feeds"), ("rules", "rules"), ("poll", "poll"), ("digest", "digest"),
+    pairs = (("feeds", "feeds"), ("rules", "rules"), ("alerts", "alerts"), ("poll", "poll"),
+             ("digest", "digest"),
              ("smtp", "smtp"), ("logging.level", "log_level"))
     changed = [label for label, attr in pairs if getattr(running, attr) != getattr(loaded, attr)]
     if "smtp" not in changed and running.smtp.password != loaded.smtp.password:

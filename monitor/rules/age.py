@@ -1,0 +1,32 @@
+"""Whether a matched original is recent enough to alert: ``[alerts] max_age``.
+
+A rule that matches an article published long ago (a new feed's backlog, an old page
+that resurfaces in a feed) does not alert: the article is stored and can be searched,
+but it is not news for a digest.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+
+def too_old(published: datetime | None, now: datetime, max_age: int) -> str | None:
+    """Why an article published at ``published`` does not alert at ``now`` (None: it
+    does). An article with no date counts as published when it is first seen, now;
+    ``max_age`` 0 sets no limit."""
+    if not max_age or published is None:
+        return None
+    age = now - published
+    if age <= timedelta(seconds=max_age):
+        return None
+    limit = _days(timedelta(seconds=max_age))
+    return f"published {_days(age)} ago, longer than [alerts] max_age ({limit})"
+
+
+def _days(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds >= 86400:
+        return f"{seconds // 86400}d"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h"
+    return f"{max(seconds // 60, 0)}m"
