@@ -69,6 +69,7 @@ class FeedSettings:
     interval: int  # seconds: the most often it is polled (the adaptive floor)
     enabled: bool = True
     max_interval: int = 0  # seconds: the adaptive ceiling (at least interval; 0: interval)
+    alert_backlog: bool = True  # False: what its first poll finds does not alert
 
 
 
@@ -634,6 +635,7 @@ def _feeds(doc: _Table, default_interval: int,
                 f"{url!r} is not an http(s) URL")
         interval = _duration(t, "interval", default_interval, minimum=30)
         enabled = t.get("enabled", bool, True)
+        alert_backlog = t.get("alert_backlog", bool, True)
         max_interval = _duration(t, "max_interval", max(default_max, interval), minimum=30)
         if max_interval < interval:
             raise t.fail("max_interval", f"must be at least the feed's interval ({interval}s)")
@@ -645,7 +647,7 @@ def _feeds(doc: _Table, default_interval: int,
             raise t.fail("name", f"duplicate feed name {name!r}, already used by feeds[{seen_names[name]}]")
         seen_urls[url], seen_names[name] = i, i
         feeds.append(FeedSettings(name=name, url=url, interval=interval, enabled=enabled,
-                                  max_interval=max_interval))
+                                  max_interval=max_interval, alert_backlog=alert_backlog))
     return tuple(feeds)
 
 

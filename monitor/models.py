@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -142,6 +143,8 @@ class Entry(Base):
     created_at: Mapped[datetime]
     lease_owner: Mapped[str | None] = mapped_column(Text)
     lease_until: Mapped[datetime | None]
+    # Found by its feed's first parse: the feed's backlog (see FeedSettings.alert_backlog).
+    backlog: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
 
 class Seed(Base):

@@ -51,6 +51,7 @@ class Candidate:
     language: str | None = None  # the feed's
     attempts: int = 0  # page fetches tried before this poll (it waited for a retry)
     recorded: bool = False  # it has a row in ``entries`` (until it is stored)
+    backlog: bool = False  # found by its feed's first parse: what the feed already had
     known_as: store.Ref | None = None  # duplicate found before fetching the page
     known_by: str | None = None
     page: FetchResult | None = None
@@ -72,7 +73,7 @@ def candidate_of(w: store.WaitingEntry) -> Candidate:
     """A recorded entry to work on, from what its row keeps of it."""
     entry = FeedEntry(w.guid, w.link, w.title, w.author, w.published_at, w.content, w.summary)
     return Candidate(entry, canonical_url(w.link) if w.link else None, w.language, w.attempts,
-                     recorded=True)
+                     recorded=True, backlog=w.backlog)
 
 
 def choose_text(entry: FeedEntry, article: Article | None, min_chars: int) -> tuple[str, str]:
@@ -111,6 +112,7 @@ def plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed | None, now: da
     lookups for the whole feed)."""
     entries = parsed.entries if parsed is not None else ()
     language = parsed.language if parsed is not None else None
+    first_parse = feed.body_hash is None  # never parsed before: it lists its backlog
     with ctx.sessions() as s:
         seen = store.known_guids(s, feed.id, (e.guid for e in entries))
         # The feed says whether any of its entries waits: most polls need not ask.
@@ -129,7 +131,8 @@ def plan(ctx: Context, feed: store.FeedState, parsed: ParsedFeed | None, now: da
                 continue
             candidates.append(Candidate(entry, canonical_url(entry.link) if entry.link else None,
                                         language, w.attempts if w is not None else 0,
-                                        recorded=w is not None))
+                                        recorded=w is not None,
+                                        backlog=w.backlog if w is not None else first_parse))
         for w in waiting.values():  # no longer in the feed, or the feed was not parsed
             if w.leased:
                 continue
@@ -233,7 +236,7 @@ def waiting(c: Candidate, next_at: datetime, *, attempts: int | None = None
     return store.WaitingEntry(e.guid, e.link, e.title, e.author, e.published_at, e.content,
                               e.summary, c.language,
                               c.attempts + 1 if attempts is None else attempts, next_at,
-                              c.page_error)
+                              c.page_error, backlog=c.backlog)
 
 
 def found(ctx: Context, feed: store.FeedState, candidates: Sequence[Candidate],
@@ -406,6 +409,12 @@ def store_entry(ctx: Context, feed: store.FeedState, c: Candidate, p: Prepared,
     return True
 
 
+def _alerts_backlog(ctx: Context, feed: store.FeedState) -> bool:
+    """The feed's ``alert_backlog`` in the running config (True for a feed it no longer
+    lists)."""
+    return next((f.alert_backlog for f in ctx.settings.feeds if f.url == feed.url), True)
+
+
 @dataclass(frozen=True)
 class _Stored:
     ref: store.Ref  # the item stored, or the original it duplicates
@@ -476,10 +485,14 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
         hits = [h for h in hits if ctx.rules.ids[h.rule] not in done]
         log.info("feed %r: entry <%s> is a fuller copy of item %d and becomes the "
                  "story's original", feed.name, entry.link, replaces.id)
-    old = too_old(published, now, ctx.settings.alerts.max_age) if hits else None
-    if old is not None:
+    why_not = None
+    if hits and c.backlog and not _alerts_backlog(ctx, feed):
+        why_not = "found by the feed's first poll (its alert_backlog is false)"
+    elif hits:
+        why_not = too_old(published, now, ctx.settings.alerts.max_age)
+    if why_not is not None:
         log.info("feed %r: entry <%s> matched rules %s but does not alert: %s", feed.name,
-                 entry.link, ", ".join(repr(h.rule) for h in hits), old)
+                 entry.link, ", ".join(repr(h.rule) for h in hits), why_not)
         hits = []
     if hits:
         alerts = store.add_alerts(s, item_id, [ctx.rules.alert(h) for h in hits], now)

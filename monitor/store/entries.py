@@ -31,13 +31,14 @@ class WaitingEntry:
     next_attempt_at: datetime
     last_error: str | None
     leased: bool = False  # a live lease holds it: a worker is working on it
+    backlog: bool = False  # found by its feed's first parse (see models.Entry.backlog)
 
 
 def _waiting(e: Entry, now: datetime | None = None) -> WaitingEntry:
     return WaitingEntry(e.guid, e.link, e.title, e.author, e.published_at, e.content,
                         e.summary, e.language, e.attempts, e.next_attempt_at, e.last_error,
                         leased=now is not None and e.lease_until is not None
-                        and e.lease_until > now)
+                        and e.lease_until > now, backlog=e.backlog)
 
 
 def _unleased(now: datetime) -> ColumnElement[bool]:
@@ -107,7 +108,7 @@ def record_entries(session: Session, feed_id: int, entries: Iterable[WaitingEntr
              "author": e.author, "published_at": e.published_at, "content": e.content,
              "summary": e.summary, "language": e.language, "attempts": e.attempts,
              "next_attempt_at": e.next_attempt_at, "last_error": e.last_error,
-             "last_status": None, "created_at": now} for e in entries]
+             "last_status": None, "created_at": now, "backlog": e.backlog} for e in entries]
     if not rows:
         return
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
