@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 import urllib.request
@@ -353,8 +354,20 @@ def _describe_network_error(exc: BaseException, host: str) -> str:
     if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text:
         return f"TLS error with {host!r}: {text}"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect to {host!r}: {text}"
+        # aiohttp's own words ("Cannot connect to host h:p ssl:default [Connect call
+        # failed ('h', p)]") say less than the errno does.
+        return f"cannot connect to {exc.host}:{exc.port}: {_os_reason(exc.os_error, text)}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"{host}: the server closed the connection before it answered"
+    if isinstance(exc, aiohttp.ClientOSError | OSError) and getattr(exc, "errno", None):
+        return f"{host}: {_os_reason(exc, text)}"
     return f"{type(exc).__name__}: {text}"
+
+
+def _os_reason(exc: OSError, fallback: str) -> str:
+    """``connection refused``, ``network is unreachable``…: the errno in words."""
+    code = exc.errno
+    return os.strerror(code).lower() if isinstance(code, int) and code > 0 else fallback
 
 
 __all__ = ["FEED_ACCEPT", "PAGE_ACCEPT", "FetchResult", "Fetcher"]
