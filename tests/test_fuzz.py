@@ -211,9 +211,10 @@ SECTIONS: dict[str, list[str]] = {
     "digest": ["schedule", "timezone", "sender", "sender_name", "send_empty", "full_entries",
                "retry_max"],
     "smtp": ["host", "port", "security", "username", "password_env", "timeout", "ca_file"],
+    "alerts": ["max_age"],
 }
 TABLE_ARRAYS: dict[str, list[str]] = {
-    "feeds": ["name", "url", "interval", "enabled", "max_interval"],
+    "feeds": ["name", "url", "interval", "enabled", "max_interval", "alert_backlog"],
     "rules": ["name", "query", "recipients"],
 }
 # Plausible values per key, good and bad, so that generated documents get past the first
@@ -260,7 +261,8 @@ PLAUSIBLE: dict[str, list[Any]] = {
     "query": ["Maduro", 'Maduro OR "Delcy Rodriguez"', "(" * 5000, "NOT " * 3000 + "x", "-x", "",
               "title:(a OR b)", "\x00"],
     "recipients": [["desk@example.org"], [], ["nobody"], [1], "desk@example.org"],
-    "enabled": [True, False],
+    "enabled": [True, False], "alert_backlog": [True, False, "no"],
+    "max_age": ["3d", "0", 0, 86400, -1, "1.5d", 10**30],
 }
 FEED_URLS = ["https://feed.example/rss", "http://127.0.0.1:9/f.rss", "ftp://x", "https://", "x",
              "http://[::1", "https://a.com:99999/"]
