@@ -80,6 +80,33 @@ def test_tls_refuses_a_server_it_cannot_verify(tmp_path: Path, certificate: tupl
         assert server.attempts == 0
 
 
+def test_a_security_setting_that_does_not_fit_the_port_names_the_fix(
+        tmp_path: Path, certificate: tuple[Path, Path], mail: MailServer) -> None:
+    def error(port: int, security: str) -> str:
+        config = write_config(tmp_path / "monitor.toml", db_url=sqlite_url(tmp_path),
+                              feeds=FEEDS, smtp={"host": "127.0.0.1", "port": port,
+                                                 "security": security, "timeout": 1})
+        mailer = SmtpMailer(load_settings(config).smtp, str(config))
+        with pytest.raises(MailError) as caught:
+            mailer.send(b"Subject: x\r\n\r\nx\r\n", "monitor@example.org",
+                        ["desk@example.org"])
+        return str(caught.value)
+
+    # TLS spoken to a plain port: the greeting is no TLS record.
+    message = error(mail.port, "tls")
+    assert f'port {mail.port} does not start with TLS' in message, message
+    assert 'security = "starttls"' in message and "465" in message
+    # Plain (or STARTTLS) spoken to a port that expects TLS at once: no greeting comes.
+    for server in serve("tls", certificate, auth=False):
+        for security in ("none", "starttls"):
+            message = error(server.port, security)
+            assert "sent no greeting" in message and 'security = "tls"' in message, message
+    # STARTTLS asked of a server that offers none.
+    message = error(mail.port, "starttls")
+    assert "offers no STARTTLS" in message, message
+    assert mail.attempts == 0
+
+
 def test_a_username_without_its_password_is_a_config_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.delenv("MONITOR_SMTP_PASSWORD", raising=False)

@@ -191,6 +191,21 @@ def test_nothing_new_sends_nothing_unless_configured(tmp_path: Path, db_url: str
     assert "Nothing new matched your rules" in text_of(empty["analyst@example.org"])
 
 
+def test_an_empty_digest_is_queued_once_while_the_server_is_down(
+        tmp_path: Path, db_url: str, mail: MailServer) -> None:
+    config = setup(tmp_path, db_url, mail, [], digest={"send_empty": True})
+    mail.mode = "refuse"
+    for _ in range(3):
+        assert cli(config, "digest", "send", "--now")[0] == 5
+    pending = digests(config, "--pending")
+    assert sorted(d["recipient"] for d in pending) == ["analyst@example.org", "desk@example.org"]
+    mail.mode = "accept"
+    assert cli(config, "digest", "send", "--now")[0] == 0
+    assert sorted(r.recipients[0] for r in mail.received) == ["analyst@example.org",
+                                                              "desk@example.org"]
+    assert digests(config, "--pending") == []
+
+
 # --- safety --------------------------------------------------------------------------------------
 
 HOSTILE = Story(

@@ -168,10 +168,14 @@ def compose(sessions: sessionmaker[Session], settings: Settings, now: datetime, 
             if scheduled and not _claim_slot(s, settings, now):
                 return []
             composed = []
+            waiting = store.recipients_waiting(s) if settings.digest.send_empty else set()
             for recipient, rules in recipients(settings.rules).items():
                 message_id = new_message_id(domain, secrets.token_hex(12))
                 digest, message = build(s, settings, recipient, rules, now, message_id)
-                if not digest.count and not settings.digest.send_empty:
+                # "Nothing new" says nothing a digest still waiting to go out does not:
+                # a server down for a while gets one, not one per slot or `send --now`.
+                if not digest.count and (not settings.digest.send_empty
+                                         or recipient in waiting):
                     continue
                 title = subject(digest)
                 digest_id = store.add_digest(s, store.NewDigest(

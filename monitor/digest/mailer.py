@@ -61,7 +61,8 @@ class SmtpMailer:
         try:
             smtp = self._connect()
         except (OSError, smtplib.SMTPException) as exc:
-            raise MailError(self.server, f"cannot connect: {_describe(exc)}",
+            raise MailError(self.server, f"cannot connect: {_describe(exc)}"
+                            + self._security_hint(exc),
                             refused=isinstance(exc, smtplib.SMTPResponseException)) from exc
         try:
             if self.settings.username:
@@ -75,6 +76,27 @@ class SmtpMailer:
         with contextlib.suppress(OSError, smtplib.SMTPException):
             smtp.quit()
         smtp.close()
+
+
+    def _security_hint(self, exc: BaseException) -> str:
+        """What to change in ``[smtp]`` when the failure looks like a security setting
+        that does not fit the port: TLS spoken to a plain port (its greeting is no TLS
+        record), plain spoken to an implicit-TLS port (it waits for a TLS hello, so no
+        greeting comes), STARTTLS asked of a server that offers none."""
+        s = self.settings
+        if s.security == "tls" and isinstance(exc, ssl.SSLError) and any(
+                m in str(exc) for m in ("WRONG_VERSION_NUMBER", "record layer failure",
+                                        "UNEXPECTED_RECORD", "HTTP_REQUEST")):
+            return (f"; port {s.port} does not start with TLS: if the server offers "
+                    'STARTTLS there, set [smtp] security = "starttls" (usually port 587), '
+                    "else use its TLS port (usually 465)")
+        if s.security != "tls" and isinstance(exc, smtplib.SMTPServerDisconnected):
+            return (f"; the server sent no greeting on port {s.port}: a port that expects "
+                    'TLS at once (usually 465) needs [smtp] security = "tls"')
+        if s.security == "starttls" and isinstance(exc, smtplib.SMTPNotSupportedError):
+            return ('; the server offers no STARTTLS on this port: use security = "tls" with '
+                    'its TLS port (usually 465), or security = "none" on a trusted network')
+        return ""
 
 
 def _describe(exc: BaseException) -> str:

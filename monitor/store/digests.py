@@ -96,6 +96,12 @@ def digest_counts(session: Session) -> tuple[int, datetime | None]:
     return pending, session.scalar(select(func.max(Digest.sent_at)))
 
 
+def recipients_waiting(session: Session) -> set[str]:
+    """The recipients with a digest not yet sent."""
+    return set(session.scalars(select(Digest.recipient).where(Digest.sent_at.is_(None))
+                               .distinct()))
+
+
 def next_digest_attempt_at(session: Session) -> datetime | None:
     """When the soonest pending digest is due to be tried (again), or None."""
     return session.scalar(select(func.min(Digest.next_attempt_at))
