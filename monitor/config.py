@@ -35,7 +35,7 @@ ENV_CONFIG = "MONITOR_CONFIG"
 ENV_DATABASE_URL = "MONITOR_DATABASE_URL"
 
 DEFAULT_USER_AGENT = (
-    f"monitor/{__version__} (media-monitoring feed reader; +https://example.org/monitor)"
+    f"monitor/{__version__} (media-monitoring feed reader)"
 )
 
 T = TypeVar("T")

@@ -63,3 +63,19 @@ def test_hints_only_where_they_apply(config: Path, capsys: pytest.CaptureFixture
     assert code == 2 and "choose a recipient" in out and "path or URL" not in out, out
     code, out = errors(capsys, config, "dedup", "check", "/nonexistent/file.txt")
     assert code == 2 and "check the path or URL" in out, out  # here it does apply
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_query_starting_with_a_minus_needs_no_double_dash(
+        config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = cli(config, "rules", "test", "-Maduro plague", "--since", "all")
+    assert code == 0 and "reads: NOT maduro AND plague" in out and "1 of 1" in out, out
+    code, out = cli(config, "rules", "test", "--json", "-Maduro plague", "--since=all")
+    assert code == 0 and len(out.splitlines()) == 1, out
+    # A query that would match nearly everything is the query language's error, not
+    # argparse's "unrecognized arguments".
+    code, out = errors(capsys, config, "rules", "test", "-Maduro")
+    assert code == 2 and "unrecognized" not in out and "Maduro" in out, out
+    # Unquoted words: one query, in quotes, is what was meant.
+    code, out = errors(capsys, config, "rules", "test", "plague", "-Maduro")
+    assert code == 2 and "put it in quotes" in out and "'plague -Maduro'" in out, out

@@ -116,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True, metavar="ACTION")
     rt = rules.add_parser(
         "test", help="show how a query reads and which stored items it would match")
-    rt.add_argument("query", metavar="QUERY", help="a rule query, e.g. 'Maduro OR \"Delcy Rodriguez\"'")
+    rt.add_argument("query", metavar="QUERY", nargs="+",
+                    help="a rule query in quotes, e.g. 'Maduro OR \"Delcy Rodriguez\"' "
+                         "(one starting with - needs no --)")
     rt.add_argument("--since", default="7d", metavar="DURATION",
                     help="items stored in the last DURATION (90m, 12h, 7d; default 7d), or all")
     rt.add_argument("--limit", type=int, metavar="N",
@@ -175,10 +177,40 @@ COMMANDS = {
 }
 
 
+# The options of `rules test`, and whether each takes a value (see query_as_argument).
+RULES_TEST_OPTIONS = {"--since": True, "--limit": True, "--json": False, "-h": False,
+                      "--help": False}
+
+
+def query_as_argument(argv: Sequence[str]) -> list[str]:
+    """``argv`` with a `rules test` query that starts with ``-`` (``-Trump``, ``-"a b"
+    Maduro``) made the positional argument it is: argparse would take it for an unknown
+    option. Every token after ``rules test`` that is none of its options (or their
+    values) goes after a ``--``."""
+    argv = list(argv)
+    at = next((i + 2 for i in range(len(argv) - 1) if argv[i:i + 2] == ["rules", "test"]), None)
+    if at is None or "--" in argv[at:]:
+        return argv
+    options: list[str] = []
+    rest: list[str] = []
+    tokens = iter(argv[at:])
+    for token in tokens:
+        takes_value = RULES_TEST_OPTIONS.get(token.split("=", 1)[0])
+        if takes_value is None:
+            rest.append(token)
+            continue
+        options.append(token)
+        if takes_value and "=" not in token:
+            value = next(tokens, None)
+            if value is not None:
+                options.append(value)
+    return argv[:at] + options + (["--", *rest] if rest else [])
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``monitor`` command. Returns the exit code."""
     out = out or sys.stdout
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(query_as_argument(sys.argv[1:] if argv is None else argv))
     logs.setup(args.log_level or "INFO", args.log_format or "text")
     try:
         settings = load_settings(config_path(args.config, os.environ))

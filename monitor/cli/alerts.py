@@ -9,13 +9,20 @@ from typing import Any, TextIO
 from monitor import store
 from monitor.cli.common import EXIT_OK, at, dump, pick_name, since_arg, stored
 from monitor.config import Settings
+from monitor.errors import UsageError
 
 
 def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     from monitor.clock import utcnow
     from monitor.rules import Matcher, parse, too_old
 
-    query = parse(args.query)
+    if len(args.query) > 1:
+        joined = " ".join(args.query)
+        raise UsageError(f"the query is {len(args.query)} arguments: put it in quotes, as one "
+                         f"(monitor rules test '{joined}'), so that its quotes and words stay "
+                         "as written")
+    written = args.query[0]
+    query = parse(written)
     now = utcnow()
     since = since_arg(args.since, now)
     matcher = Matcher([("test", query)])  # exactly what the pipeline runs
@@ -40,7 +47,7 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
         return EXIT_OK
     window = "stored items" if since is None else (
         f"items stored since {at(since)} ({args.since})")
-    out.write(f"query: {args.query}\nreads: {query}\n"
+    out.write(f"query: {written}\nreads: {query}\n"
               f"{len(matched)} of {checked} {window} match (duplicates are never matched)\n")
     for m in shown_matches:
         out.write(f"\n{m['item_id']:>6} {at(m['created_at'])} {m['feed']}: "

@@ -315,8 +315,10 @@ class Daemon:
         if "digest" in changed:
             self.digests.reschedule(new)
         self.metrics.reloads.labels("applied").inc()
-        log.info("config reloaded from %s: %s changed; feeds: %s", new.path, ", ".join(changed),
-                 synced.render())
+        rules_changed = reload.rule_changes(running, new)
+        log.info("config reloaded from %s: %s changed; feeds: %s%s", new.path,
+                 ", ".join(changed), synced.render(),
+                 f"; rules: {rules_changed}" if rules_changed else "")
         self.dispatcher.wake()
 
 

@@ -51,6 +51,28 @@ def live_changes(running: Settings, loaded: Settings) -> list[str]:
     return changed
 
 
+def rule_changes(running: Settings, loaded: Settings) -> str:
+    """Which rules a reload adds, changes (query or recipients) and removes, by name:
+    "added 'Cuba'; changed 'Russia' (query); removed 'Old'" ("" when none)."""
+    before = {r.name: r for r in running.rules}
+    after = {r.name: r for r in loaded.rules}
+    changed = []
+    for name, rule in after.items():
+        old = before.get(name)
+        if old is None:
+            continue
+        what = [label for label, differs in (("query", old.query != rule.query),
+                                             ("recipients", old.recipients != rule.recipients))
+                if differs]
+        if what:
+            changed.append(f"{name!r} ({', '.join(what)})")
+    parts = [f"{label} {', '.join(names)}" for label, names in (
+        ("added", [repr(n) for n in after if n not in before]),
+        ("changed", changed),
+        ("removed", [repr(n) for n in before if n not in after])) if names]
+    return "; ".join(parts)
+
+
 class ConfigWatch:
     """Notices a changed config file (by its content hash) or a forced reload (SIGHUP)."""
 
