@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alembic import command
-from monitor.errors import MigrationError, StoreError
+from monitor.errors import DaemonRunning, MigrationError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 @contextmanager
 def hold_sqlite_lock(url: str) -> Iterator[None]:
     """One daemon per SQLite file: hold an exclusive lock on ``FILE.lock`` while the
-    block runs. Raises StoreError, naming the holder's pid, when another process
+    block runs. Raises DaemonRunning, naming the holder's pid, when another process
     holds it. The kernel drops the lock when its holder dies, even by ``kill -9``.
     Does nothing for PostgreSQL (workers share it through leases) or ``:memory:``."""
     parsed = make_url(url)
@@ -73,12 +73,7 @@ def hold_sqlite_lock(url: str) -> Iterator[None]:
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "unknown"
-            raise StoreError(
-                f"another monitor process (pid {holder}) is already running on "
-                f"{parsed.database}: SQLite allows one daemon per database file. Stop it "
-                "first, or use PostgreSQL to run several workers",
-                hint="`monitor status` lists the workers; stop that one, or point [database] "
-                     "url at another file") from None
+            raise DaemonRunning(parsed.database, holder) from None
         try:
             f.seek(0)
             f.truncate()

@@ -8,7 +8,8 @@ the edge with ``raise ... from exc`` so callers only ever catch ours::
     ├── ConfigError            bad config file/value: names file, key, reason
     ├── QueryError             a rule query that does not parse: names the position
     ├── StoreError             the database cannot be reached or used
-    │   └── MigrationError     the schema could not be brought up to date
+    │   ├── MigrationError     the schema could not be brought up to date
+    │   └── DaemonRunning      another daemon holds the SQLite file (one per file)
     ├── SeedError              a seed file cannot be read
     ├── FetchError             an HTTP fetch failed (names the URL)
     │   ├── NetworkError       DNS, connect, TLS, reset
@@ -89,6 +90,22 @@ class MigrationError(StoreError):
     """The schema could not be upgraded."""
 
     hint = "run `monitor db upgrade` and read its error"
+
+
+class DaemonRunning(StoreError):
+    """Another ``monitor run`` holds the SQLite database file's lock (``pid``: as it
+    wrote it, or "unknown")."""
+
+    hint = ("`monitor status` lists the workers; stop that one, or point [database] url "
+            "at another file")
+
+    def __init__(self, database: str, pid: str) -> None:
+        self.database = database
+        self.pid = pid
+        super().__init__(
+            f"another monitor process (pid {pid}) is already running on {database}: "
+            "SQLite allows one daemon per database file. Stop it first, or use PostgreSQL "
+            "to run several workers")
 
 
 class SeedError(MonitorError):

@@ -114,6 +114,9 @@ class Feed(Base):
     lease_until: Mapped[datetime | None]
     # When the soonest of its entries waiting for a page retry is due (null: none waits).
     entries_retry_at: Mapped[datetime | None]
+    # `monitor feeds forget`: gone from every listing; the row stays only because stored
+    # items name it (a feed with no items is deleted instead). Null: a feed as usual.
+    forgotten_at: Mapped[datetime | None]
 
 
 class Entry(Base):

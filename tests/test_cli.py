@@ -34,7 +34,7 @@ def test_json_listings_carry_the_contract_fields(server: LocalServer, db_url: st
                                  {"name": "Off", "url": server.url("/off.rss"), "enabled": False}])
     assert cli("--config", str(config), "run", "--once")[0] == EXIT_OK
 
-    code, out = cli("--config", str(config), "feeds", "list", "--json")
+    code, out = cli("--config", str(config), "feeds", "list", "--json", "--all")
     assert code == EXIT_OK
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["name"] for r in rows] == ["F", "Off"]

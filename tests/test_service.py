@@ -26,7 +26,7 @@ LONG = "The talks in Caracas resumed on Tuesday with Delcy Rodríguez present. "
 
 
 def feed_row(config: Path, name: str) -> dict[str, object]:
-    [row] = [r for r in json_lines(config, "feeds", "list") if r["name"] == name]
+    [row] = [r for r in json_lines(config, "feeds", "list", "--all") if r["name"] == name]
     return row
 
 
@@ -129,6 +129,7 @@ def test_config_edits_apply_without_a_restart(server: LocalServer, tmp_path: Pat
         daemon.signal(signal.SIGHUP)
         assert daemon.wait_for_log("disabled 'B'", 10), daemon.log()
         assert re.search(r"config reloaded from .*: feeds, rules changed", daemon.log())
+        assert "rules: added 'Cuba'; removed 'Venezuela leadership'" in daemon.log()
         assert feed_row(path, "B")["enabled"] is False
         assert daemon.proc.poll() is None  # the same process throughout
     finally:
@@ -280,7 +281,8 @@ def test_status_and_feeds_list_show_state_errors_and_next_attempt(
     assert re.search(r"Bad <.*>\n    FAILING \(1 in a row\); 0 items; every 15m \(adaptive "
                      r"15m-4h\); last success never; next attempt in (1m|5\ds) ", out), out
     assert "    last error: HTTP 502" in out
-    assert "Off <" in out and "disabled" in out
+    assert "Off <" not in out and "(1 disabled feed not shown: `feeds list --all` shows it" in out
+    assert re.search(r"Off <.*>\n    disabled;", cli(config, "feeds", "list", "--all")[1])
 
     code, out = cli(config, "status")
     assert code == 0

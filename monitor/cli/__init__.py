@@ -8,7 +8,8 @@ could not be sent (it stays pending and is retried).
     common.py     exit codes, JSON output, opening a database whose schema is current
     daemon.py     run, seeds load, db upgrade, config show
     status.py     status
-    listing.py    feeds list, items list
+    feeds.py      feeds list, feeds forget, feeds poll
+    items.py      items list, items refetch
     dedup.py      dedup check, dedup reindex
     alerts.py     rules test, rules list, alerts list
     digests.py    digest send, digest preview, digest list
@@ -36,7 +37,8 @@ from monitor.cli.common import (
 from monitor.cli.daemon import cmd_config_show, cmd_db_upgrade, cmd_run, cmd_seeds_load
 from monitor.cli.dedup import cmd_dedup_check, cmd_dedup_reindex
 from monitor.cli.digests import cmd_digest_list, cmd_digest_preview, cmd_digest_send
-from monitor.cli.listing import cmd_feeds_list, cmd_items_list
+from monitor.cli.feeds import cmd_feeds_forget, cmd_feeds_list, cmd_feeds_poll
+from monitor.cli.items import cmd_items_list, cmd_items_refetch
 from monitor.cli.status import cmd_status
 from monitor.config import config_path, load_settings
 from monitor.errors import (
@@ -91,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True, metavar="ACTION")
     fl = feeds.add_parser("list", help="feeds and their fetch state")
     fl.add_argument("--json", action="store_true", help="one JSON object per line")
+    fl.add_argument("--all", action="store_true",
+                    help="the disabled feeds too (gone from the config, or enabled = false)")
+    ff = feeds.add_parser("forget", help="remove a feed the config no longer lists (its "
+                                         "items stay)")
+    ff.add_argument("feed", metavar="NAME_OR_URL")
+    fp = feeds.add_parser("poll", help="poll one feed now (with a daemon running: it polls "
+                                       "the feed within seconds)")
+    fp.add_argument("feed", metavar="NAME_OR_URL")
+    fp.add_argument("--wait", type=float, default=60, metavar="SECONDS",
+                    help="with a daemon running, wait this long for its poll's outcome "
+                         "(default 60; 0: do not wait)")
 
     items = sub.add_parser("items", help="stored items").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -100,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     il.add_argument("--status", choices=["new", "duplicate"], help="only items with this status")
     il.add_argument("--feed", metavar="NAME_OR_URL", help="only items of this feed")
     il.add_argument("--limit", type=int, metavar="N", help="at most N items")
+    ir = items.add_parser(
+        "refetch", help="fetch items' pages again and store their new text (dedup and "
+                        "rules run again; no rule alerts twice for a story)")
+    ir.add_argument("ids", type=int, nargs="*", metavar="ID", help="these items")
+    ir.add_argument("--feed", metavar="NAME_OR_URL", help="the items of this feed")
+    ir.add_argument("--since", metavar="DURATION",
+                    help="the items stored in the last DURATION (7d)")
+    ir.add_argument("--failed", action="store_true",
+                    help="only items whose page failed (page_error in items list --json)")
+    ir.add_argument("--limit", type=int, metavar="N", help="at most N items, oldest first")
+    ir.add_argument("--json", action="store_true", help="one JSON object per item")
 
     dedup = sub.add_parser("dedup", help="near-duplicate detection").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -164,7 +188,10 @@ COMMANDS = {
     ("seeds", "load"): cmd_seeds_load,
     ("db", "upgrade"): cmd_db_upgrade,
     ("feeds", "list"): cmd_feeds_list,
+    ("feeds", "forget"): cmd_feeds_forget,
+    ("feeds", "poll"): cmd_feeds_poll,
     ("items", "list"): cmd_items_list,
+    ("items", "refetch"): cmd_items_refetch,
     ("dedup", "check"): cmd_dedup_check,
     ("dedup", "reindex"): cmd_dedup_reindex,
     ("rules", "test"): cmd_rules_test,

@@ -41,8 +41,8 @@ def ready_engine(settings: Settings) -> Engine:
     if current != head:
         raise StoreError(
             f"{db.describe(engine)}: schema is at {current or 'nothing'}, not {head}: "
-            "run `monitor db upgrade` (or `monitor run`, which upgrades on start)"
-        )
+            "run `monitor db upgrade` (or `monitor run`, which upgrades on start)",
+            hint="")
     return engine
 
 

@@ -1,60 +1,31 @@
-"""Listings of what is stored: feeds and items."""
+"""The stored items: list them, fetch their pages again."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from monitor import store
+from monitor import db, store
 from monitor.cli.common import (
+    EXIT_FAILURE,
     EXIT_OK,
-    ago,
     at,
     dump,
-    duration,
     pick_name,
     ref_json,
     ref_text,
+    session_factory,
+    since_arg,
     stored,
 )
 from monitor.config import Settings
+from monitor.errors import DaemonRunning, UsageError
 
-
-def cmd_feeds_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    now = datetime.now(UTC)
-    with stored(settings) as s:
-        rows = store.list_feeds(s)
-    for r in rows:
-        if args.json:
-            dump({**asdict(r), "state": r.state(now)}, out)
-        else:
-            out.write(feed_text(r, now))
-    return EXIT_OK
-
-
-def feed_text(r: store.FeedRow, now: datetime) -> str:
-    """A feed as two or three lines: name and URL; state, schedule; the last error."""
-    state = r.state(now)
-    if state == "failing":
-        state = f"FAILING ({r.consecutive_failures} in a row)"
-    elif state == "polling":
-        state = f"being polled by {r.lease_owner}"
-    when = "" if r.next_poll_at is None or not r.enabled else (
-        f"; next {'attempt' if r.consecutive_failures else 'poll'} "
-        f"{ago(r.next_poll_at, now)}")
-    interval = r.poll_interval_seconds or r.interval_seconds
-    lines = [f"{r.name} <{r.url}>",
-             f"    {state}; {r.items} items; every {duration(interval)}"
-             + (f" (adaptive {duration(r.interval_seconds)}-"
-                f"{duration(r.max_interval_seconds)})"
-                if r.max_interval_seconds and r.max_interval_seconds > r.interval_seconds
-                else "")
-             + f"; last success {ago(r.last_success_at, now)}{when}"]
-    if r.last_error and r.consecutive_failures:
-        lines.append(f"    last error: {r.last_error}")
-    return "\n".join(lines) + "\n"
+if TYPE_CHECKING:
+    from monitor.pipeline.refetch import Refetched
 
 
 def _item_json(r: store.ItemRow, with_text: bool, copies: list[store.Copy]) -> dict[str, Any]:
@@ -70,7 +41,7 @@ def cmd_items_list(settings: Settings, args: argparse.Namespace, out: TextIO) ->
     with stored(settings) as s:
         feed = None
         if args.feed is not None:
-            feeds = store.list_feeds(s)
+            feeds = store.list_feeds(s, forgotten=True)  # their items still name them
             by_url = {f.url: f.name for f in feeds}
             feed = by_url.get(args.feed) or pick_name(args.feed, (f.name for f in feeds),
                                                       flag="--feed", what="feed")
@@ -94,3 +65,105 @@ def cmd_items_list(settings: Settings, args: argparse.Namespace, out: TextIO) ->
         if args.text and r.text:
             out.write("\n" + r.text + "\n\n")
     return EXIT_OK
+
+
+def cmd_items_refetch(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    """Fetch the chosen items' pages again and store what that changes (see
+    :mod:`monitor.pipeline.refetch`)."""
+    if not (args.ids or args.feed or args.since or args.failed):
+        raise UsageError("say which items to fetch again: item IDs, --feed, --since or "
+                         "--failed (items whose page failed)")
+    now = datetime.now(UTC)
+    since = since_arg(args.since, now)
+    try:
+        with db.hold_sqlite_lock(settings.database.url):  # nothing on PostgreSQL
+            reports = _refetch(settings, args, since)
+    except DaemonRunning as exc:
+        raise UsageError(
+            f"a monitor daemon (pid {exc.pid}) is running on {exc.database}: on SQLite one "
+            "process at a time stores items; stop it, run `items refetch`, start it again "
+            "(or use PostgreSQL, where this runs beside the workers)") from None
+    for r in reports:
+        if args.json:
+            dump({**asdict(r), "duplicate_of": ref_json(r.duplicate_of)}, out)
+        else:
+            out.write(refetched_text(r))
+    if not args.json:
+        counts = {o: sum(1 for r in reports if r.outcome == o)
+                  for o in ("retexted", "unchanged", "failed", "gone")}
+        out.write(f"fetched {len(reports)} items again: {counts['retexted']} with a new text, "
+                  f"{counts['unchanged']} unchanged, {counts['failed']} failed"
+                  + (f", {counts['gone']} gone meanwhile" if counts["gone"] else "")
+                  + f"; {sum(r.alerts for r in reports)} new alerts\n")
+    return EXIT_FAILURE if any(r.outcome == "failed" for r in reports) else EXIT_OK
+
+
+def _refetch(settings: Settings, args: argparse.Namespace,
+             since: datetime | None) -> list[Refetched]:
+    from monitor.clock import utcnow
+    from monitor.dedup.index import Deduplicator
+    from monitor.identity import worker_id
+    from monitor.ingest.extract_pool import Processor
+    from monitor.ingest.fetcher import Fetcher
+    from monitor.pipeline.context import Context, RuleBook
+    from monitor.pipeline.refetch import refetch
+
+    with session_factory(settings) as sessions:
+        with sessions() as s:
+            feed = None
+            if args.feed is not None:
+                feeds = store.list_feeds(s, forgotten=True)
+                by_url = {f.url: f.name for f in feeds}
+                feed = by_url.get(args.feed) or pick_name(
+                    args.feed, (f.name for f in feeds), flag="--feed", what="feed")
+            ids = store.items_to_refetch(s, ids=args.ids, feed=feed, since=since,
+                                         failed=args.failed, limit=args.limit)
+            rules = RuleBook.build(settings.rules,
+                                   store.rule_ids(s, [r.name for r in settings.rules]))
+        missing = sorted(set(args.ids) - set(ids)) if args.ids else []
+        if missing:
+            raise UsageError(f"no item with a link has the id {', '.join(map(str, missing))}")
+        if not ids:
+            return []
+
+        async def run() -> list[Refetched]:
+            processor = Processor(settings.extract.workers, settings.extract.worker_max_tasks,
+                                  settings.extract.timeout)
+            try:
+                async with Fetcher(settings.fetch) as fetcher:
+                    ctx = Context(settings, sessions, fetcher, processor, utcnow,
+                                  Deduplicator.from_settings(settings), rules,
+                                  worker_id("refetch"))
+                    try:
+                        return await refetch(ctx, ids)
+                    finally:
+                        ctx.close()
+            finally:
+                processor.close()
+
+        return asyncio.run(run())
+
+
+def refetched_text(r: Refetched) -> str:
+    """One item fetched again, as a line (two when the rules had something to say)."""
+    head = f"item {r.item_id} ({r.feed}) <{r.url}>: "
+    if r.outcome == "gone":
+        return f"item {r.item_id}: deleted meanwhile\n"
+    if r.outcome == "failed":
+        return head + f"page failed again: {r.error}; nothing changed\n"
+    if r.outcome == "unchanged":
+        return head + "page fetched; the same text\n"
+    line = (head + f"a new text from {r.source_after}, {r.chars_after:,} chars (was "
+            f"{r.chars_before:,} from {r.source_before}); ")
+    if r.duplicate_of is not None:
+        line += f"now a copy of {ref_text(r.duplicate_of)} (by {r.method})"
+    else:
+        line += "an original" + (" (was a copy)" if r.status_before != "new" else "")
+        if r.took_over is not None:
+            line += f", taking over its story from item {r.took_over}"
+        if r.alerts:
+            line += f"; alerted {', '.join(repr(n) for n in r.matched)}"
+        elif r.why_not:
+            line += (f"; matched {', '.join(repr(n) for n in r.matched)} but does not "
+                     f"alert: {r.why_not}")
+    return line + "\n"

@@ -9,21 +9,12 @@ from typing import Any, TextIO
 
 from monitor import store
 from monitor.cli.common import EXIT_OK, ago, dump, stored
-from monitor.cli.listing import feed_text
+from monitor.cli.feeds import feed_text
 from monitor.config import Settings
 from monitor.digest import delivery
 
 # Workers seen this recently are listed (running, stopped or lost).
 WORKERS_SINCE = timedelta(days=1)
-
-
-def worker_state(w: store.WorkerRow, now: datetime, lease_seconds: int) -> str:
-    """running | stopped | lost (no heartbeat for two lease periods: killed or hung)."""
-    if w.stopped_at is not None:
-        return "stopped"
-    if (now - w.heartbeat_at).total_seconds() > 2 * lease_seconds:
-        return "lost"
-    return "running"
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
@@ -41,7 +32,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
     lease = settings.daemon.lease
     status: dict[str, Any] = {
         "database": settings.database.shown_url,
-        "workers": [{**asdict(w), "state": worker_state(w, now, lease)} for w in workers],
+        "workers": [{**asdict(w), "state": w.state(now, lease)} for w in workers],
         "feeds": states,
         "backlog": asdict(backlog),
         "failing": [{"name": f.name, "url": f.url, "consecutive_failures": f.consecutive_failures,

@@ -72,43 +72,54 @@ def story_keys(keys: Keys, fp: Fingerprint | None) -> list[int]:
     return exact + list(fp.band_keys if fp is not None else ())
 
 
-def exact(session: Session, keys: Keys) -> Decision:
-    """What the text duplicates by GUID, canonical URL or text hash (or nothing)."""
+def exact(session: Session, keys: Keys, exclude: int = 0) -> Decision:
+    """What the text duplicates by GUID, canonical URL or text hash (or nothing),
+    the item ``exclude`` and its copies left out."""
     thash = keys.text_hash
     known = store.lookup_known(session, keys.feed_id,
                                guids=[keys.guid] if keys.guid else [],
                                urls=[keys.canonical] if keys.canonical else [],
-                               hashes=[thash] if thash else [])
-    if keys.guid and keys.guid in known.by_guid:
-        return Decision(known.by_guid[keys.guid], "guid")
-    if keys.canonical and keys.canonical in known.by_url:
-        return Decision(known.by_url[keys.canonical], "url")
-    if thash and thash in known.by_hash:
-        return Decision(known.by_hash[thash], "exact", 1.0)
+                               hashes=[thash] if thash else [], exclude=exclude)
+    for key, found, method, similarity in ((keys.guid, known.by_guid, "guid", None),
+                                           (keys.canonical, known.by_url, "url", None),
+                                           (thash, known.by_hash, "exact", 1.0)):
+        ref = found.get(key) if key else None
+        # A copy of ``exclude`` resolves to it: the only item holding the key, since a
+        # story has one original per canonical URL and per text.
+        if ref is not None and not _is_item(ref, exclude):
+            return Decision(ref, method, similarity)
     return Decision()
+
+
+def _is_item(ref: store.Ref, item_id: int) -> bool:
+    return ref.kind == "item" and ref.id == item_id
 
 
 def decide(session: Session, dedup: Deduplicator, keys: Keys, *,
            known: Decision | None = None,
-           lock: Callable[[Iterable[int]], bool] | None = None) -> Decision:
+           lock: Callable[[Iterable[int]], bool] | None = None,
+           exclude: int = 0) -> Decision:
     """What the text known by ``keys`` is, in ``session``'s view of the store.
 
     ``known``: a verdict found before (by GUID or URL, before the page was fetched).
     ``lock``: takes the story's keys for the rest of the transaction and says whether
     other writers may have stored items meanwhile (then the exact keys are looked up
     again). The original a fuller copy takes over from is locked too; raises
-    :class:`DecideAgain` when it has stopped being one."""
-    d = known if known is not None and not known.new else exact(session, keys)
+    :class:`DecideAgain` when it has stopped being one. ``exclude``: a stored item
+    whose text is decided again (``monitor items refetch``): it and its copies are not
+    candidates (its own band keys must be gone from the index already)."""
+    d = known if known is not None and not known.new else exact(session, keys, exclude)
     if not d.new:
         return d  # exact and URL copies are not fingerprinted: they add nothing
     fp = dedup.fingerprint(keys.norm) if keys.norm is not None else None
     if lock is not None and lock(story_keys(keys, fp)):
-        d = exact(session, keys)
+        d = exact(session, keys, exclude)
         if not d.new:
             return d
     if fp is None:
         return Decision()
-    matches = tuple(dedup.matches(session, fp)) \
+    matches = tuple(m for m in dedup.matches(session, fp)
+                    if not _is_item(m.candidate.original, exclude)) \
         if fp.words >= dedup.thresholds.min_words else ()  # none could qualify otherwise
     near = pick(list(matches))
     if near is None:

@@ -475,28 +475,50 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
                  v.ref.kind, v.ref.seed or v.ref.id, v.method)
         return _Stored(v.ref, new=False, alerts=0)
     # Only originals alert: a copy of a seed or of a stored item never does.
-    alerts = 0
-    hits = ctx.rules.matcher.match(title, text)
     if replaces is not None:
         assert near is not None
         store.promote(s, replaces.id, item_id, round(near.scores.similarity, 4))
-        # A rule that alerted for the story already does not again.
-        done = store.rules_alerted(s, item_id)
-        hits = [h for h in hits if ctx.rules.ids[h.rule] not in done]
         log.info("feed %r: entry <%s> is a fuller copy of item %d and becomes the "
                  "story's original", feed.name, entry.link, replaces.id)
-    why_not = None
-    if hits and c.backlog and not _alerts_backlog(ctx, feed):
-        why_not = "found by the feed's first poll (its alert_backlog is false)"
-    elif hits:
-        why_not = too_old(published, now, ctx.settings.alerts.max_age)
+    alerted = alert(ctx, s, feed, item_id, title, text, published, entry.link,
+                    story_alerted=replaces is not None,
+                    backlog=c.backlog and not _alerts_backlog(ctx, feed))
+    return _Stored(store.Ref("item", item_id, canonical or entry.link), new=True,
+                   alerts=alerted.stored)
+
+
+@dataclass(frozen=True)
+class Alerted:
+    """What the rules made of an original: the rules that matched, how many alerts were
+    stored, and why none were when they matched (too old, the feed's backlog)."""
+
+    rules: tuple[str, ...] = ()
+    stored: int = 0
+    why_not: str | None = None
+
+
+def alert(ctx: Context, s: Session, feed: store.FeedState, item_id: int, title: str | None,
+          text: str, published: datetime | None, link: str | None, *,
+          story_alerted: bool, backlog: bool) -> Alerted:
+    """Match the rules on the original ``item_id`` and store their alerts, in the
+    caller's transaction. ``story_alerted``: the story had an original before (a fuller
+    copy took over, the item was fetched again), so a rule that alerted for it already
+    does not again; ``backlog``: found by a first poll whose backlog does not alert."""
+    hits = ctx.rules.matcher.match(title, text)
+    if hits and story_alerted:
+        done = store.rules_alerted(s, item_id)
+        hits = [h for h in hits if ctx.rules.ids[h.rule] not in done]
+    if not hits:
+        return Alerted()
+    names = tuple(h.rule for h in hits)
+    now = ctx.clock()
+    why_not = ("found by the feed's first poll (its alert_backlog is false)" if backlog
+               else too_old(published, now, ctx.settings.alerts.max_age))
     if why_not is not None:
         log.info("feed %r: entry <%s> matched rules %s but does not alert: %s", feed.name,
-                 entry.link, ", ".join(repr(h.rule) for h in hits), why_not)
-        hits = []
-    if hits:
-        alerts = store.add_alerts(s, item_id, [ctx.rules.alert(h) for h in hits], now)
-        log.info("feed %r: entry <%s> matched rules %s", feed.name, entry.link,
-                 ", ".join(repr(h.rule) for h in hits))
-    return _Stored(store.Ref("item", item_id, canonical or entry.link), new=True,
-                   alerts=alerts)
+                 link, ", ".join(repr(n) for n in names), why_not)
+        return Alerted(names, 0, why_not)
+    stored = store.add_alerts(s, item_id, [ctx.rules.alert(h) for h in hits], now)
+    log.info("feed %r: entry <%s> matched rules %s", feed.name, link,
+             ", ".join(repr(n) for n in names))
+    return Alerted(names, stored)

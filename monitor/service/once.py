@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -54,9 +55,11 @@ class RunSummary:
         return "\n".join(lines)
 
 
-async def run_once(settings: Settings, engine: Engine, clock: Clock) -> RunSummary:
-    """Poll every enabled feed that no running daemon holds, once; returns what each
-    poll did. Raises StoreError when the feeds cannot be claimed."""
+async def run_once(settings: Settings, engine: Engine, clock: Clock,
+                   urls: Sequence[str] | None = None) -> RunSummary:
+    """Poll every enabled feed that no running daemon holds (of them, those at ``urls``
+    when given), once; returns what each poll did. Raises StoreError when the feeds
+    cannot be claimed."""
     sessions = db.session_factory(engine)
     owner = worker_id("once")
     lease = timedelta(seconds=settings.daemon.lease)
@@ -65,10 +68,10 @@ async def run_once(settings: Settings, engine: Engine, clock: Clock) -> RunSumma
     try:
         with sessions.begin() as s:
             feeds = store.claim_feeds(s, owner, now, now + lease, limit=1_000_000,
-                                      everything=True)
+                                      everything=True, urls=urls)
     except SQLAlchemyError as exc:
         raise StoreError(f"claiming feeds failed: {db.reason(exc)}") from exc
-    skipped = len(settings.feeds) - len(feeds)
+    skipped = (len(settings.feeds) if urls is None else len(urls)) - len(feeds)
     if skipped > 0:
         log.info("%d feeds are disabled or being polled by a running daemon: not polled now",
                  skipped)

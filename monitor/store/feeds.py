@@ -15,7 +15,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Table, Update, bindparam, func, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from monitor.config import FeedSettings
@@ -52,23 +63,41 @@ _PG_CONFIG_SYNC_LOCK = 0x6D6F6E63  # "monc"
 
 def sync_feeds(session: Session, feeds: Sequence[FeedSettings], now: datetime) -> SyncResult:
     """Make the feeds table match the config. Feeds gone from the config are disabled,
-    not deleted: their items stay, and re-adding the URL resumes their state. A feed
-    whose interval changed starts again from it, and is polled within that interval.
-    Workers starting together on PostgreSQL take turns (an advisory lock held until
-    the transaction ends), so they never insert the same feed twice."""
+    not deleted: their items stay, and re-adding the URL resumes their state (a
+    forgotten feed's too). A feed whose URL changed while its name stayed (a typo fixed,
+    a feed that moved) keeps its row, its items and the GUIDs it knows, and starts its
+    fetch state afresh at the new URL. A feed whose interval changed starts again from
+    it, and is polled within that interval. Workers starting together on PostgreSQL
+    take turns (an advisory lock held until the transaction ends), so they never insert
+    the same feed twice."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(_PG_CONFIG_SYNC_LOCK)))
     rows = {f.url: f for f in session.scalars(select(Feed))}
     result = SyncResult()
+    wanted = {fs.url for fs in feeds}
+    # Rows whose URL the config no longer lists, by name: where a renamed URL comes from.
+    left: dict[str, list[Feed]] = {}
+    for gone in rows.values():
+        if gone.url not in wanted and gone.forgotten_at is None:
+            left.setdefault(gone.name, []).append(gone)
     for fs in feeds:
         row = rows.pop(fs.url, None)
         ceiling = max(fs.max_interval, fs.interval)
-        if row is None:
+        if row is None and left.get(fs.name):
+            # The newest of the same name that was in use: the twin a fixed URL left.
+            row = max(left.pop(fs.name), key=lambda r: (r.enabled, r.id))
+            del rows[row.url]
+            result.moved.append((fs.name, row.url, fs.url))
+            _start_afresh(row, fs.url)
+        elif row is None:
             session.add(Feed(url=fs.url, name=fs.name, enabled=fs.enabled,
                              interval_seconds=fs.interval, max_interval_seconds=ceiling,
                              consecutive_failures=0, created_at=now))
             result.added.append(fs.name)
             continue
+        if row.forgotten_at is not None:
+            row.forgotten_at = None
+            row.enabled = False  # so that it counts as enabled again below
         if (row.interval_seconds, row.max_interval_seconds) != (fs.interval, ceiling):
             row.poll_interval_seconds = None
             soonest = now + timedelta(seconds=fs.interval)
@@ -89,24 +118,87 @@ def sync_feeds(session: Session, feeds: Sequence[FeedSettings], now: datetime) -
     return result
 
 
+def _start_afresh(row: Feed, url: str) -> None:
+    """Point ``row`` at ``url`` with none of what fetching its old URL learnt: no
+    validators, no move, no errors, due now, never parsed (so what the new URL lists
+    first is its backlog). A poll of the old URL in flight loses its lease, so its
+    outcome is not recorded on the row."""
+    row.url = url
+    row.fetch_url = row.fetch_url_checked_at = row.title = row.parse_warning = None
+    row.etag = row.last_modified = row.body_hash = None
+    row.last_attempt_at = row.last_success_at = row.last_changed_at = None
+    row.last_status, row.last_error, row.consecutive_failures = None, None, 0
+    row.next_poll_at = row.poll_interval_seconds = None
+    row.lease_owner = row.lease_until = None
+
+
 @dataclass
 class SyncResult:
-    """Which feeds a config sync added, changed, enabled or disabled (by name)."""
+    """Which feeds a config sync added, changed, enabled, disabled or moved to a new URL
+    (by name; a move as (name, old URL, new URL))."""
 
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     enabled: list[str] = field(default_factory=list)
     disabled: list[str] = field(default_factory=list)
+    moved: list[tuple[str, str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.changed or self.enabled or self.disabled)
+        return bool(self.added or self.changed or self.enabled or self.disabled or self.moved)
 
     def render(self) -> str:
         parts = [f"{label} {', '.join(repr(n) for n in names)}"
                  for label, names in (("added", self.added), ("changed", self.changed),
                                       ("enabled", self.enabled), ("disabled", self.disabled))
                  if names]
+        parts += [f"moved {name!r} from <{old}> to <{new}>" for name, old, new in self.moved]
         return "; ".join(parts) or "no feed changed"
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What :func:`forget_feed` did: the row deleted (no item named it) or kept, marked
+    forgotten, for the ``items`` that name it; and the pending entries dropped."""
+
+    name: str
+    url: str
+    deleted: bool
+    items: int
+    entries: int
+
+
+def forget_feed(session: Session, url: str, now: datetime) -> Forgotten:
+    """Take the disabled feed at ``url`` out of every listing: its row is deleted, or,
+    when stored items name it, kept with ``forgotten_at`` set and its fetch state
+    cleared. Its entries still waiting for a page are dropped. Raises LookupError when
+    no such feed is known and ValueError when it is enabled."""
+    row = session.scalar(select(Feed).where(Feed.url == url).with_for_update())
+    if row is None or row.forgotten_at is not None:
+        raise LookupError(url)
+    if row.enabled:
+        raise ValueError(f"feed {row.name!r} is enabled")
+    items = session.scalar(select(func.count()).where(Item.feed_id == row.id)) or 0
+    entries = rowcount(session.execute(delete(Entry).where(Entry.feed_id == row.id)))
+    name = row.name
+    if items:
+        _start_afresh(row, url)
+        row.forgotten_at = now
+    else:
+        session.delete(row)
+    session.flush()
+    return Forgotten(name, url, deleted=not items, items=items, entries=entries)
+
+
+def make_due(session: Session, url: str, now: datetime) -> datetime | None:
+    """Make the enabled feed at ``url`` due now (a worker polls it at its next look),
+    whatever its schedule or backoff. Returns when it was last polled (to tell the next
+    poll by). Raises LookupError when no enabled feed has that URL."""
+    row = session.scalar(select(Feed).where(Feed.url == url, Feed.enabled.is_(True)))
+    if row is None:
+        raise LookupError(url)
+    row.next_poll_at = now
+    session.flush()
+    return row.last_attempt_at
 
 
 def _feed_state(f: Feed) -> FeedState:
@@ -129,12 +221,15 @@ def _due(now: datetime) -> ColumnElement[bool]:
 
 
 def claim_feeds(session: Session, owner: str, now: datetime, lease_until: datetime,
-                limit: int, *, everything: bool = False) -> list[FeedState]:
+                limit: int, *, everything: bool = False,
+                urls: Sequence[str] | None = None) -> list[FeedState]:
     """Claim up to ``limit`` enabled feeds that are due at ``now`` (every enabled one
-    with ``everything``) and that no live lease holds, most overdue first, for
-    ``owner`` until ``lease_until``. Returns them in id order."""
+    with ``everything``; of those, only the ones at ``urls`` when given) and that no
+    live lease holds, most overdue first, for ``owner`` until ``lease_until``. Returns
+    them in id order."""
     pick = (select(Feed.id)
-            .where(Feed.enabled.is_(True), _unclaimed(now), true() if everything else _due(now))
+            .where(Feed.enabled.is_(True), _unclaimed(now), true() if everything else _due(now),
+                   true() if urls is None else Feed.url.in_(list(urls)))
             .order_by(Feed.next_poll_at.asc().nulls_first(), Feed.id)
             .limit(limit)
             .with_for_update(skip_locked=True))
@@ -317,10 +412,14 @@ class FeedRow:
         return "new" if self.last_attempt_at is None else "ok"
 
 
-def list_feeds(session: Session) -> list[FeedRow]:
+def list_feeds(session: Session, *, forgotten: bool = False) -> list[FeedRow]:
+    """The feeds with their item counts, in the order they were added; the forgotten
+    ones (see :func:`forget_feed`) only with ``forgotten``."""
     counts = (select(Item.feed_id, func.count().label("n")).group_by(Item.feed_id).subquery())
     q = (select(Feed, func.coalesce(counts.c.n, 0))
          .outerjoin(counts, counts.c.feed_id == Feed.id).order_by(Feed.id))
+    if not forgotten:
+        q = q.where(Feed.forgotten_at.is_(None))
     return [
         FeedRow(
             name=f.name, url=f.url, fetch_url=f.fetch_url, title=f.title, enabled=f.enabled,

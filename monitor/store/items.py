@@ -117,7 +117,8 @@ def _originals(session: Session, best: _Best) -> dict[str, Ref]:
 
 
 def lookup_known(session: Session, feed_id: int, *, guids: Iterable[str] = (),
-                 urls: Iterable[str] = (), hashes: Iterable[str] = ()) -> Known:
+                 urls: Iterable[str] = (), hashes: Iterable[str] = (),
+                 exclude: int = 0) -> Known:
     """Exact-dedup lookups for any number of keys, in as few statements as the bound
     values allow (one UNION ALL for one entry's keys: each entry's storing transaction
     asks this, so it goes straight to the connection):
@@ -128,7 +129,8 @@ def lookup_known(session: Session, feed_id: int, *, guids: Iterable[str] = (),
     - ``hashes``: a seed, else an item, whose normalized text hashes to it.
 
     Seeds win over items: they were known first. Among items, an original before a
-    copy, then the oldest, each resolved to the original it duplicates."""
+    copy, then the oldest, each resolved to the original it duplicates. The item
+    ``exclude`` (an item whose text is being decided again) is not looked at."""
     wanted = {"guid": _chunks(guids), "url": _chunks(urls), "hash": _chunks(hashes)}
     statements: list[tuple[Any, dict[str, Any]]] = []
     if all(len(chunks) <= 1 and all(len(c) == 1 for c in chunks)
@@ -138,13 +140,14 @@ def lookup_known(session: Session, feed_id: int, *, guids: Iterable[str] = (),
         values = {kind: chunks[0][0] for kind, chunks in wanted.items() if chunks}
         if values:
             statements.append((_single_lookup(frozenset(values)),
-                               {"feed_id": feed_id, **values}))
+                               {"feed_id": feed_id, "exclude": exclude, **values}))
     else:
         parts: list[Any] = []
         for kind, column, chunks, extra in (
-                ("guid", Item.guid, wanted["guid"], [Item.feed_id != feed_id]),
-                ("url", Item.canonical_url, wanted["url"], []),
-                ("hash", Item.text_hash, wanted["hash"], []),
+                ("guid", Item.guid, wanted["guid"], [Item.feed_id != feed_id,
+                                                     Item.id != exclude]),
+                ("url", Item.canonical_url, wanted["url"], [Item.id != exclude]),
+                ("hash", Item.text_hash, wanted["hash"], [Item.id != exclude]),
                 ("seed_url", Seed.source_url, wanted["url"], []),
                 ("seed_hash", Seed.text_hash, wanted["hash"], [])):
             parts += [_lookup_part(kind, column.in_(chunk), *extra) for chunk in chunks]
@@ -185,18 +188,20 @@ def _lookup_part(kind: str, *where: Any) -> Any:
 @functools.cache
 def _single_lookup(kinds: frozenset[str]) -> Any:
     """:func:`lookup_known`'s statement for one value of each of ``kinds``, bound by
-    name (``guid``, ``url``, ``hash``, ``feed_id``). Every stored entry asks this in its
+    name (``guid``, ``url``, ``hash``, ``feed_id``, ``exclude``). Every stored entry asks this in its
     transaction: building the statement each time cost more than running it (0.6 of
     1.1 ms, measured with py-spy in benchmarks/ingest.py)."""
     parts = []
     if "guid" in kinds:
         parts.append(_lookup_part("guid", Item.guid == bindparam("guid"),
-                                  Item.feed_id != bindparam("feed_id")))
+                                  Item.feed_id != bindparam("feed_id"),
+                                  Item.id != bindparam("exclude")))
     for kind, column, seed_kind, seed_column in (
             ("url", Item.canonical_url, "seed_url", Seed.source_url),
             ("hash", Item.text_hash, "seed_hash", Seed.text_hash)):
         if kind in kinds:
-            parts += [_lookup_part(kind, column == bindparam(kind)),
+            parts += [_lookup_part(kind, column == bindparam(kind),
+                                   Item.id != bindparam("exclude")),
                       _lookup_part(seed_kind, seed_column == bindparam(kind))]
     return union_all(*parts) if len(parts) > 1 else parts[0]
 

@@ -21,6 +21,14 @@ class WorkerRow:
     heartbeat_at: datetime
     stopped_at: datetime | None
 
+    def state(self, now: datetime, lease_seconds: int) -> str:
+        """running | stopped | lost (no heartbeat for two lease periods: killed or hung)."""
+        if self.stopped_at is not None:
+            return "stopped"
+        if (now - self.heartbeat_at).total_seconds() > 2 * lease_seconds:
+            return "lost"
+        return "running"
+
 
 def register_worker(session: Session, worker_id: str, hostname: str, pid: int, version: str,
                     now: datetime) -> None:
