@@ -214,6 +214,9 @@ class Item(Base):
     duplicate_of_seed_id: Mapped[int | None] = mapped_column(ForeignKey("seeds.id"), index=True)
     dedup_method: Mapped[str | None] = mapped_column(String(16))
     similarity: Mapped[float | None] = mapped_column(Float)
+    # Found by its feed's first parse (see Entry.backlog): for `rules test` to say why
+    # such an item did not alert when its feed has alert_backlog = false.
+    backlog: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
 
 class ItemBand(Base):

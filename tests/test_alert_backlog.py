@@ -45,3 +45,13 @@ def test_a_new_feeds_backlog_does_not_alert_when_asked(
     server.routes["/quiet.rss"] = Route(body=entries(server, "quiet", [0, 1, 2, 3]))
     assert cli(config, "run", "--once")[0] == 0
     assert alerted() == {"loud0", "loud1", "quiet3"}
+    # rules test says which matches would not alert, and why.
+    tested = {(m["feed"], m["title"]): m
+              for m in json_lines(config, "rules", "test", "Maduro", "--since", "all")}
+    muted = (False, "found by its feed's first poll (the feed has alert_backlog = false)")
+    assert {k: (m["would_alert"], m["why_not"]) for k, m in tested.items()} == {
+        **{("Quiet", f"Maduro story {i}"): muted for i in range(3)},
+        ("Quiet", "Maduro story 3"): (True, None),
+        **{("Loud", f"Maduro story {i}"): (True, None) for i in range(2)}}
+    code, out = cli(config, "rules", "test", "Maduro", "--since", "all")
+    assert out.count("would alert: no, found by its feed's first poll") == 3, out

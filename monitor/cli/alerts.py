@@ -14,7 +14,7 @@ from monitor.errors import UsageError
 
 def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     from monitor.clock import utcnow
-    from monitor.rules import Matcher, parse, too_old
+    from monitor.rules import Matcher, parse, why_not
 
     if len(args.query) > 1:
         joined = " ".join(args.query)
@@ -28,12 +28,14 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
     matcher = Matcher([("test", query)])  # exactly what the pipeline runs
     checked = 0
     matched: list[dict[str, Any]] = []
+    muted = {f.url for f in settings.feeds if not f.alert_backlog}
     with stored(settings) as s:
         for item in store.items_to_match(s, since):
             checked += 1
             for h in matcher.match(item.title, item.text):
-                # Whether an article like it arriving now would alert ([alerts] max_age).
-                old = too_old(item.published_at, now, settings.alerts.max_age)
+                # Whether an article like it arriving now would alert.
+                old = why_not(item.published_at, now, settings.alerts.max_age,
+                              muted_backlog=item.backlog and item.feed_url in muted)
                 matched.append({"item_id": item.id, "feed": item.feed, "url": item.url,
                                 "title": item.title, "created_at": item.created_at,
                                 "published_at": item.published_at,

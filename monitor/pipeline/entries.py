@@ -39,7 +39,7 @@ from monitor.pipeline.context import (
     FeedReport,
     PageResult,
 )
-from monitor.rules import too_old
+from monitor.rules import why_not
 
 log = logging.getLogger(__name__)
 
@@ -409,7 +409,7 @@ def store_entry(ctx: Context, feed: store.FeedState, c: Candidate, p: Prepared,
     return True
 
 
-def _alerts_backlog(ctx: Context, feed: store.FeedState) -> bool:
+def alerts_backlog(ctx: Context, feed: store.FeedState) -> bool:
     """The feed's ``alert_backlog`` in the running config (True for a feed it no longer
     lists)."""
     return next((f.alert_backlog for f in ctx.settings.feeds if f.url == feed.url), True)
@@ -467,6 +467,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
         duplicate_of=v.ref,
         dedup_method=v.method,
         similarity=v.similarity,
+        backlog=c.backlog,
     ), now)
     if fp is not None:
         ctx.dedup.index_item(s, item_id, fp)
@@ -482,7 +483,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
                  "story's original", feed.name, entry.link, replaces.id)
     alerted = alert(ctx, s, feed, item_id, title, text, published, entry.link,
                     story_alerted=replaces is not None,
-                    backlog=c.backlog and not _alerts_backlog(ctx, feed))
+                    backlog=c.backlog and not alerts_backlog(ctx, feed))
     return _Stored(store.Ref("item", item_id, canonical or entry.link), new=True,
                    alerts=alerted.stored)
 
@@ -512,12 +513,11 @@ def alert(ctx: Context, s: Session, feed: store.FeedState, item_id: int, title: 
         return Alerted()
     names = tuple(h.rule for h in hits)
     now = ctx.clock()
-    why_not = ("found by the feed's first poll (its alert_backlog is false)" if backlog
-               else too_old(published, now, ctx.settings.alerts.max_age))
-    if why_not is not None:
+    why = why_not(published, now, ctx.settings.alerts.max_age, muted_backlog=backlog)
+    if why is not None:
         log.info("feed %r: entry <%s> matched rules %s but does not alert: %s", feed.name,
-                 link, ", ".join(repr(n) for n in names), why_not)
-        return Alerted(names, 0, why_not)
+                 link, ", ".join(repr(n) for n in names), why)
+        return Alerted(names, 0, why)
     stored = store.add_alerts(s, item_id, [ctx.rules.alert(h) for h in hits], now)
     log.info("feed %r: entry <%s> matched rules %s", feed.name, link,
              ", ".join(repr(n) for n in names))

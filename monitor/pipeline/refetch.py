@@ -27,7 +27,14 @@ from monitor.dedup.fingerprint import story_key
 from monitor.ingest.feeds import FeedEntry
 from monitor.ingest.urls import canonical_url
 from monitor.pipeline.context import Context
-from monitor.pipeline.entries import Candidate, Prepared, alert, fetch_article, prepare
+from monitor.pipeline.entries import (
+    Candidate,
+    Prepared,
+    alert,
+    alerts_backlog,
+    fetch_article,
+    prepare,
+)
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +186,8 @@ def _apply(ctx: Context, s: Session, feed: store.FeedState, item: store.StoredIt
         assert v.near is not None
         store.promote(s, v.replaces.id, item.id, round(v.near.scores.similarity, 4))
     alerted = alert(ctx, s, feed, item.id, c.entry.title, text.text, item.published_at,
-                    item.url, story_alerted=True, backlog=False)
+                    item.url, story_alerted=True,
+                    backlog=item.backlog and not alerts_backlog(ctx, feed))
     log.info("feed %r: item %d <%s>: fetched again, an original%s; %d alerts", feed.name,
              item.id, item.url,
              f" taking over from item {v.replaces.id}" if v.replaces is not None else "",

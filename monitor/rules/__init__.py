@@ -3,7 +3,7 @@
     text.py    folding and splitting words; a document's searchable fields
     query.py   the query tree, the parser, evaluation
     match.py   many rules against one document: trigger words, terms, snippets
-    age.py     whether a match is recent enough to alert ([alerts] max_age)
+    age.py     whether a match alerts: recent enough ([alerts] max_age), not a muted backlog
 
 
 A query is what users already type into search engines::
@@ -45,7 +45,7 @@ Errors are :class:`monitor.errors.QueryError` with a 0-based ``position``.
 
 from __future__ import annotations
 
-from monitor.rules.age import too_old
+from monitor.rules.age import too_old, why_not
 from monitor.rules.match import (
     SNIPPET_CHARS,
     SNIPPET_LEAD,
@@ -109,6 +109,7 @@ __all__ = [
     "terms_labelled",
     "too_old",
     "triggers",
+    "why_not",
     "word_pattern",
     "words_of",
 ]

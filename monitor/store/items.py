@@ -45,6 +45,7 @@ class NewItem:
     duplicate_of: Ref | None = None
     dedup_method: str | None = None
     similarity: float | None = None
+    backlog: bool = False  # found by its feed's first parse
 
 
 def known_guids(session: Session, feed_id: int, guids: Iterable[str]) -> set[str]:
@@ -280,7 +281,7 @@ def add_item(session: Session, new: NewItem, now: datetime) -> int:
         duplicate_of_item_id=dup.id if dup and dup.kind == "item" else None,
         duplicate_of_seed_id=dup.id if dup and dup.kind == "seed" else None,
         dedup_method=new.dedup_method if dup else None,
-        similarity=new.similarity if dup else None,
+        similarity=new.similarity if dup else None, backlog=new.backlog,
     )
     session.add(row)
     session.flush()

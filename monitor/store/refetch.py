@@ -36,6 +36,7 @@ class StoredItem:
     duplicate_of: Ref | None
     dedup_method: str | None
     page_error: str | None
+    backlog: bool  # found by its feed's first parse
 
 
 def items_to_refetch(session: Session, *, ids: Sequence[int] = (), feed: str | None = None,
@@ -77,7 +78,7 @@ def stored_item(session: Session, item_id: int, *, lock: bool = False) -> Stored
     return StoredItem(item.id, item.feed_id, feed, item.guid, item.url, item.canonical_url,
                       item.title, item.author, item.published_at, item.language, item.text,
                       item.text_source, item.text_hash, item.status, ref, item.dedup_method,
-                      item.page_error)
+                      item.page_error, item.backlog)
 
 
 def item_band_keys(session: Session, item_id: int) -> list[int]:

@@ -143,6 +143,8 @@ class MatchableItem:
     text: str
     created_at: datetime
     published_at: datetime | None = None
+    backlog: bool = False  # found by its feed's first parse
+    feed_url: str = ""
 
 
 def items_to_match(session: Session, since: datetime | None,
@@ -150,7 +152,7 @@ def items_to_match(session: Session, since: datetime | None,
     """Items that rules apply to (new, not duplicates) stored since ``since``, newest
     first, read in batches so a large table is never held in memory at once."""
     q = (select(Item.id, Feed.name, Item.canonical_url, Item.url, Item.title, Item.text,
-                Item.created_at, Item.published_at)
+                Item.created_at, Item.published_at, Item.backlog, Feed.url.label("feed_url"))
          .join(Feed, Feed.id == Item.feed_id)
          .where(Item.status == "new")
          .order_by(Item.id.desc()))
@@ -158,4 +160,5 @@ def items_to_match(session: Session, since: datetime | None,
         q = q.where(Item.created_at >= since)
     for row in session.execute(q.execution_options(yield_per=batch)):
         yield MatchableItem(row.id, row.name, row.canonical_url or row.url, row.title,
-                            row.text, row.created_at, row.published_at)
+                            row.text, row.created_at, row.published_at, row.backlog,
+                            row.feed_url)
