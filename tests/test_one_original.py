@@ -101,7 +101,7 @@ def test_three_workers_store_each_story_once(server: LocalServer, db_url: str,
 def test_the_upgrade_resolves_originals_stored_twice_before(db_url: str, tmp_path: Path) -> None:
     """A database where the race happened: the upgrade keeps the first original of a
     story, makes the later one its duplicate, and points the later one's copies at it."""
-    from sqlalchemy import insert
+    from sqlalchemy import MetaData, Table, insert
 
     from alembic import command
 
@@ -120,7 +120,9 @@ def test_the_upgrade_resolves_originals_stored_twice_before(db_url: str, tmp_pat
             common = {"feed_id": 1, "created_at": now, "text": "t", "text_source": "page",
                       "canonical_url": None, "text_hash": None, "dedup_method": None,
                       "duplicate_of_item_id": None, "similarity": None}
-            c.execute(insert(Item), [
+            # The items table as it was at that revision (the model has columns since).
+            items = Table("items", MetaData(), autoload_with=c)
+            c.execute(insert(items), [
                 {**common, "id": 1, "guid": "a", "canonical_url": "http://x/1", "status": "new"},
                 {**common, "id": 2, "guid": "b", "canonical_url": "http://x/1", "status": "new"},
                 {**common, "id": 3, "guid": "c", "status": "duplicate", "dedup_method": "near",

@@ -20,9 +20,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('items') as batch:
-        batch.add_column(sa.Column('backlog', sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
+    # A plain ADD COLUMN, not a batch operation: on SQLite a batch would copy the whole
+    # items table (and fail on the rows that reference it) for a column with a constant
+    # default, which both databases add in place.
+    op.add_column('items', sa.Column('backlog', sa.Boolean(), nullable=False,
+                                     server_default=sa.false()))
 
 
 def downgrade() -> None:
