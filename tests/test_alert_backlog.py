@@ -54,4 +54,5 @@ def test_a_new_feeds_backlog_does_not_alert_when_asked(
         ("Quiet", "Maduro story 3"): (True, None),
         **{("Loud", f"Maduro story {i}"): (True, None) for i in range(2)}}
     code, out = cli(config, "rules", "test", "Maduro", "--since", "all")
+    assert code == 0
     assert out.count("would alert: no, found by its feed's first poll") == 3, out

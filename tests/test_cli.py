@@ -6,11 +6,12 @@ import io
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from conftest import LocalServer, Route
-from helpers import Entry, rss, run_daemon, write_config
+from helpers import Entry, Story, rss, run_daemon, store_stories, write_config
 
 from monitor.cli import EXIT_CONFIG, EXIT_OK, EXIT_STORE, main
 
@@ -151,3 +152,21 @@ def test_daemon_polls_on_interval_and_stops_on_sigterm(server: LocalServer, tmp_
     assert f"feed 'A' <{server.url('/a.rss')}>: polling" in err
     assert f"feed 'B' <{server.url('/b.rss')}>: HTTP 500" in err
     assert "received SIGTERM" in err and "stopped" in err
+
+
+def test_a_pipe_closed_by_the_reader_ends_the_command_quietly(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "m.toml", db_url=f"sqlite:///{tmp_path}/d.db",
+                          feeds=[{"name": "F", "url": "http://127.0.0.1:9/f.rss"}])
+    now = datetime.now(UTC)
+    store_stories(config, [Story(f"s{i}", "F", f"Story {i}", f"http://example.org/{i}",
+                                 f"Paragraph {i} of a long enough text. " * 60)
+                           for i in range(150)], now)  # ~300 KB of --text: past any pipe buffer
+    for args in (["items", "list", "--text"], ["items", "list", "--json", "--text"]):
+        proc = subprocess.Popen([sys.executable, "-m", "monitor", "--config", str(config), *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline()  # `| head -1`: one line read, then the pipe closed
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(60) == 0, err
+        assert "Traceback" not in err and "BrokenPipe" not in err and "Exception" not in err, err

@@ -18,6 +18,7 @@ could not be sent (it stays pending and is retried).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -204,6 +205,18 @@ COMMANDS = {
 }
 
 
+def _reader_went_away(out: TextIO) -> int:
+    """The reader closed the pipe (``monitor items list | head``): end quietly, as grep
+    does. What is left in the buffer would fail again when Python flushes it at exit,
+    so standard output goes to /dev/null from here on."""
+    if out is sys.stdout:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+    return EXIT_OK
+
+
 # The options of `rules test`, and whether each takes a value (see query_as_argument).
 RULES_TEST_OPTIONS = {"--since": True, "--limit": True, "--json": False, "-h": False,
                       "--help": False}
@@ -243,7 +256,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         settings = load_settings(config_path(args.config, os.environ))
         logs.setup(args.log_level or settings.log_level, args.log_format or settings.log_format)
         handler = COMMANDS[(args.command, getattr(args, "action", None))]
-        return handler(settings, args, out)
+        code = handler(settings, args, out)
+        out.flush()
+        return code
+    except BrokenPipeError:
+        return _reader_went_away(out)
     except ConfigError as exc:
         log.error("config error: %s", exc)
         return EXIT_CONFIG
