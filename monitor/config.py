@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from monitor import __version__
+from monitor import __version__, shipped
 from monitor.errors import ConfigError, QueryError
 from monitor.rules import Query
 from monitor.rules import parse as parse_query
@@ -746,8 +746,10 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
     doc = _Table(file, "", raw)
     database = _database(doc, environ, base)
     seeds_t = doc.section("seeds")
-    seeds_path = Path(seeds_t.get("path", str, "seeds"))
+    given = seeds_t.get("path", str, "")
     seeds_t.finish()
+    # Unset: the seed corpus that comes with monitor (in the wheel, or the checkout's).
+    seeds_path = Path(given) if given else shipped.folder("seeds", "seeds") or base / "seeds"
     if not seeds_path.is_absolute():
         seeds_path = base / seeds_path
     log_t = doc.section("logging")

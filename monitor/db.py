@@ -2,7 +2,8 @@
 
 SQLite runs in WAL mode with foreign keys on and a busy timeout, so a reader
 (``monitor items list``) never blocks the daemon. PostgreSQL is used through
-psycopg 3. Migrations are Alembic revisions in the top-level ``alembic/``.
+psycopg 3. Migrations are Alembic revisions in the top-level ``alembic/``, shipped
+inside the installed package as ``monitor/migrations`` (see :func:`migrations_dir`).
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ from typing import Any
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError as AlembicError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alembic import command
+from monitor import shipped
 from monitor.errors import DaemonRunning, MigrationError, StoreError
 
 log = logging.getLogger(__name__)
 
-ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 # Any constant will do; it only has to be the same for every monitor process.
 _PG_MIGRATION_LOCK = 0x6D6F6E69746F72
 
@@ -108,16 +110,37 @@ def reason(exc: SQLAlchemyError) -> str:
     return str(orig or exc).strip().splitlines()[0]
 
 
+def migrations_dir() -> Path:
+    """The Alembic environment: inside the installed package (``monitor/migrations``,
+    from a wheel), else the top-level ``alembic/`` folder of the checkout the package
+    runs from (an editable install, a source tree). Found through the package, never
+    the working directory. Raises MigrationError when neither holds one."""
+    where = shipped.folder("migrations", "alembic", holds=("env.py", "versions"))
+    if where is None:
+        raise MigrationError(
+            "the database migrations are missing from this installation of monitor "
+            f"(looked for {shipped.PACKAGE / 'migrations'} and "
+            f"{shipped.PACKAGE.parent / 'alembic'})",
+            hint="reinstall monitor from its wheel or its source checkout")
+    return where
+
+
 def alembic_config(engine: Engine | None = None) -> AlembicConfig:
+    """Raises MigrationError when the migrations cannot be found."""
     cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    cfg.set_main_option("script_location", str(migrations_dir()))
     if engine is not None:
         cfg.attributes["engine"] = engine
     return cfg
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    """The newest revision the migrations know. Raises MigrationError when they cannot
+    be read."""
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    except AlembicError as exc:
+        raise MigrationError(f"the database migrations cannot be read: {exc}") from exc
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -158,6 +181,9 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
                     conn.commit()
     except SQLAlchemyError as exc:
         raise MigrationError(f"{describe(engine)}: upgrade failed: {reason(exc)}") from exc
+    except (AlembicError, ImportError, SyntaxError) as exc:  # a broken migration environment
+        raise MigrationError(f"{describe(engine)}: the database migrations cannot be run: "
+                             f"{type(exc).__name__}: {exc}") from exc
     if before != after:
         log.info("database %s upgraded from %s to %s", describe(engine), before, after)
     return before, after

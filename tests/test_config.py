@@ -4,6 +4,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from monitor.config import Thresholds, cron_problem, load_settings, parse_duration
 from monitor.errors import ConfigError
@@ -58,7 +59,8 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     assert s.fetch.default_interval == 900
     assert s.extract.min_text_chars == 250
     assert s.database.is_sqlite
-    assert s.seeds_path == tmp_path / "seeds"
+    # No [seeds] path: the corpus that comes with monitor (the checkout's, here).
+    assert s.seeds_path == ROOT / "seeds"
 
 
 def test_default_interval_applies_to_feeds_without_interval(tmp_path: Path) -> None:
