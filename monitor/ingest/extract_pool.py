@@ -24,6 +24,7 @@ import multiprocessing.context
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any, TypeVar
@@ -114,6 +115,8 @@ class Processor:
         self.max_tasks = max_tasks_per_worker
         self.timeout = timeout
         self._pool: ProcessPool | None = None
+        # When a task last ended (done, failed or timed out), for /healthz: monotonic.
+        self.last_done: float | None = None
 
     def _executor(self) -> ProcessPool:
         if self._pool is None:
@@ -136,6 +139,8 @@ class Processor:
             raise
         except CancelledError as exc:  # pebble cancelled it: the pool was stopped
             raise WorkerDied("the worker pool was stopped") from exc
+        finally:
+            self.last_done = time.monotonic()
 
     async def parse_feed(self, body: bytes, url: str, content_type: str | None) -> ParsedFeed:
         """:func:`monitor.ingest.feeds.parse_feed` in a worker. Raises FeedParseError."""

@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import ssl
+import time
 import urllib.request
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -103,6 +104,8 @@ class Fetcher:
         # Behind a proxy the proxy resolves names: the guard then looks them up itself.
         self._proxied = any(k in ("http", "https") for k in urllib.request.getproxies())
         self._all = asyncio.Semaphore(settings.concurrency)
+        # When a request last ended (answered or failed), for /healthz: monotonic time.
+        self.last_done: float | None = None
         self._hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(settings.per_host)
         )
@@ -179,7 +182,10 @@ class Fetcher:
         async with self._hosts[host]:
             await self._pace(host)
             async with self._all:
-                return await self._guarded(url, host, headers, max_bytes, trusted)
+                try:
+                    return await self._guarded(url, host, headers, max_bytes, trusted)
+                finally:
+                    self.last_done = time.monotonic()
 
     async def _check_hop(self, url: URL) -> None:
         """Before the first request of an untrusted fetch and before each redirect: an

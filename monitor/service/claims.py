@@ -25,7 +25,9 @@ async def renew_forever(sessions: sessionmaker[Session], owner: str, settings: S
 
 
 def renew(sessions: sessionmaker[Session], owner: str, settings: Settings,
-           now: datetime) -> None:
+           now: datetime) -> bool:
+    """Renew ``owner``'s leases and record its heartbeat. Returns whether the database
+    took them (a failure is logged)."""
     until = now + timedelta(seconds=settings.daemon.lease)
     try:
         with sessions.begin() as s:
@@ -33,6 +35,8 @@ def renew(sessions: sessionmaker[Session], owner: str, settings: Settings,
             store.heartbeat(s, owner, now)
     except SQLAlchemyError as exc:
         log.error("renewing this worker's leases failed: %s", db.reason(exc))
+        return False
+    return True
 
 
 def release(sessions: sessionmaker[Session], owner: str) -> None:

@@ -52,7 +52,7 @@ from monitor.service import claims, reload
 from monitor.service.digest_job import JOB_ID, DigestJob
 from monitor.service.dispatch import Dispatcher
 from monitor.service.endpoints import Endpoints
-from monitor.service.health import Health, health
+from monitor.service.health import Health, Limits, health
 from monitor.service.metrics import Metrics
 from monitor.service.once import RunSummary, run_once
 from monitor.service.startup import sync_config
@@ -103,6 +103,7 @@ class Daemon:
         self.stopping = False
         self._scheduler: AsyncIOScheduler | None = None
         self._dispatcher: Dispatcher | None = None
+        self._heartbeat_at: float | None = None  # the last renewal the database took
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -233,18 +234,36 @@ class Daemon:
 
     def health(self) -> Health:
         d = self._dispatcher
-        last = d.last_dispatch if d is not None else None
-        return health(self.owner, polls_in_flight=len(d.polls) if d is not None else 0,
-                      dispatch_age=None if last is None else time.monotonic() - last,
-                      db_problem=d.db_problem if d is not None else None,
-                      stopping=self.stopping or (d is not None and d.stopping))
+        if d is None:
+            return health(self.owner, polls_in_flight=0, db_age=None, progress_age=None,
+                          db_problem=None, stopping=self.stopping, limits=self._limits())
+        now = time.monotonic()
+        # The database answered a claim, or the heartbeat (which renews the leases
+        # while every slot is taken and no claim is made).
+        contact = max((t for t in (d.last_dispatch, self._heartbeat_at) if t is not None),
+                      default=None)
+        moved = max((t for t in (d.last_progress, d.ctx.fetcher.last_done,
+                                 d.ctx.processor.last_done) if t is not None), default=None)
+        return health(self.owner, polls_in_flight=len(d.polls),
+                      entries_in_flight=len(d.entries),
+                      db_age=None if contact is None or d.last_dispatch is None
+                      else now - contact,
+                      progress_age=None if moved is None else now - moved,
+                      db_problem=d.db_problem, stopping=self.stopping or d.stopping,
+                      limits=self._limits())
+
+    def _limits(self) -> Limits:
+        s = self.settings
+        return Limits.of(heartbeat_seconds=s.daemon.lease / 4, fetch_timeout=s.fetch.timeout,
+                         extract_timeout=s.extract.timeout)
 
     # --- timed jobs --------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
         with self._quiet_when_stopping():
-            await asyncio.to_thread(claims.renew, self.sessions, self.owner, self.settings,
-                                    self.clock())
+            if await asyncio.to_thread(claims.renew, self.sessions, self.owner, self.settings,
+                                       self.clock()):
+                self._heartbeat_at = time.monotonic()
 
     @contextlib.contextmanager
     def _quiet_when_stopping(self) -> Iterator[None]:

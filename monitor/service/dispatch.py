@@ -47,6 +47,10 @@ class Dispatcher:
         self.entries: dict[tuple[int, str], asyncio.Task[None]] = {}  # claimed here
         self.stopping = False
         self.last_dispatch: float | None = None  # monotonic time of the last good claim
+        # The last time a poll or an entry this worker runs ended (monotonic), or a claim
+        # gave it work: with the fetcher's and the workers', how /healthz tells busy
+        # from stuck.
+        self.last_progress: float | None = None
         self.db_problem: str | None = None  # why the last claim failed
         self._stranded: set[int] = set()  # feeds whose poll ended unrecorded, still leased
         self._stranded_entries: set[tuple[int, str]] = set()  # the same, of entries
@@ -130,6 +134,8 @@ class Dispatcher:
             self._stranded -= stranded
             self._stranded_entries -= stranded_entries
             self.last_dispatch = time.monotonic()
+            if claimed or entries:
+                self.last_progress = self.last_dispatch
             if entry_room:
                 self._entries_checked, self._next_entry_due = self.last_dispatch, next_entry_due
             for feed in claimed:
@@ -192,6 +198,7 @@ class Dispatcher:
                           "stops", feed.name, c.entry.link)
         finally:
             self.entries.pop(key, None)
+            self.last_progress = time.monotonic()
             self.ctx.entry_done()
             self.wake()  # room for another
         self.metrics.entries_worked(report)
@@ -213,6 +220,7 @@ class Dispatcher:
             raise
         finally:
             self.polls.pop(feed.id, None)
+            self.last_progress = time.monotonic()
             self.metrics.in_flight.set(len(self.polls))
         if not report.recorded:
             # Still leased to us, and the heartbeat would renew that lease for as long as

@@ -4,8 +4,9 @@ A deliberately small HTTP/1.1 server (GET only, one request per connection):
 it serves two read-only pages to a local Prometheus or a service manager, so
 asyncio's own streams are enough and no web framework is needed.
 
-    GET /healthz   200 {"status": "ok", …} while the worker is dispatching and its
-                   database answers; 503 {"status": "unhealthy", "reason": …} else
+    GET /healthz   200 {"status": "ok", …} while the worker's database answers and its
+                   work moves (monitor.service.health); 503 {"status": "unhealthy",
+                   "reason": …} else
     GET /metrics   the Prometheus text format (monitor.service.metrics)
 """
 
