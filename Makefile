@@ -42,8 +42,11 @@ migrations-check: $(DEV_STAMP)
 	  MONITOR_DATABASE_URL="sqlite:///$$tmp/check.db" $(BIN)/alembic upgrade head >/dev/null 2>&1 && \
 	  MONITOR_DATABASE_URL="sqlite:///$$tmp/check.db" $(BIN)/alembic check
 
+# In parallel (pytest-xdist): every test has its own files, ports and databases. Four
+# processes on two cores: most tests wait on servers, subprocesses and sleeps, not the CPU.
+PYTEST_WORKERS ?= 4
 pytest: $(DEV_STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # docs/digest.png: the golden HTML digest as headless Chromium draws it (Debian's
 # `chromium` package: apt-get install chromium). Re-run after changing the templates.
