@@ -90,6 +90,10 @@ class DigestSettings:
     send_empty: bool = False  # mail a "nothing new" digest to recipients with no alerts
     full_entries: int = 20  # per rule, shown with snippet; the rest as one line each
     retry_max: int = 3600  # seconds: failed sends are retried after 1m, 2m, 4m … up to this
+    # A digest the server answers with a 5xx this many times is given up (failed); a
+    # refused recipient, at once. Its alerts go into the next digest, once.
+    give_up_after: int = 5
+    max_alerts: int = 200  # listed in one digest; the rest are counted, per rule
 
 
 @dataclass(frozen=True)
@@ -703,9 +707,12 @@ def _digest(doc: _Table) -> DigestSettings:
     send_empty = t.get("send_empty", bool, d.send_empty)
     full_entries = _positive(t, "full_entries", d.full_entries)
     retry_max = _duration(t, "retry_max", d.retry_max, minimum=60)
+    give_up_after = _positive(t, "give_up_after", d.give_up_after)
+    max_alerts = _positive(t, "max_alerts", d.max_alerts)
     t.finish()
     return DigestSettings(schedule=schedule, timezone=tz, sender=sender, sender_name=sender_name,
-                          send_empty=send_empty, full_entries=full_entries, retry_max=retry_max)
+                          send_empty=send_empty, full_entries=full_entries, retry_max=retry_max,
+                          give_up_after=give_up_after, max_alerts=max_alerts)
 
 
 def _smtp(doc: _Table, environ: Mapping[str, str], base: Path) -> SmtpSettings:

@@ -206,15 +206,25 @@ def _extraction_error(url: str, reason: str, transient: bool) -> ExtractionError
 class MailError(MonitorError):
     """A digest could not be handed to the SMTP server. ``refused`` when the server
     answered with a rejection (a 4xx/5xx code), not when it could not be reached or
-    dropped the connection. Either way the digest stays pending and is retried."""
+    dropped the connection; ``code``: its reply code; ``recipient_refused``: it refused
+    the recipient (RCPT). The digest stays pending and is retried, unless the refusal
+    is permanent (see :mod:`monitor.digest.delivery`)."""
 
     hint = "check [smtp] and the mail server's log; pending digests are retried with backoff"
 
-    def __init__(self, server: str, reason: str, *, refused: bool = False) -> None:
+    def __init__(self, server: str, reason: str, *, refused: bool = False,
+                 code: int | None = None, recipient_refused: bool = False) -> None:
         self.server = server
         self.reason = reason
         self.refused = refused
+        self.code = code
+        self.recipient_refused = recipient_refused
         super().__init__(f"SMTP {server}: {reason}")
+
+    @property
+    def permanent(self) -> bool:
+        """A 5xx reply: the server says the same message will never be taken."""
+        return self.code is not None and 500 <= self.code < 600
 
 
 class InputError(MonitorError):

@@ -307,6 +307,9 @@ class Digest(Base):
     # The worker sending it now, and until when its claim holds.
     lease_owner: Mapped[str | None] = mapped_column(Text)
     lease_until: Mapped[datetime | None]
+    # Given up: the server refused it for good (see monitor.digest.delivery); never
+    # tried again, its reason in last_error. Null while pending or once sent.
+    failed_at: Mapped[datetime | None]
 
 
 class DigestAlert(Base):
@@ -321,6 +324,17 @@ class DigestAlert(Base):
     alert_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
     recipient: Mapped[str] = mapped_column(Text)
+
+
+class FreedAlert(Base):
+    """An alert a failed digest gave back to its recipient's next digest: once only, so
+    an alert that no digest can carry does not go round for ever."""
+
+    __tablename__ = "freed_alerts"
+
+    alert_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    recipient: Mapped[str] = mapped_column(Text, primary_key=True)
 
 
 class Worker(Base):

@@ -36,8 +36,9 @@ class Received:
 @dataclass
 class MailServer:
     """``mode``: "accept"; "refuse" (451 at the end of DATA: try again later);
-    "reject" (554: refused outright); "drop" (close the connection at the end of DATA,
-    before any reply: the client cannot know whether the message was taken).
+    "reject" (554: refused outright); "no_such_user" (550 to every RCPT); "drop" (close
+    the connection at the end of DATA, before any reply: the client cannot know whether
+    the message was taken).
     ``delay``: seconds the server takes to take a message at the end of DATA (a client
     that hangs up meanwhile has it discarded); ``hold``: seconds between taking it and
     answering (a client that dies then cannot know it was taken)."""
@@ -49,6 +50,13 @@ class MailServer:
     attempts: int = 0  # DATA commands seen, whatever the mode
     port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        if self.mode == "no_such_user":
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:

@@ -206,6 +206,66 @@ def test_an_empty_digest_is_queued_once_while_the_server_is_down(
     assert digests(config, "--pending") == []
 
 
+def test_a_refused_recipient_fails_the_digest_and_its_alerts_go_to_the_next_once(
+        tmp_path: Path, db_url: str, mail: MailServer) -> None:
+    config = setup(tmp_path, db_url, mail, [KREMLIN, LATER], rules=[LEADERS])
+    mail.mode = "no_such_user"
+    code, out = cli(config, "digest", "send", "--now")
+    assert code == 5 and "failed for good 1 digests" in out and "2 of its 2 alerts" in out, out
+    [failed] = digests(config, "--failed")
+    assert failed["state"] == "failed" and failed["failed_at"] and "550 5.1.1" in failed["last_error"]
+    assert digests(config, "--pending") == []  # not retried
+    code, out = cli(config, "status")
+    assert "1 digests FAILED for good" in out, out
+    assert json_lines(config, "status")[0]["digests"]["failed"] == 1
+    # Its alerts go into the next digest: refused too, and this time kept (once only).
+    code, out = cli(config, "digest", "send", "--now")
+    assert code == 5 and "0 of its 2 alerts go into the next digest" in out, out
+    code, out = cli(config, "digest", "send", "--now")
+    assert code == 0 and "composed 0 digests" in out, out  # nothing goes round again
+    assert [d["state"] for d in digests(config)] == ["failed", "failed"]
+    assert mail.received == []
+
+
+def test_a_5xx_after_give_up_after_attempts_fails_the_digest_and_frees_its_alerts(
+        tmp_path: Path, db_url: str, mail: MailServer) -> None:
+    config = setup(tmp_path, db_url, mail, [KREMLIN], rules=[LEADERS],
+                   digest={"give_up_after": 2})
+    mail.mode = "reject"  # 554 at the end of DATA
+    code, out = cli(config, "digest", "send", "--now")
+    assert code == 5 and "retried later" in out, out  # one 5xx: maybe a fluke
+    code, out = cli(config, "digest", "send", "--now")
+    assert code == 5 and "failed for good 1 digests" in out, out
+    [failed] = digests(config, "--failed")
+    assert failed["attempts"] == 2 and "554" in failed["last_error"]
+    mail.mode = "accept"
+    code, out = cli(config, "digest", "send", "--now")
+    assert code == 0, out
+    [received] = mail.received
+    assert "Kremlin on Maduro" in text_of(received.message)
+    assert [a["sent_at"] is not None for a in json_lines(config, "alerts", "list")] == [True]
+
+
+def test_a_digest_lists_max_alerts_and_counts_the_rest(tmp_path: Path, db_url: str,
+                                                       mail: MailServer) -> None:
+    many = [Story(f"s{i}", "RFE/RL", f"Maduro item {i}", f"https://www.rferl.org/a/{i}.html",
+                  f"Maduro said something new, number {i}." + FILLER,
+                  published_at=(STORED_AT - timedelta(minutes=i)).isoformat())
+            for i in range(30)]
+    config = setup(tmp_path, db_url, mail, many, rules=[LEADERS],
+                   digest={"max_alerts": 12, "full_entries": 5})
+    assert cli(config, "digest", "send", "--now")[0] == 0
+    [received] = mail.received
+    text, html = text_of(received.message), html_of(received.message)
+    assert received.message["Subject"].startswith("30 new alerts")
+    listed = [i for i in range(30) if f"Maduro item {i}\n" in text or f"Maduro item {i} (" in text]
+    assert listed == list(range(12)), listed  # the newest 12
+    assert "And 18 more alerts of this rule, not listed: one digest lists 12 at most." in text
+    assert "And 18 more alerts of this rule" in html
+    # All 30 are carried: none comes back in the next digest.
+    assert all(a["sent_at"] for a in json_lines(config, "alerts", "list"))
+
+
 # --- safety --------------------------------------------------------------------------------------
 
 HOSTILE = Story(

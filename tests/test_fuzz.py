@@ -209,7 +209,7 @@ SECTIONS: dict[str, list[str]] = {
     "extract": ["workers", "min_text_chars", "worker_max_tasks", "timeout"],
     "dedup": ["jaccard", "containment", "min_words", "max_candidates", "boilerplate"],
     "digest": ["schedule", "timezone", "sender", "sender_name", "send_empty", "full_entries",
-               "retry_max"],
+               "retry_max", "give_up_after", "max_alerts"],
     "smtp": ["host", "port", "security", "username", "password_env", "timeout", "ca_file"],
     "alerts": ["max_age"],
 }

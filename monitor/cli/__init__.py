@@ -172,8 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--out", metavar="FILE",
                     help="write the digest to FILE.eml (the whole email) or FILE.html "
                          "(its HTML part) instead of printing the text part")
-    dl = digest.add_parser("list", help="digests, newest first: sent or pending, with errors")
+    dl = digest.add_parser("list", help="digests, newest first: sent, pending or failed, "
+                                        "with errors")
     dl.add_argument("--pending", action="store_true", help="only digests not yet sent")
+    dl.add_argument("--failed", action="store_true",
+                    help="only digests the server refused for good (not tried again)")
     dl.add_argument("--json", action="store_true", help="one JSON object per line")
     dl.add_argument("--limit", type=int, metavar="N", help="at most N digests")
 

@@ -8,6 +8,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TextIO
 
+from monitor import store
 from monitor.cli.common import EXIT_MAIL, EXIT_OK, at, dump, pick_name, session_factory, stored
 from monitor.config import Settings
 from monitor.errors import InputError, UsageError
@@ -78,24 +79,34 @@ def _part(message: EmailMessage, subtype: str) -> str:
 
 
 def cmd_digest_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    from monitor import store
+
 
     with stored(settings) as s:
-        rows = store.list_digests(s, pending=args.pending, limit=args.limit)
+        rows = store.list_digests(s, pending=args.pending, failed=args.failed,
+                                  limit=args.limit)
     for d in rows:
         if args.json:
             dump({"id": d.id, "recipient": d.recipient, "message_id": d.message_id,
                   "subject": d.subject, "alerts": d.alerts, "created_at": d.created_at,
-                  "attempts": d.attempts, "last_error": d.last_error,
-                  "next_attempt_at": None if d.sent_at else d.next_attempt_at,
-                  "sent_at": d.sent_at}, out)
+                  "attempts": d.attempts, "last_error": d.last_error, "state": d.state,
+                  "next_attempt_at": d.next_attempt_at if d.state == "pending" else None,
+                  "sent_at": d.sent_at, "failed_at": d.failed_at}, out)
             continue
-        state = (f"sent {at(d.sent_at)}" if d.sent_at else
-                 f"PENDING, attempt {d.attempts + 1} at {at(d.next_attempt_at)}")
+        state = digest_state(d)
         out.write(f"{d.id:>6}  {at(d.created_at)}  {d.recipient}  {d.alerts} alerts  "
                   f"{state}\n")
         if d.last_error and not d.sent_at:
-            out.write(f"        last error: {d.last_error}\n")
+            out.write(f"        {'why' if d.failed_at else 'last error'}: {d.last_error}\n")
     if not rows and not args.json:
-        out.write("no digests yet\n" if not args.pending else "no pending digests\n")
+        out.write("no pending digests\n" if args.pending else "no failed digests\n"
+                  if args.failed else "no digests yet\n")
     return EXIT_OK
+
+
+def digest_state(d: store.DigestRow) -> str:
+    """A digest's state as ``digest list`` shows it."""
+    if d.sent_at is not None:
+        return f"sent {at(d.sent_at)}"
+    if d.failed_at is not None:
+        return f"FAILED {at(d.failed_at)} after {d.attempts} attempts, not tried again"
+    return f"PENDING, attempt {d.attempts + 1} at {at(d.next_attempt_at)}"

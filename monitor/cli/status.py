@@ -23,7 +23,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
         workers = store.list_workers(s, now - WORKERS_SINCE)
         feeds = store.list_feeds(s)
         backlog = store.backlog(s, now)
-        pending, last_sent = store.digest_counts(s)
+        digests = store.digest_counts(s)
         next_slot = delivery.upcoming_digest_at(s, settings, now)
     states: dict[str, int] = {}
     for f in feeds:
@@ -38,7 +38,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
         "failing": [{"name": f.name, "url": f.url, "consecutive_failures": f.consecutive_failures,
                      "last_error": f.last_error, "last_status": f.last_status,
                      "next_attempt_at": f.next_poll_at} for f in failing],
-        "digests": {"next_slot_at": next_slot, "pending": pending, "last_sent_at": last_sent,
+        "digests": {"next_slot_at": next_slot, "pending": digests.pending,
+                    "failed": digests.failed, "last_sent_at": digests.last_sent_at,
                     "schedule": settings.digest.schedule, "timezone": settings.digest.timezone},
     }
     if args.json:
@@ -63,6 +64,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
         for f in failing:
             out.write("  " + feed_text(f, now).replace("\n    ", "\n      "))
     out.write(f"digests: schedule {settings.digest.schedule!r} ({settings.digest.timezone}), "
-              f"next slot {ago(next_slot, now)}; {pending} pending; last sent "
-              f"{ago(last_sent, now)}\n")
+              f"next slot {ago(next_slot, now)}; {digests.pending} pending; last sent "
+              f"{ago(digests.last_sent_at, now)}\n")
+    if digests.failed:
+        out.write(f"  {digests.failed} digests FAILED for good (the server refused them): "
+                  "`monitor digest list --failed` says why\n")
     return EXIT_OK

@@ -10,7 +10,8 @@ Two steps, each with its own transactions, so nothing is lost and nothing double
 2. **Send** each pending digest whose attempt is due. Only after the server has
    accepted it is it marked sent (and its alerts with it). A failure keeps it
    pending with the reason and a retry time, backing off 1m, 2m, 4m … up to
-   ``[digest] retry_max``. A crash between acceptance and the commit sends
+   ``[digest] retry_max``; a refusal for good (see :func:`give_up`) makes it failed,
+   and its alerts go into the recipient's next digest, once. A crash between acceptance and the commit sends
    it again at the next run: one repeat at most, with the same Message-ID, which
    mail clients show as one message.
 
@@ -201,7 +202,8 @@ class Delivery:
     recipient: str
     alerts: int
     error: str | None = None  # None: accepted by the server
-    retry_at: datetime | None = None
+    retry_at: datetime | None = None  # None with an error: given up (failed for good)
+    freed: int = 0  # given up: alerts given to the recipient's next digest
 
 
 def send_pending(sessions: sessionmaker[Session], settings: Settings, mailer: Mailer,
@@ -246,13 +248,27 @@ def send_pending(sessions: sessionmaker[Session], settings: Settings, mailer: Ma
     return results
 
 
+def give_up(error: MailError, attempts: int, settings: Settings) -> bool:
+    """Whether a send that failed with ``error``, the ``attempts``-th, ends the digest:
+    the server refused its recipient for good (a 5xx to RCPT), or answered with a 5xx
+    ``[digest] give_up_after`` times. A server that cannot be reached, or answers 4xx
+    (try again later), is tried for ever: that is an outage, not a refusal."""
+    if not error.permanent:
+        return False
+    return error.recipient_refused or attempts >= settings.digest.give_up_after
+
+
 def _record(sessions: sessionmaker[Session], settings: Settings, d: store.DigestRow,
             error: MailError | None, now: datetime) -> Delivery:
     retry_at = now + retry_delay(d.attempts + 1, settings.digest.retry_max)
+    ends = error is not None and give_up(error, d.attempts + 1, settings)
+    freed = 0
     try:
         with sessions.begin() as s:
             if error is None:
                 store.mark_digest_sent(s, d.id, now)
+            elif ends:
+                freed = store.mark_digest_given_up(s, d.id, str(error), now)
             else:
                 store.mark_digest_failed(s, d.id, str(error), retry_at)
     except SQLAlchemyError as exc:
@@ -262,6 +278,11 @@ def _record(sessions: sessionmaker[Session], settings: Settings, d: store.Digest
     if error is None:
         log.info("digest %d sent to %s (%d alerts)", d.id, d.recipient, d.alerts)
         return Delivery(d.id, d.recipient, d.alerts)
+    if ends:
+        log.error("digest %d to %s failed for good (attempt %d): %s; %d of its %d alerts go "
+                  "into the next digest to %s", d.id, d.recipient, d.attempts + 1, error,
+                  freed, d.alerts, d.recipient)
+        return Delivery(d.id, d.recipient, d.alerts, str(error), None, freed)
     log.warning("digest %d to %s not sent (attempt %d): %s; retrying at %s", d.id, d.recipient,
                 d.attempts + 1, error, retry_at.isoformat())
     return Delivery(d.id, d.recipient, d.alerts, str(error), retry_at)
@@ -286,10 +307,16 @@ class Round:
                  f"sent {len(sent)} digests"
                  + "".join(f"\n  {d.recipient}: digest {d.digest_id}, {d.alerts} alerts"
                            for d in sent)]
-        if self.failed:
-            lines.append(f"not sent {len(self.failed)} digests (kept, retried later)" + "".join(
+        later = [d for d in self.failed if d.retry_at is not None]
+        ended = [d for d in self.failed if d.retry_at is None]
+        if later:
+            lines.append(f"not sent {len(later)} digests (kept, retried later)" + "".join(
                 f"\n  {d.recipient}: digest {d.digest_id}: {d.error}; next attempt "
-                f"{d.retry_at.isoformat() if d.retry_at else '?'}" for d in self.failed))
+                f"{d.retry_at.isoformat() if d.retry_at else '?'}" for d in later))
+        if ended:
+            lines.append(f"failed for good {len(ended)} digests (not tried again)" + "".join(
+                f"\n  {d.recipient}: digest {d.digest_id}: {d.error}; {d.freed} of its "
+                f"{d.alerts} alerts go into the next digest" for d in ended))
         return "\n".join(lines)
 
 

@@ -71,7 +71,9 @@ class SmtpMailer:
         except (OSError, smtplib.SMTPException) as exc:
             refused = isinstance(exc, smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused)
             smtp.close()
-            raise MailError(self.server, _describe(exc), refused=refused) from exc
+            raise MailError(self.server, _describe(exc), refused=refused, code=_code(exc),
+                            recipient_refused=isinstance(exc, smtplib.SMTPRecipientsRefused)
+                            ) from exc
         # Accepted. The server may still drop the connection before QUIT: no matter.
         with contextlib.suppress(OSError, smtplib.SMTPException):
             smtp.quit()
@@ -97,6 +99,16 @@ class SmtpMailer:
             return ('; the server offers no STARTTLS on this port: use security = "tls" with '
                     'its TLS port (usually 465), or security = "none" on a trusted network')
         return ""
+
+
+def _code(exc: BaseException) -> int | None:
+    """The server's reply code: the lowest of the refused recipients' (a 4xx among them
+    may pass), else the one reply's."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused) and exc.recipients:
+        return min(code for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code
+    return None
 
 
 def _describe(exc: BaseException) -> str:

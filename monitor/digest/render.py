@@ -122,9 +122,15 @@ def render(digest: Digest, settings: DigestSettings, tz: tzinfo, now: datetime,
            message_id: str) -> EmailMessage:
     """The whole email: headers, a text part and an HTML part. ``now`` (aware) is its
     Date; ``message_id`` (``<…@…>``) stays with the message across retries."""
+    room = settings.max_alerts  # entries listed in all: a catch-up digest stays mailable
+    sections = []
+    for section in digest.sections:
+        sections.append(_section_view(section, tz, settings.full_entries, room))
+        room = max(0, room - len(section.entries))
     context = {
         "digest": digest,
-        "sections": [_section_view(s, tz, settings.full_entries) for s in digest.sections],
+        "sections": sections,
+        "max_alerts": settings.max_alerts,
         "summary": _summary(digest),
         "when": _when(now, tz),
         "zone": _zone(now, tz),
@@ -169,12 +175,14 @@ class _EntryView:
     also: list[tuple[str, str | None]]  # (feed, http(s) url or None)
 
 
-def _section_view(section: Section, tz: tzinfo, full: int) -> dict[str, object]:
+def _section_view(section: Section, tz: tzinfo, full: int, room: int) -> dict[str, object]:
     """A rule's first ``full`` entries in full; the rest as one line each (linked title,
-    feed, time), so a big day stays under Gmail's ~102 KB clipping point."""
-    views = [_entry_view(e, tz) for e in section.entries]
-    return {"rule": section.rule, "count": len(views), "entries": views[:full],
-            "more": views[full:]}
+    feed, time), so a big day stays under Gmail's ~102 KB clipping point; of those,
+    only the first ``room`` (what ``[digest] max_alerts`` leaves), the others counted."""
+    listed = section.entries[:room]
+    views = [_entry_view(e, tz) for e in listed]
+    return {"rule": section.rule, "count": len(section.entries), "entries": views[:full],
+            "more": views[full:], "unlisted": len(section.entries) - len(listed)}
 
 
 def _entry_view(e: Entry, tz: tzinfo) -> _EntryView:

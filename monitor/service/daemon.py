@@ -275,19 +275,19 @@ class Daemon:
                 raise
 
     async def _observe(self) -> None:
-        def read() -> tuple[store.Backlog, int]:
+        def read() -> tuple[store.Backlog, store.DigestCounts]:
             with self.sessions() as s:
-                return store.backlog(s, self.clock()), store.digest_counts(s)[0]
+                return store.backlog(s, self.clock()), store.digest_counts(s)
 
         try:
             with self._quiet_when_stopping():
-                backlog, pending = await asyncio.to_thread(read)
+                backlog, digests = await asyncio.to_thread(read)
             if self.stopping:
                 return
         except SQLAlchemyError as exc:
             log.error("reading the backlog failed: %s", db.reason(exc))
             return
-        self.metrics.observe(backlog, pending)
+        self.metrics.observe(backlog, digests)
 
     # --- reload ------------------------------------------------------------------------
 

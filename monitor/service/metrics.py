@@ -10,7 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from monitor.pipeline.context import FeedReport
-from monitor.store import Backlog
+from monitor.store import Backlog, DigestCounts
 
 
 class Metrics:
@@ -29,7 +29,8 @@ class Metrics:
         self.digests_sent = Counter("monitor_digests_sent", "Digests the SMTP server accepted.",
                                     registry=r)
         self.digest_failures = Counter("monitor_digest_failures", "Digest sends that failed "
-                                       "(the digest stays pending and is retried).", registry=r)
+                                       "(the digest stays pending and is retried, or, refused "
+                                       "for good, fails).", registry=r)
         self.reloads = Counter("monitor_config_reloads", "Config reloads, by result (applied, "
                                "rejected).", ["result"], registry=r)
         self.poll_seconds = Histogram(
@@ -52,6 +53,9 @@ class Metrics:
                                      "lease), by any worker.", registry=r)
         self.pending_digests = Gauge("monitor_digests_pending", "Digests not yet accepted by "
                                      "the SMTP server.", registry=r)
+        self.failed_digests = Gauge("monitor_digests_failed", "Digests the SMTP server refused "
+                                    "for good (not tried again; see `monitor digest list "
+                                    "--failed`).", registry=r)
         self.in_flight = Gauge("monitor_polls_in_flight", "Polls this worker is running.",
                                registry=r)
         for outcome in ("parsed", "not_modified", "unchanged", "failed"):
@@ -74,7 +78,7 @@ class Metrics:
         self.duplicates.inc(report.duplicates)
         self.alerts.inc(report.alerts)
 
-    def observe(self, backlog: Backlog, pending_digests: int) -> None:
+    def observe(self, backlog: Backlog, digests: DigestCounts) -> None:
         self.backlog.set(backlog.due)
         self.polling.set(backlog.polling)
         self.failing.set(backlog.failing)
@@ -83,7 +87,8 @@ class Metrics:
         self.entries.labels("found").set(backlog.entries_found)
         self.entries.labels("retrying").set(backlog.entries_retrying)
         self.entries_claimed.set(backlog.entries_claimed)
-        self.pending_digests.set(pending_digests)
+        self.pending_digests.set(digests.pending)
+        self.failed_digests.set(digests.failed)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -20,6 +20,7 @@ so nothing outside touches a lazy load or a detached instance. Callers use
 from __future__ import annotations
 
 from monitor.store.digests import (
+    DigestCounts,
     DigestRow,
     NewDigest,
     add_digest,
@@ -28,6 +29,7 @@ from monitor.store.digests import (
     digest_message,
     list_digests,
     mark_digest_failed,
+    mark_digest_given_up,
     mark_digest_sent,
     next_digest_attempt_at,
     recipients_waiting,
@@ -140,6 +142,7 @@ __all__ = [
     "AlertRow",
     "Backlog",
     "Copy",
+    "DigestCounts",
     "DigestRow",
     "FeedRow",
     "FeedState",
@@ -199,6 +202,7 @@ __all__ = [
     "make_due",
     "make_original",
     "mark_digest_failed",
+    "mark_digest_given_up",
     "mark_digest_sent",
     "near_candidates",
     "near_index_rebuild",

@@ -1,4 +1,5 @@
-"""Digests: composed once per recipient, stored whole, pending until SMTP accepts them.
+"""Digests: composed once per recipient, stored whole, pending until SMTP accepts them
+(or refuses them for good: failed).
 
 ``digest_alerts`` is unique per (alert, recipient), so an alert joins at most one
 digest per recipient, however many workers compose at once: the second insert
@@ -10,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import exists, func, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from monitor.models import Alert, Digest, DigestAlert, Rule
+from monitor.models import Alert, Digest, DigestAlert, FreedAlert, Rule
 from monitor.store.rules import AlertRow, alert_rows
 
 
@@ -63,11 +65,21 @@ class DigestRow:
     last_error: str | None
     next_attempt_at: datetime
     sent_at: datetime | None
+    failed_at: datetime | None = None
+
+    @property
+    def state(self) -> str:
+        """sent | failed | pending"""
+        return "sent" if self.sent_at else "failed" if self.failed_at else "pending"
 
 
 def _row(d: Digest) -> DigestRow:
     return DigestRow(d.id, d.recipient, d.message_id, d.subject, d.alerts, d.created_at,
-                     d.attempts, d.last_error, d.next_attempt_at, d.sent_at)
+                     d.attempts, d.last_error, d.next_attempt_at, d.sent_at, d.failed_at)
+
+
+def _pending() -> Any:
+    return and_(Digest.sent_at.is_(None), Digest.failed_at.is_(None))
 
 
 def claim_digests(session: Session, owner: str, due_by: datetime | None, now: datetime,
@@ -78,7 +90,7 @@ def claim_digests(session: Session, owner: str, due_by: datetime | None, now: da
     ``owner``'s own claims count as free (a round that failed to record its sends)."""
     free = or_(Digest.lease_until.is_(None), Digest.lease_until <= now,
                Digest.lease_owner == owner)
-    pick = select(Digest.id).where(Digest.sent_at.is_(None), free)
+    pick = select(Digest.id).where(_pending(), free)
     if due_by is not None:
         pick = pick.where(Digest.next_attempt_at <= due_by)
     claimed = session.scalars(
@@ -90,30 +102,39 @@ def claim_digests(session: Session, owner: str, due_by: datetime | None, now: da
     return sorted((_row(d) for d in claimed), key=lambda d: d.id)
 
 
-def digest_counts(session: Session) -> tuple[int, datetime | None]:
-    """How many digests are pending, and when the last one was sent (None: never)."""
-    pending = session.scalar(select(func.count()).where(Digest.sent_at.is_(None))) or 0
-    return pending, session.scalar(select(func.max(Digest.sent_at)))
+@dataclass(frozen=True)
+class DigestCounts:
+    pending: int
+    failed: int  # given up for good (see mark_digest_given_up)
+    last_sent_at: datetime | None
+
+
+def digest_counts(session: Session) -> DigestCounts:
+    """How many digests are pending and failed, and when the last one was sent."""
+    pending, failed, last = session.execute(select(
+        func.count().filter(_pending()), func.count().filter(Digest.failed_at.is_not(None)),
+        func.max(Digest.sent_at))).one()
+    return DigestCounts(pending or 0, failed or 0, last)
 
 
 def recipients_waiting(session: Session) -> set[str]:
-    """The recipients with a digest not yet sent."""
-    return set(session.scalars(select(Digest.recipient).where(Digest.sent_at.is_(None))
-                               .distinct()))
+    """The recipients with a digest pending."""
+    return set(session.scalars(select(Digest.recipient).where(_pending()).distinct()))
 
 
 def next_digest_attempt_at(session: Session) -> datetime | None:
     """When the soonest pending digest is due to be tried (again), or None."""
-    return session.scalar(select(func.min(Digest.next_attempt_at))
-                          .where(Digest.sent_at.is_(None)))
+    return session.scalar(select(func.min(Digest.next_attempt_at)).where(_pending()))
 
 
-def list_digests(session: Session, *, pending: bool = False,
+def list_digests(session: Session, *, pending: bool = False, failed: bool = False,
                  limit: int | None = None) -> list[DigestRow]:
-    """Digests, newest first."""
+    """Digests, newest first (only the pending ones, only the failed ones)."""
     q = select(Digest).order_by(Digest.id.desc())
     if pending:
-        q = q.where(Digest.sent_at.is_(None))
+        q = q.where(_pending())
+    if failed:
+        q = q.where(Digest.failed_at.is_not(None))
     if limit:
         q = q.limit(limit)
     return [_row(d) for d in session.scalars(q)]
@@ -143,3 +164,24 @@ def mark_digest_failed(session: Session, digest_id: int, error: str,
     session.execute(update(Digest).where(Digest.id == digest_id).values(
         attempts=Digest.attempts + 1, last_error=error[:2000], next_attempt_at=retry_at,
         lease_owner=None, lease_until=None))
+
+
+def mark_digest_given_up(session: Session, digest_id: int, error: str, now: datetime) -> int:
+    """The server refused the digest for good: it is failed (never tried again), with
+    why, and its alerts go to the recipient's next digest: each once only, so those a
+    failed digest gave back before stay with this one. Returns how many were given
+    back."""
+    digest = session.execute(update(Digest).where(Digest.id == digest_id).values(
+        failed_at=now, attempts=Digest.attempts + 1, last_error=error[:2000],
+        lease_owner=None, lease_until=None).returning(Digest.recipient)).one()
+    freed_before = select(FreedAlert.alert_id).where(FreedAlert.recipient == digest.recipient)
+    alert_ids = list(session.scalars(
+        select(DigestAlert.alert_id).where(DigestAlert.digest_id == digest_id,
+                                           DigestAlert.alert_id.not_in(freed_before))))
+    for start in range(0, len(alert_ids), 500):  # under every driver's bind limit
+        chunk = alert_ids[start:start + 500]
+        session.execute(delete(DigestAlert).where(DigestAlert.digest_id == digest_id,
+                                                  DigestAlert.alert_id.in_(chunk)))
+        session.execute(insert(FreedAlert), [{"alert_id": a, "recipient": digest.recipient}
+                                             for a in chunk])
+    return len(alert_ids)
