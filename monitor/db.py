@@ -187,3 +187,25 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     if before != after:
         log.info("database %s upgraded from %s to %s", describe(engine), before, after)
     return before, after
+
+
+def backup(engine: Engine, target: Path) -> int:
+    """Copy the SQLite database into the new file ``target``, consistent and compact
+    (``VACUUM INTO``: one read transaction, so a daemon may go on writing meanwhile).
+    Returns the copy's size in bytes. Raises StoreError: PostgreSQL (use pg_dump), a
+    ``target`` that exists, or the copy failed."""
+    if engine.dialect.name != "sqlite":
+        raise StoreError(
+            f"{describe(engine)}: `monitor db backup` copies SQLite files; back PostgreSQL up "
+            f"with pg_dump (pg_dump -Fc -f {target} DATABASE_URL) and restore with "
+            "pg_restore", hint="")
+    if target.exists():
+        raise StoreError(f"{target} exists: a backup goes to a new file", hint="")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("VACUUM INTO ?", (str(target),))
+    except SQLAlchemyError as exc:
+        raise StoreError(f"{describe(engine)}: backup to {target} failed: {reason(exc)}",
+                         hint="") from exc
+    return target.stat().st_size

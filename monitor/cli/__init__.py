@@ -6,7 +6,7 @@ could not be sent (it stays pending and is retried).
 
     __init__.py   the parser, logging, dispatch and error handling
     common.py     exit codes, JSON output, opening a database whose schema is current
-    daemon.py     run, seeds load, db upgrade, config show
+    daemon.py     run, seeds load, db upgrade, db backup, config show
     status.py     status
     feeds.py      feeds list, feeds forget, feeds poll
     items.py      items list, items refetch
@@ -35,7 +35,13 @@ from monitor.cli.common import (
     EXIT_SEEDS,
     EXIT_STORE,
 )
-from monitor.cli.daemon import cmd_config_show, cmd_db_upgrade, cmd_run, cmd_seeds_load
+from monitor.cli.daemon import (
+    cmd_config_show,
+    cmd_db_backup,
+    cmd_db_upgrade,
+    cmd_run,
+    cmd_seeds_load,
+)
 from monitor.cli.dedup import cmd_dedup_check, cmd_dedup_reindex
 from monitor.cli.digests import cmd_digest_list, cmd_digest_preview, cmd_digest_send
 from monitor.cli.feeds import cmd_feeds_forget, cmd_feeds_list, cmd_feeds_poll
@@ -89,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     dbp = sub.add_parser("db", help="database").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     dbp.add_parser("upgrade", help="create or upgrade the schema to the newest revision")
+    bk = dbp.add_parser("backup", help="copy the SQLite database to a new file, consistent "
+                                       "and compact, while the daemon runs (PostgreSQL: "
+                                       "pg_dump)")
+    bk.add_argument("path", metavar="PATH", help="the new file")
 
     feeds = sub.add_parser("feeds", help="feeds").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -191,6 +201,7 @@ COMMANDS = {
     ("status", None): cmd_status,
     ("seeds", "load"): cmd_seeds_load,
     ("db", "upgrade"): cmd_db_upgrade,
+    ("db", "backup"): cmd_db_backup,
     ("feeds", "list"): cmd_feeds_list,
     ("feeds", "forget"): cmd_feeds_forget,
     ("feeds", "poll"): cmd_feeds_poll,

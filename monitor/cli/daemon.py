@@ -1,4 +1,5 @@
-"""Commands that set up and run the daemon: run, seeds load, db upgrade, config show."""
+"""Commands that set up and run the daemon: run, seeds load, db upgrade, db backup,
+config show."""
 
 from __future__ import annotations
 
@@ -56,6 +57,22 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace, out: TextIO) ->
         out.write(f"{where}: already at {after}\n")
     else:
         out.write(f"{where}: upgraded from {before or 'empty'} to {after}\n")
+    return EXIT_OK
+
+
+def cmd_db_backup(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from pathlib import Path
+
+    from monitor.cli.common import ready_engine
+
+    target = Path(args.path).resolve()
+    engine = ready_engine(settings)
+    try:
+        size = db.backup(engine, target)
+    finally:
+        engine.dispose()
+    out.write(f"{db.describe(engine)}: backed up to {target} ({size:,} bytes); restore by "
+              f"pointing [database] url at a copy of it (sqlite:///{target})\n")
     return EXIT_OK
 
 
