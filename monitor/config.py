@@ -11,7 +11,9 @@ absolute paths (a service manager should set the working directory).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import math
 import os
 import re
@@ -232,6 +234,19 @@ class Settings:
             "smtp": {**_asdict(self.smtp),
                      "password": "(hidden)" if self.smtp.password else "(not set)"},
         }
+
+
+    def shared_fingerprint(self) -> str:
+        """A hash of what workers sharing a database must agree on: the feeds and rules
+        the config sync writes to the shared tables, and the alerting, polling and digest
+        settings. Two workers whose configs differ only in their own concerns (where
+        they listen, how many extraction processes) have the same."""
+        shared = {"feeds": [_asdict(f) for f in self.feeds],
+                  "rules": [[r.name, r.query, list(r.recipients)] for r in self.rules],
+                  "alerts": _asdict(self.alerts), "poll": _asdict(self.poll),
+                  "digest": _asdict(self.digest)}
+        return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str)
+                              .encode()).hexdigest()
 
 
 def _asdict(obj: Any) -> dict[str, Any]:

@@ -350,3 +350,7 @@ class Worker(Base):
     started_at: Mapped[datetime]
     heartbeat_at: Mapped[datetime]
     stopped_at: Mapped[datetime | None]  # a clean exit; null while running or after a crash
+    # Settings.shared_fingerprint of the config it runs, and since when that config has
+    # been running on some worker: the newest wins (see monitor.service.startup).
+    config_hash: Mapped[str | None] = mapped_column(String(64))
+    config_since: Mapped[datetime | None]

@@ -140,7 +140,7 @@ def test_each_pending_digest_is_claimed_by_one_worker(tmp_path: Path, db_url: st
         with sessions.begin() as s:
             store.mark_digest_sent(s, a[0].id, NOW)
             assert store.release_leases(s, "a") == (0, 0, 5)
-            assert store.digest_counts(s) == (5, NOW)  # pending, last sent
+            assert store.digest_counts(s) == store.DigestCounts(5, 0, NOW)  # pending, failed, last sent
         with sessions.begin() as s:
             b = store.claim_digests(s, "b", NOW, NOW, NOW + LEASE)
         assert [d.id for d in b] == [d.id for d in a[1:]]  # the sent one is done

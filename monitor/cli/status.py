@@ -25,6 +25,12 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
         backlog = store.backlog(s, now)
         digests = store.digest_counts(s)
         next_slot = delivery.upcoming_digest_at(s, settings, now)
+        live = store.live_configs(s, now, settings.daemon.lease)
+    newest = live[0].config_hash if live else None
+    this_file = settings.shared_fingerprint()
+    config = {"newest": newest, "this_file": this_file,
+              "drift": len({w.config_hash for w in live}) > 1,
+              "older": sorted(w.id for w in live if w.config_hash != newest)}
     states: dict[str, int] = {}
     for f in feeds:
         states[f.state(now)] = states.get(f.state(now), 0) + 1
@@ -38,6 +44,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
         "failing": [{"name": f.name, "url": f.url, "consecutive_failures": f.consecutive_failures,
                      "last_error": f.last_error, "last_status": f.last_status,
                      "next_attempt_at": f.next_poll_at} for f in failing],
+        "config": config,
         "digests": {"next_slot_at": next_slot, "pending": digests.pending,
                     "failed": digests.failed, "last_sent_at": digests.last_sent_at,
                     "schedule": settings.digest.schedule, "timezone": settings.digest.timezone},
@@ -49,8 +56,20 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
     out.write(f"database: {status['database']}\n")
     out.write(f"workers: {len(running)} running\n")
     for w in status["workers"]:
+        runs = ""
+        if w["state"] == "running" and w["config_hash"]:
+            runs = f", config {w['config_hash'][:12]}" + (
+                " (OLDER than the newest: its feeds and rules are not written)"
+                if w["config_hash"] != newest else "")
         out.write(f"  {w['id']} ({w['state']}): started {ago(w['started_at'], now)}, "
-                  f"last heartbeat {ago(w['heartbeat_at'], now)}\n")
+                  f"last heartbeat {ago(w['heartbeat_at'], now)}{runs}\n")
+    if config["drift"]:
+        out.write(f"config DRIFT: running workers run {len({w.config_hash for w in live})} "
+                  f"different configs; the shared feeds and rules follow the newest, "
+                  f"{(newest or '')[:12]}; deploy one config everywhere\n")
+    if newest and this_file != newest:
+        out.write(f"note: {settings.path} ({this_file[:12]}) is not the config the "
+                  "running workers follow\n")
     counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
     out.write(f"feeds: {counts or 'none'}\n")
     out.write(f"backlog: {backlog.due} due and waiting, {backlog.polling} being polled; "

@@ -54,14 +54,18 @@ class RuleBook:
     queries: Mapping[str, str]
 
     @classmethod
-    def build(cls, rules: Sequence[RuleSettings], ids: Mapping[str, int]) -> RuleBook:
-        """Raises StoreError when a rule is not stored (the config was not synced)."""
+    def build(cls, rules: Sequence[RuleSettings], ids: Mapping[str, int], *,
+              stored_only: bool = False) -> RuleBook:
+        """Raises StoreError when a rule is not stored (the config was not synced), unless
+        ``stored_only``: then such rules are left out (a worker whose config is older
+        than the one the shared tables follow; see monitor.service.startup)."""
         missing = [r.name for r in rules if r.name not in ids]
-        if missing:
+        if missing and not stored_only:
             raise StoreError(f"rules {missing} are not in the database; start with "
                              "`monitor run`, which stores the config's rules")
-        return cls(Matcher((r.name, r.parsed) for r in rules), dict(ids),
-                   {r.name: r.query for r in rules})
+        kept = [r for r in rules if r.name in ids]
+        return cls(Matcher((r.name, r.parsed) for r in kept), dict(ids),
+                   {r.name: r.query for r in kept})
 
     def alert(self, hit: Hit) -> store.NewAlert:
         """What to store for one rule matching an item."""

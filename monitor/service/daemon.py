@@ -55,7 +55,7 @@ from monitor.service.endpoints import Endpoints
 from monitor.service.health import Health, Limits, health
 from monitor.service.metrics import Metrics
 from monitor.service.once import RunSummary, run_once
-from monitor.service.startup import sync_config
+from monitor.service.startup import Synced, sync_config
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._dispatcher: Dispatcher | None = None
         self._heartbeat_at: float | None = None  # the last renewal the database took
+        # Why the shared tables follow another worker's newer config (None: this one's).
+        self.config_stale: str | None = None
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -113,9 +115,9 @@ class Daemon:
     # --- life cycle --------------------------------------------------------------------
 
     async def serve(self, stop: asyncio.Event, install_signal_handlers: bool = True) -> None:
-        _, rules = await asyncio.to_thread(sync_config, self.sessions, self.settings,
-                                           self.clock())
         await asyncio.to_thread(self._register)
+        synced = await asyncio.to_thread(self._sync, self.settings)
+        rules = synced.rules
         endpoints = await self._start_endpoints()
         processor = Processor(self.settings.extract.workers,
                               self.settings.extract.worker_max_tasks,
@@ -264,6 +266,27 @@ class Daemon:
             if await asyncio.to_thread(claims.renew, self.sessions, self.owner, self.settings,
                                        self.clock()):
                 self._heartbeat_at = time.monotonic()
+            if self.config_stale is not None and self._dispatcher is not None:
+                await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        """A worker whose config was not the newest syncs it once the workers running
+        the newer one have stopped (a roll-back finished, a stale worker left alone)."""
+        try:
+            synced = await asyncio.to_thread(self._sync, self.settings)
+        except StoreError as exc:
+            log.error("config sync failed: %s; trying again at the next heartbeat", exc)
+            return
+        if synced.stale is None:
+            self.dispatcher.ctx.rules = synced.rules
+            log.info("config %s is the newest running now: feeds and rules synced (%s)",
+                     self.settings.path, synced.feeds.render())
+            self.dispatcher.wake()
+
+    def _sync(self, settings: Settings) -> Synced:
+        synced = sync_config(self.sessions, settings, self.clock(), owner=self.owner)
+        self.config_stale = synced.stale
+        return synced
 
     @contextlib.contextmanager
     def _quiet_when_stopping(self) -> Iterator[None]:
@@ -318,7 +341,7 @@ class Daemon:
             log.info("config %s re-read: nothing to apply", running.path)
             return
         try:
-            synced, rules = await asyncio.to_thread(sync_config, self.sessions, new, self.clock())
+            synced = await asyncio.to_thread(self._sync, new)
         except StoreError as exc:
             self.config.retry()
             log.error("config not reloaded (%s); trying again in %ss", exc,
@@ -326,7 +349,7 @@ class Daemon:
             return
         ctx = self.dispatcher.ctx
         self.settings = ctx.settings = self.digests.settings = new
-        ctx.rules = rules
+        ctx.rules = synced.rules
         if "logging.level" in changed:
             logs.setup(new.log_level, new.log_format)
         if "smtp" in changed and self._own_mailer:
@@ -336,7 +359,7 @@ class Daemon:
         self.metrics.reloads.labels("applied").inc()
         rules_changed = reload.rule_changes(running, new)
         log.info("config reloaded from %s: %s changed; feeds: %s%s", new.path,
-                 ", ".join(changed), synced.render(),
+                 ", ".join(changed), synced.feeds.render(),
                  f"; rules: {rules_changed}" if rules_changed else "")
         self.dispatcher.wake()
 

@@ -63,7 +63,7 @@ async def run_once(settings: Settings, engine: Engine, clock: Clock,
     sessions = db.session_factory(engine)
     owner = worker_id("once")
     lease = timedelta(seconds=settings.daemon.lease)
-    _, rules = sync_config(sessions, settings, clock())
+    rules = sync_config(sessions, settings, clock()).rules
     now = clock()
     try:
         with sessions.begin() as s:

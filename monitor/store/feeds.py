@@ -61,6 +61,13 @@ class FeedState:
 _PG_CONFIG_SYNC_LOCK = 0x6D6F6E63  # "monc"
 
 
+def lock_config_sync(session: Session) -> None:
+    """Take turns with other workers syncing their config, until the transaction ends
+    (a PostgreSQL advisory lock; SQLite has one writer at a time anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_PG_CONFIG_SYNC_LOCK)))
+
+
 def sync_feeds(session: Session, feeds: Sequence[FeedSettings], now: datetime) -> SyncResult:
     """Make the feeds table match the config. Feeds gone from the config are disabled,
     not deleted: their items stay, and re-adding the URL resumes their state (a
@@ -70,8 +77,7 @@ def sync_feeds(session: Session, feeds: Sequence[FeedSettings], now: datetime) -
     it, and is polled within that interval. Workers starting together on PostgreSQL
     take turns (an advisory lock held until the transaction ends), so they never insert
     the same feed twice."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(_PG_CONFIG_SYNC_LOCK)))
+    lock_config_sync(session)
     rows = {f.url: f for f in session.scalars(select(Feed))}
     result = SyncResult()
     wanted = {fs.url for fs in feeds}
