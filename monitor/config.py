@@ -145,6 +145,20 @@ class PollSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """``[retention]``: how long stored things are kept (seconds; 0: for ever). What
+    goes is the bulk (article texts, digest bodies, old worker rows); what dedup and the
+    listings need stays (see monitor.service.retention)."""
+
+    duplicate_text: int = 90 * 86400  # a duplicate's text, after it was stored
+    original_text: int = 0  # an original's text (0: kept for ever)
+    digest_bodies: int = 30 * 86400  # a sent or failed digest's message bytes
+    stopped_workers: int = 30 * 86400  # the row of a worker stopped or lost this long
+    every: int = 3600  # seconds between the daemon's pruning rounds
+    batch: int = 500  # items or digests per transaction
+
+
+@dataclass(frozen=True)
 class AlertSettings:
     """``[alerts]``: which stored originals a matching rule alerts for."""
 
@@ -209,6 +223,7 @@ class Settings:
     dedup: DedupSettings = field(default_factory=DedupSettings)
     poll: PollSettings = field(default_factory=PollSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
 
@@ -230,6 +245,7 @@ class Settings:
             "rules": [{"name": r.name, "query": r.query, "reads": str(r.parsed),
                        "recipients": list(r.recipients)} for r in self.rules],
             "alerts": _asdict(self.alerts),
+            "retention": _asdict(self.retention),
             "digest": _asdict(self.digest),
             "smtp": {**_asdict(self.smtp),
                      "password": "(hidden)" if self.smtp.password else "(not set)"},
@@ -603,6 +619,21 @@ def _alerts(doc: _Table) -> AlertSettings:
     return s
 
 
+def _retention(doc: _Table) -> RetentionSettings:
+    t = doc.section("retention")
+    d = RetentionSettings()
+    s = RetentionSettings(
+        duplicate_text=_duration(t, "duplicate_text", d.duplicate_text, minimum=0),
+        original_text=_duration(t, "original_text", d.original_text, minimum=0),
+        digest_bodies=_duration(t, "digest_bodies", d.digest_bodies, minimum=0),
+        stopped_workers=_duration(t, "stopped_workers", d.stopped_workers, minimum=0),
+        every=_duration(t, "every", d.every),
+        batch=_positive(t, "batch", d.batch),
+    )
+    t.finish()
+    return s
+
+
 def _daemon(doc: _Table) -> DaemonSettings:
     t = doc.section("daemon")
     d = DaemonSettings()
@@ -796,6 +827,7 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
         dedup=_dedup(doc),
         poll=poll,
         daemon=_daemon(doc),
+        retention=_retention(doc),
         log_level=level,
         log_format=log_format,
     )

@@ -217,6 +217,9 @@ class Item(Base):
     # Found by its feed's first parse (see Entry.backlog): for `rules test` to say why
     # such an item did not alert when its feed has alert_backlog = false.
     backlog: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    # When [retention] removed its text (now ""); its hash, band keys and shingle sketch
+    # (ItemSketch) stay, so that a late copy is still recognised.
+    text_pruned_at: Mapped[datetime | None]
 
 
 class ItemBand(Base):
@@ -233,6 +236,20 @@ class ItemBand(Base):
     key: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     item_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+
+
+class ItemSketch(Base):
+    """What near-dedup keeps of an indexed item whose text was pruned: its shingle
+    hashes (32-bit, sorted, delta-coded, compressed: see
+    :func:`monitor.dedup.fingerprint.sketch`) and word count, enough to verify a
+    candidate exactly as its text would."""
+
+    __tablename__ = "item_sketches"
+
+    item_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    words: Mapped[int] = mapped_column(Integer)
+    shingles: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class SeedBand(Base):

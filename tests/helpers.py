@@ -135,6 +135,7 @@ def write_config(
     poll: dict[str, object] | None = None,
     daemon: dict[str, object] | None = None,
     logging: dict[str, object] | None = None,
+    extra: dict[str, dict[str, object]] | None = None,
 ) -> Path:
     """Write a config file with the documented keys. Returns its path. Without ``rules``,
     the one rule of the default config: "Venezuela leadership". Every test server is
@@ -173,6 +174,8 @@ def write_config(
         lines += ["[[rules]]", *(f"{k} = {_toml(v)}" for k, v in r.items()), ""]
     lines += ["[digest]", *(f"{k} = {_toml(v)}" for k, v in digest.items()), ""]
     lines += ["[smtp]", *(f"{k} = {_toml(v)}" for k, v in smtp.items()), ""]
+    for section, values in (extra or {}).items():  # any other section, as given
+        lines += [f"[{section}]", *(f"{k} = {_toml(v)}" for k, v in values.items()), ""]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 

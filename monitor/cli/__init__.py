@@ -6,7 +6,7 @@ could not be sent (it stays pending and is retried).
 
     __init__.py   the parser, logging, dispatch and error handling
     common.py     exit codes, JSON output, opening a database whose schema is current
-    daemon.py     run, seeds load, db upgrade, db backup, config show
+    daemon.py     run, seeds load, db upgrade, db backup, db prune, config show
     status.py     status
     feeds.py      feeds list, feeds forget, feeds poll
     items.py      items list, items refetch
@@ -38,6 +38,7 @@ from monitor.cli.common import (
 from monitor.cli.daemon import (
     cmd_config_show,
     cmd_db_backup,
+    cmd_db_prune,
     cmd_db_upgrade,
     cmd_run,
     cmd_seeds_load,
@@ -99,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                                        "and compact, while the daemon runs (PostgreSQL: "
                                        "pg_dump)")
     bk.add_argument("path", metavar="PATH", help="the new file")
+    pr = dbp.add_parser("prune", help="remove what [retention] says has been kept long "
+                                      "enough: texts, digest bodies, old worker rows")
+    pr.add_argument("--dry-run", action="store_true",
+                    help="say what would go and how much, change nothing")
 
     feeds = sub.add_parser("feeds", help="feeds").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -202,6 +207,7 @@ COMMANDS = {
     ("seeds", "load"): cmd_seeds_load,
     ("db", "upgrade"): cmd_db_upgrade,
     ("db", "backup"): cmd_db_backup,
+    ("db", "prune"): cmd_db_prune,
     ("feeds", "list"): cmd_feeds_list,
     ("feeds", "forget"): cmd_feeds_forget,
     ("feeds", "poll"): cmd_feeds_poll,

@@ -1,5 +1,5 @@
 """Commands that set up and run the daemon: run, seeds load, db upgrade, db backup,
-config show."""
+db prune, config show."""
 
 from __future__ import annotations
 
@@ -73,6 +73,33 @@ def cmd_db_backup(settings: Settings, args: argparse.Namespace, out: TextIO) -> 
         engine.dispose()
     out.write(f"{db.describe(engine)}: backed up to {target} ({size:,} bytes); restore by "
               f"pointing [database] url at a copy of it (sqlite:///{target})\n")
+    return EXIT_OK
+
+
+def cmd_db_prune(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor import store
+    from monitor.cli.common import session_factory
+    from monitor.clock import utcnow
+    from monitor.dedup.index import Deduplicator
+    from monitor.service import retention
+
+    r = settings.retention
+    with session_factory(settings) as sessions:
+        if args.dry_run:
+            with sessions() as s:
+                due = store.prunable(s, retention.cutoffs(r, utcnow()))
+            out.write(f"would prune: {due.texts} texts ({retention.size(due.text_bytes)}), "
+                      f"{due.digests} digest bodies ({retention.size(due.digest_bytes)}), "
+                      f"{due.workers} worker rows; nothing changed\n")
+            return EXIT_OK
+        done = retention.prune(sessions, Deduplicator.from_settings(settings), r, utcnow)
+        with sessions() as s:
+            now = retention.report(s)
+    out.write(f"pruned {done.render()}\n")
+    if now.database_bytes is not None:
+        out.write(f"database: {retention.size(now.database_bytes)}"
+                  + (" (SQLite reuses the freed pages; `monitor db backup` writes a compact "
+                     "copy)" if settings.database.is_sqlite and done.freed else "") + "\n")
     return EXIT_OK
 
 

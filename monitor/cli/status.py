@@ -18,6 +18,8 @@ WORKERS_SINCE = timedelta(days=1)
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor.service import retention  # numpy, through the fingerprints: only here
+
     now = datetime.now(UTC)
     with stored(settings) as s:
         workers = store.list_workers(s, now - WORKERS_SINCE)
@@ -26,6 +28,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
         digests = store.digest_counts(s)
         next_slot = delivery.upcoming_digest_at(s, settings, now)
         live = store.live_configs(s, now, settings.daemon.lease)
+        kept = retention.report(s)
     newest = live[0].config_hash if live else None
     this_file = settings.shared_fingerprint()
     config = {"newest": newest, "this_file": this_file,
@@ -45,6 +48,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
                      "last_error": f.last_error, "last_status": f.last_status,
                      "next_attempt_at": f.next_poll_at} for f in failing],
         "config": config,
+        "storage": {"database_bytes": kept.database_bytes, "pruned_bytes": kept.freed_bytes,
+                    "last_pruned_at": kept.last_at,
+                    "last_pruned": asdict(kept.last) if kept.last else None},
         "digests": {"next_slot_at": next_slot, "pending": digests.pending,
                     "failed": digests.failed, "last_sent_at": digests.last_sent_at,
                     "schedule": settings.digest.schedule, "timezone": settings.digest.timezone},
@@ -53,7 +59,11 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
         dump(status, out)
         return EXIT_OK
     running = [w for w in status["workers"] if w["state"] == "running"]
-    out.write(f"database: {status['database']}\n")
+    size = "" if kept.database_bytes is None else f", {retention.size(kept.database_bytes)}"
+    out.write(f"database: {status['database']}{size}\n")
+    if kept.last is not None and kept.last_at is not None:
+        out.write(f"retention: pruning has freed {retention.size(kept.freed_bytes)} in all; the "
+                  f"last round {ago(kept.last_at, now)} pruned {kept.last.render()}\n")
     out.write(f"workers: {len(running)} running\n")
     for w in status["workers"]:
         runs = ""

@@ -265,6 +265,41 @@ class Fingerprinter:
         return Fingerprint(len(words), shingles, tuple(dict.fromkeys(keys)))
 
 
+# --- what is kept of a text that is pruned ---------------------------------------------------
+
+SKETCH_SHIFT = np.uint64(32)  # a sketch keeps the top 32 bits of each shingle hash
+
+
+def narrowed(fp: Fingerprint) -> Fingerprint:
+    """``fp`` with its shingles in a sketch's 32-bit space, to be compared with one."""
+    return Fingerprint(fp.words, np.unique(fp.shingles >> SKETCH_SHIFT), ())
+
+
+def sketch(fp: Fingerprint) -> bytes:
+    """The shingles of ``fp``, narrowed to 32 bits, sorted, delta-coded and compressed:
+    about half of what the text took on real articles (random hashes do not compress;
+    the deltas' high bytes do). Comparing sketches gives the exact scores but for collisions of 32-bit
+    hashes, about one in 4 million per pair of shingles."""
+    narrow = narrowed(fp).shingles.astype(np.uint32)
+    deltas = np.diff(narrow, prepend=np.uint32(0)).astype("<u4")
+    return zlib.compress(deltas.tobytes(), 9)
+
+
+def from_sketch(words: int, data: bytes) -> Fingerprint:
+    """The fingerprint a :func:`sketch` keeps (narrowed: compare it with
+    :func:`narrowed` ones). Raises ValueError for bytes that are no sketch."""
+    try:
+        raw = zlib.decompress(data)
+    except zlib.error as exc:
+        raise ValueError(f"not a shingle sketch: {exc}") from exc
+    if len(raw) % 4:
+        raise ValueError("not a shingle sketch: a partial value")
+    deltas = np.frombuffer(raw, dtype="<u4")
+    with np.errstate(over="ignore"):
+        values = np.cumsum(deltas, dtype=np.uint32)
+    return Fingerprint(words, values.astype(np.uint64), ())
+
+
 def story_key(kind: str, value: str) -> int:
     """A signed 64-bit key for one of a story's exact keys (``kind`` "guid", "url" or
     "hash"), in the space of the band keys, for locking the story while it is stored."""

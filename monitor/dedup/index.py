@@ -20,7 +20,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import store
 from monitor.config import Settings, Thresholds
-from monitor.dedup.fingerprint import Boilerplate, Fingerprint, Fingerprinter, Normalized, text_hash
+from monitor.dedup.fingerprint import (
+    Boilerplate,
+    Fingerprint,
+    Fingerprinter,
+    Normalized,
+    from_sketch,
+    narrowed,
+    text_hash,
+)
 from monitor.dedup.seeds import read_seeds
 from monitor.dedup.verdict import Match, rank
 from monitor.errors import StoreError
@@ -50,10 +58,18 @@ class Deduplicator:
         return self.fingerprinter.fingerprint(text)
 
     def matches(self, session: Session, fp: Fingerprint) -> list[NearMatch]:
-        """Verified candidates for ``fp``, best first; duplicates before the rest."""
+        """Verified candidates for ``fp``, best first; duplicates before the rest. A
+        candidate whose text was pruned is verified on the sketch kept of it, against
+        ``fp`` narrowed the same way."""
         t = self.thresholds
         cands = store.near_candidates(session, fp.band_keys, t.max_candidates)
-        return rank(fp, ((c, self.fingerprint(c.text)) for c in cands), t)
+        whole = rank(fp, ((c, self.fingerprint(c.text)) for c in cands if c.sketch is None), t)
+        kept = [(c, from_sketch(*c.sketch)) for c in cands if c.sketch is not None]
+        if not kept:
+            return whole
+        merged = whole + rank(narrowed(fp), kept, t)
+        merged.sort(key=lambda m: (m.duplicate, m.scores.similarity), reverse=True)
+        return merged
 
     def find(self, session: Session, fp: Fingerprint) -> NearMatch | None:
         """The stored text ``fp`` near-duplicates, if any."""

@@ -10,8 +10,10 @@ It holds four parts:
     health       ``/healthz`` from the dispatcher's state (:mod:`monitor.service.health`)
 
 and runs the timed jobs on an APScheduler 3.x ``AsyncIOScheduler``: the digests, the
-lease heartbeat (so that only a dead worker's claims lapse), the config watch (every
-``[daemon] config_check``, and on SIGHUP) and the backlog gauges for ``/metrics``.
+lease heartbeat (so that only a dead worker's claims lapse; a worker left on an older
+config syncs it there once it is the newest), the config watch (every ``[daemon]
+config_check``, and on SIGHUP), the backlog gauges for ``/metrics`` and retention
+(:mod:`monitor.service.retention`, every ``[retention] every`` while not busy).
 
 Several daemons may share one PostgreSQL database: each feed and each digest is claimed
 by one of them at a time. The feed queue is the database, not an APScheduler job
@@ -30,7 +32,7 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -48,7 +50,7 @@ from monitor.identity import worker_id
 from monitor.ingest.extract_pool import Processor
 from monitor.ingest.fetcher import Fetcher
 from monitor.pipeline.context import Context
-from monitor.service import claims, reload
+from monitor.service import claims, reload, retention
 from monitor.service.digest_job import JOB_ID, DigestJob
 from monitor.service.dispatch import Dispatcher
 from monitor.service.endpoints import Endpoints
@@ -83,6 +85,13 @@ async def run(
                     listen=settings.daemon.listen if listen is None else listen)
     await daemon.serve(stop or asyncio.Event(), install_signal_handlers)
     return RunSummary()
+
+
+# Retention rounds: the first this long after start at most (not on the way to the
+# first polls), each at most this long, with this pause between batches.
+PRUNE_AFTER_START = 60
+PRUNE_BUDGET_SECONDS = 60.0
+PRUNE_PAUSE_SECONDS = 0.1
 
 
 class Daemon:
@@ -170,6 +179,10 @@ class Daemon:
                       id="config", **common)
         sched.add_job(self._observe, IntervalTrigger(seconds=OBSERVE_SECONDS), id="observe",
                       next_run_time=now, **common)
+        every = self.settings.retention.every
+        sched.add_job(self._prune, IntervalTrigger(seconds=every), id="retention",
+                      next_run_time=now + timedelta(seconds=min(every, PRUNE_AFTER_START)),
+                      **common)
         sched.start()
         return sched
 
@@ -311,6 +324,33 @@ class Daemon:
             log.error("reading the backlog failed: %s", db.reason(exc))
             return
         self.metrics.observe(backlog, digests)
+
+    async def _prune(self) -> None:
+        """[retention]: batches while this worker is not busy (fewer polls in flight than
+        its window, nothing stopping), for PRUNE_BUDGET_SECONDS at most a round: the
+        rest waits for the next round."""
+        d = self.dispatcher
+        if len(d.polls) >= d.window():
+            log.info("retention: this worker is busy; pruning waits for the next round")
+            return
+        started = time.monotonic()
+
+        def go_on() -> bool:
+            return (not self.stopping and len(d.polls) < d.window()
+                    and time.monotonic() - started < PRUNE_BUDGET_SECONDS)
+
+        with self._quiet_when_stopping():
+            try:
+                done = await asyncio.to_thread(
+                    retention.prune, self.sessions, d.ctx.dedup, self.settings.retention,
+                    self.clock, go_on=go_on, pause=PRUNE_PAUSE_SECONDS)
+            except SQLAlchemyError as exc:
+                log.error("retention: pruning failed: %s; trying again in %ss", db.reason(exc),
+                          self.settings.retention.every)
+                return
+            if done:
+                log.info("retention: pruned %s in %.1fs", done.render(),
+                         time.monotonic() - started)
 
     # --- reload ------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ the caller owns the transaction.
     seeds   the seed corpus
     items   exact-dedup lookups, insertion, listing, "also reported by"
     refetch items fetched again: a new text, a new place in its story
+    retention texts, digest bodies and worker rows removed after [retention]
     near    the near-duplicate index (band keys) and its lookup
     rules   rules from the config and the alerts they raise
     digests digest emails: composed, pending, sent
@@ -116,6 +117,17 @@ from monitor.store.refetch import (
     record_page,
     stored_item,
 )
+from monitor.store.retention import (
+    Cutoffs,
+    Prunable,
+    TextToPrune,
+    database_size,
+    prunable,
+    prune_digest_bodies,
+    prune_texts,
+    prune_workers,
+    texts_to_prune,
+)
 from monitor.store.rules import (
     AlertRow,
     MatchableItem,
@@ -145,6 +157,7 @@ __all__ = [
     "AlertRow",
     "Backlog",
     "Copy",
+    "Cutoffs",
     "DigestCounts",
     "DigestRow",
     "FeedRow",
@@ -160,9 +173,11 @@ __all__ = [
     "NewItem",
     "NewText",
     "PageFields",
+    "Prunable",
     "Ref",
     "StoredItem",
     "SyncResult",
+    "TextToPrune",
     "WaitingEntry",
     "WorkerRow",
     "add_alerts",
@@ -175,6 +190,7 @@ __all__ = [
     "claim_entries",
     "claim_feeds",
     "count_alerts",
+    "database_size",
     "delete_meta",
     "digest_counts",
     "digest_message",
@@ -215,6 +231,10 @@ __all__ = [
     "next_due_at",
     "next_entry_due_at",
     "promote",
+    "prunable",
+    "prune_digest_bodies",
+    "prune_texts",
+    "prune_workers",
     "recipients_waiting",
     "record_entries",
     "record_feed_failure",
@@ -238,6 +258,7 @@ __all__ = [
     "stored_item",
     "sync_feeds",
     "sync_rules",
+    "texts_to_prune",
     "undelivered_alerts",
     "upsert_seed",
     "wait_entry",

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from monitor.models import Feed, Item, ItemBand, Meta, Seed, SeedBand
+from monitor.models import Feed, Item, ItemBand, ItemSketch, Meta, Seed, SeedBand
 from monitor.store.items import Ref
 
 
@@ -37,6 +37,8 @@ class NearCandidate:
     text: str
     title: str | None
     feed: str | None  # the item's feed name; None for a seed
+    # An item whose text was pruned: (words, shingle sketch), what near-dedup kept.
+    sketch: tuple[int, bytes] | None = None
 
 
 def get_meta(session: Session, name: str, *, lock: bool = False) -> str | None:
@@ -124,8 +126,8 @@ def indexable_items(session: Session, after_id: int, limit: int) -> list[tuple[i
     """(id, text) of items the near-duplicate index should hold, in id order: originals
     and near duplicates (exact, URL and GUID copies add nothing to find)."""
     q = (select(Item.id, Item.text)
-         .where(Item.id > after_id,
-                or_(Item.status == "new", Item.dedup_method == "near"))
+         .where(Item.id > after_id, Item.text_pruned_at.is_(None),  # their keys cannot be
+                or_(Item.status == "new", Item.dedup_method == "near"))  # computed again
          .order_by(Item.id).limit(limit))
     return [(i, t) for i, t in session.execute(q)]
 
@@ -149,16 +151,18 @@ def _near_candidates_query() -> Select[tuple[Any, ...]]:
                Feed.name.label("feed"), func.coalesce(Item.canonical_url, Item.url).label("url"),
                orig.id.label("orig_item"), func.coalesce(orig.canonical_url, orig.url)
                .label("orig_item_url"), orig_seed.id.label("orig_seed"),
-               orig_seed.source_url.label("orig_seed_url"), orig_seed.name.label("orig_seed_name"))
+               orig_seed.source_url.label("orig_seed_url"), orig_seed.name.label("orig_seed_name"),
+               ItemSketch.words.label("sketch_words"), ItemSketch.shingles.label("sketch"))
         .join(item_hits, item_hits.c.id == Item.id)
         .join(Feed, Feed.id == Item.feed_id)
+        .outerjoin(ItemSketch, ItemSketch.item_id == Item.id)
         .outerjoin(orig, orig.id == Item.duplicate_of_item_id)
         .outerjoin(orig_seed, orig_seed.id == Item.duplicate_of_seed_id)
     )
     seeds = (
         select(literal("seed").label("kind"), Seed.id, seed_hits.c.hits, Seed.text, Seed.title,
                null().label("feed"), Seed.source_url.label("url"), null(), null(), null(), null(),
-               Seed.name.label("seed_name"))
+               Seed.name.label("seed_name"), null(), null())
         .join(seed_hits, seed_hits.c.id == Seed.id)
     )
     return union_all(items, seeds).subquery().select()
@@ -185,6 +189,8 @@ def near_candidates(session: Session, keys: Sequence[int], limit: int) -> list[N
                 original = Ref("seed", row.orig_seed, row.orig_seed_url, row.orig_seed_name)
             else:
                 original = ref
-        found.append(NearCandidate(ref, original, row.hits, row.text, row.title, row.feed))
+        kept = (row.sketch_words, row.sketch) if row.sketch is not None else None
+        found.append(NearCandidate(ref, original, row.hits, row.text, row.title, row.feed,
+                                   kept))
     found.sort(key=lambda c: (-c.hits, c.ref.kind != "seed", c.ref.id))
     return found[:limit]

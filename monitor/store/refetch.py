@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from monitor.models import Feed, Item, ItemBand
+from monitor.models import Feed, Item, ItemBand, ItemSketch
 from monitor.store.items import Ref
 
 
@@ -118,7 +118,9 @@ def record_page(session: Session, item_id: int, page: PageFields,
     if text is not None:
         values.update(text=text.text, text_source=text.text_source, text_hash=text.text_hash,
                       canonical_url=text.canonical_url, language=text.language,
-                      site_name=text.site_name)
+                      site_name=text.site_name, text_pruned_at=None)
+        # A text again: what retention kept in place of the old one goes.
+        session.execute(delete(ItemSketch).where(ItemSketch.item_id == item_id))
     session.execute(update(Item).where(Item.id == item_id).values(**values))
 
 
