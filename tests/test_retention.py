@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from monitor import db, store
 from monitor.config import load_settings
-from monitor.models import Digest, Item, ItemSketch, Seed
+from monitor.models import Digest, Item, ItemBand, ItemSketch, Seed
 
 TEXT = article(1, paragraphs=6)
 
@@ -84,13 +84,14 @@ def test_pruned_texts_keep_what_dedup_needs_and_late_copies_are_recognised(
     assert code == 0 and re.search(r"pruned 4 texts \(\d", out), out
     pruned = {i["guid"]: i for i in json_lines(config, "items", "list", "--text")}
     assert all(i["text"] == "" for i in pruned.values())
-    # The rows, their verdicts and alerts stay; the hash and band keys too; the
-    # indexed ones (originals, near copies) keep a sketch of their shingles.
+    # The rows, their verdicts, alerts and hashes stay; the originals keep their band
+    # keys and a sketch of their shingles; the copies' band keys go with their text.
     assert {g: (i["status"], i["dedup_method"]) for g, i in pruned.items()} \
         == {g: (i["status"], i["dedup_method"]) for g, i in items.items()}
     assert json_lines(config, "alerts", "list") == alerts_before
     sketched = {r[0] for r in rows(config, ItemSketch.item_id)}
-    assert sketched == {items[g]["id"] for g in ("a", "c", "o")}
+    assert sketched == {items[g]["id"] for g in ("a", "o")}
+    assert {r[0] for r in rows(config, ItemBand.item_id)} == sketched
     assert all(h for (h,) in rows(config, Item.text_hash))
     assert rows(config, func.count(), where=Seed.text == "") == [(0,)]  # seeds: never
     assert cli(config, "db", "prune")[1].startswith("pruned 0 texts")  # nothing left

@@ -1,10 +1,12 @@
 """Retention: what ``[retention]`` says has been kept long enough is removed, a batch per
 transaction, by ``monitor db prune`` or by the daemon at quiet moments.
 
-An item whose text goes keeps its row (title, URLs, feed, dedup verdict, alerts), its
-text hash and band keys, and, when it is indexed (an original or a near duplicate), a
-sketch of its shingles: a late copy of it is still found (by hash, URL, GUID or band
-keys) and verified exactly (:meth:`monitor.dedup.index.Deduplicator.matches`). Digests
+An item whose text goes keeps its row (title, URLs, feed, dedup verdict, alerts) and its
+text hash; an original also keeps its band keys and a sketch of its shingles, so a late
+copy of the story is still found (by hash, URL, GUID or band keys) and verified exactly
+(:meth:`monitor.dedup.index.Deduplicator.matches`). A copy's band keys go with its
+text: with neither text nor sketch they could find nothing, and its original carries
+the story's. Digests
 sent or failed keep their row and alerts but not their bytes; stopped workers' rows go.
 Seeds are never pruned. What was freed is recorded in ``meta`` for ``monitor status``.
 """
@@ -72,7 +74,7 @@ def prune_batch(sessions: sessionmaker[Session], dedup: Deduplicator,
         due = store.texts_to_prune(s, c, settings.batch)
         sketches: dict[int, tuple[int, bytes] | None] = {}
         for t in due:
-            fp = dedup.fingerprint(t.text) if t.indexed else None
+            fp = dedup.fingerprint(t.text) if t.original else None
             sketches[t.id] = (fp.words, sketch(fp)) if fp is not None and fp.band_keys else None
         text_bytes = store.prune_texts(s, sketches, now)
     with sessions.begin() as s:

@@ -1,8 +1,9 @@
 """Retention: the bulk of what is stored, removed once ``[retention]`` says it has been
-kept long enough, a batch per transaction: item texts (the row, its keys and a shingle
-sketch stay), the bodies of digests sent or failed, the rows of workers long stopped.
-Seeds are never pruned. Batches are claimed with ``FOR UPDATE SKIP LOCKED`` on
-PostgreSQL, so workers pruning at once take different rows."""
+kept long enough, a batch per transaction: item texts (the row and its hash stay; an
+original keeps its band keys and a shingle sketch), the bodies of digests sent or
+failed, the rows of workers long stopped. Seeds are never pruned. Batches are claimed
+with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so workers pruning at once take
+different rows."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from monitor.models import Digest, Item, ItemSketch, Worker
+from monitor.models import Digest, Item, ItemBand, ItemSketch, Worker
 from monitor.store.leases import rowcount
 
 
@@ -40,7 +41,7 @@ def _texts_due(c: Cutoffs) -> ColumnElement[bool] | None:
 class TextToPrune:
     id: int
     text: str
-    indexed: bool  # it has band keys (an original or a near duplicate): keep a sketch
+    original: bool  # an original keeps a sketch; a copy's band keys go with its text
 
 
 def texts_to_prune(session: Session, cutoffs: Cutoffs, limit: int) -> list[TextToPrune]:
@@ -49,21 +50,24 @@ def texts_to_prune(session: Session, cutoffs: Cutoffs, limit: int) -> list[TextT
     due = _texts_due(cutoffs)
     if due is None:
         return []
-    q = (select(Item.id, Item.text, Item.status, Item.dedup_method).where(due)
+    q = (select(Item.id, Item.text, Item.status).where(due)
          .order_by(Item.id).limit(limit).with_for_update(skip_locked=True))
-    return [TextToPrune(i, t, status == "new" or method == "near")
-            for i, t, status, method in session.execute(q)]
+    return [TextToPrune(i, t, status == "new") for i, t, status in session.execute(q)]
 
 
 def prune_texts(session: Session, sketches: Mapping[int, tuple[int, bytes] | None],
                 now: datetime) -> int:
     """Remove the texts of the items ``sketches`` names, keeping for each its sketch
-    (words, shingles) when given. Returns the bytes of text removed."""
+    (words, shingles) when given; an item given none loses its band keys too (a copy:
+    its original carries the story's). Returns the bytes of text removed."""
     ids = list(sketches)
     if not ids:
         return 0
     freed = session.scalar(select(func.sum(func.length(Item.text))).where(Item.id.in_(ids)))
     session.execute(update(Item).where(Item.id.in_(ids)).values(text="", text_pruned_at=now))
+    bare = [i for i, k in sketches.items() if k is None]
+    if bare:
+        session.execute(delete(ItemBand).where(ItemBand.item_id.in_(bare)))
     rows = [{"item_id": i, "words": k[0], "shingles": k[1]}
             for i, k in sketches.items() if k is not None]
     if rows:
