@@ -43,7 +43,7 @@ from sqlalchemy import Engine, text
 
 from monitor import db, store
 from monitor.config import FeedSettings, RetentionSettings
-from monitor.dedup.index import Deduplicator
+from monitor.dedup.index import INDEX_VERSION_KEY, Deduplicator
 from monitor.service import retention
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +87,9 @@ def load(engine: Engine, n: int, dedup: Deduplicator) -> float:
     started = time.perf_counter()
     with sessions.begin() as s:
         store.sync_feeds(s, [FeedSettings("bench", "http://bench.invalid/f", 900)], NOW)
+        # The keys below are the current index's: a daemon starting on it must not
+        # rebuild it (an index of another version would be).
+        store.set_meta(s, INDEX_VERSION_KEY, dedup.fingerprinter.version)
     originals: list[int] = []
     for start in range(0, n, 500):
         with sessions.begin() as s:

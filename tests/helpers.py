@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -110,6 +112,15 @@ class Daemon:
             self.proc.kill()
             self.proc.wait(30)
         self._log.close()
+
+
+def healthz(base: str) -> tuple[int, dict[str, Any]]:
+    """A daemon's /healthz at ``base``: its status code and its JSON."""
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def json_lines(config: Path, *args: str) -> list[dict[str, Any]]:

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import re
 import socket
 import sqlite3
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import LocalServer, Route
-from helpers import Daemon, Entry, json_lines, rss, write_config
+from helpers import Daemon, Entry, healthz, json_lines, rss, write_config
 from sqlalchemy.engine import make_url
 
 # Distinct texts, so that no story is taken for a near-duplicate of another.
@@ -156,14 +153,6 @@ class Proxy:
         for sock in (src, dst):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-
-
-def healthz(base: str) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 @pytest.mark.timeout(90)

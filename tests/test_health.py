@@ -4,28 +4,17 @@ nothing moving for longer than any step may take, or a silent database, is not."
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import LocalServer, Route
-from helpers import Daemon, Entry, rss, write_config
+from helpers import Daemon, Entry, healthz, rss, write_config
 
 from monitor.service.health import Limits, health
 
 LIMITS = Limits.of(heartbeat_seconds=30, fetch_timeout=30, extract_timeout=60)
-
-
-def healthz(base: str) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(f"{base}/healthz", timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 @pytest.mark.timeout(150)

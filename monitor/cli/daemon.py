@@ -94,10 +94,10 @@ def cmd_db_prune(settings: Settings, args: argparse.Namespace, out: TextIO) -> i
             return EXIT_OK
         done = retention.prune(sessions, Deduplicator.from_settings(settings), r, utcnow)
         with sessions() as s:
-            now = retention.report(s)
+            after = retention.report(s)
     out.write(f"pruned {done.render()}\n")
-    if now.database_bytes is not None:
-        out.write(f"database: {retention.size(now.database_bytes)}"
+    if after.database_bytes is not None:
+        out.write(f"database: {retention.size(after.database_bytes)}"
                   + (" (SQLite reuses the freed pages; `monitor db backup` writes a compact "
                      "copy)" if settings.database.is_sqlite and done.freed else "") + "\n")
     return EXIT_OK

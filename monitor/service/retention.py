@@ -71,6 +71,10 @@ def prune_batch(sessions: sessionmaker[Session], dedup: Deduplicator,
     """One batch of each kind, each in a transaction of its own. Raises SQLAlchemyError."""
     c = cutoffs(settings, now)
     with sessions.begin() as s:
+        # Band keys go with copies' texts: never while the index is being rebuilt
+        # (which rewrites every item's keys: the two deadlocked on PostgreSQL, seen in
+        # benchmarks/retention.py). Waits for the rebuild, as seed loading does.
+        store.lock_near_index(s)
         due = store.texts_to_prune(s, c, settings.batch)
         sketches: dict[int, tuple[int, bytes] | None] = {}
         for t in due:
