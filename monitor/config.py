@@ -145,6 +145,19 @@ class PollSettings:
 
 
 @dataclass(frozen=True)
+class StorySettings:
+    """``[stories]``: grouping the write-ups of one event (see monitor.stories)."""
+
+    enabled: bool = True
+    # An article joins only a story last reported this long before it (by published
+    # time, else first seen) at most: the same kind of event months apart is another.
+    window: int = 3 * 86400
+    # 0.5 x cosine(all words) + 0.5 x cosine(names and numbers) with the story's
+    # centroid, at least this: docs/stories.md has the numbers behind it.
+    threshold: float = 0.33
+
+
+@dataclass(frozen=True)
 class RetentionSettings:
     """``[retention]``: how long stored things are kept (seconds; 0: for ever). What
     goes is the bulk (article texts, digest bodies, old worker rows); what dedup and the
@@ -224,6 +237,7 @@ class Settings:
     poll: PollSettings = field(default_factory=PollSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    stories: StorySettings = field(default_factory=StorySettings)
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
 
@@ -246,6 +260,7 @@ class Settings:
                        "recipients": list(r.recipients)} for r in self.rules],
             "alerts": _asdict(self.alerts),
             "retention": _asdict(self.retention),
+            "stories": _asdict(self.stories),
             "digest": _asdict(self.digest),
             "smtp": {**_asdict(self.smtp),
                      "password": "(hidden)" if self.smtp.password else "(not set)"},
@@ -260,7 +275,7 @@ class Settings:
         shared = {"feeds": [_asdict(f) for f in self.feeds],
                   "rules": [[r.name, r.query, list(r.recipients)] for r in self.rules],
                   "alerts": _asdict(self.alerts), "poll": _asdict(self.poll),
-                  "digest": _asdict(self.digest)}
+                  "digest": _asdict(self.digest), "stories": _asdict(self.stories)}
         return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str)
                               .encode()).hexdigest()
 
@@ -619,6 +634,16 @@ def _alerts(doc: _Table) -> AlertSettings:
     return s
 
 
+def _stories(doc: _Table) -> StorySettings:
+    t = doc.section("stories")
+    d = StorySettings()
+    s = StorySettings(enabled=t.get("enabled", bool, d.enabled),
+                      window=_duration(t, "window", d.window, minimum=60),
+                      threshold=_fraction(t, "threshold", d.threshold))
+    t.finish()
+    return s
+
+
 def _retention(doc: _Table) -> RetentionSettings:
     t = doc.section("retention")
     d = RetentionSettings()
@@ -828,6 +853,7 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
         poll=poll,
         daemon=_daemon(doc),
         retention=_retention(doc),
+        stories=_stories(doc),
         log_level=level,
         log_format=log_format,
     )

@@ -212,6 +212,7 @@ SECTIONS: dict[str, list[str]] = {
                "retry_max", "give_up_after", "max_alerts"],
     "smtp": ["host", "port", "security", "username", "password_env", "timeout", "ca_file"],
     "alerts": ["max_age"],
+    "stories": ["enabled", "window", "threshold"],
     "retention": ["duplicate_text", "original_text", "digest_bodies", "stopped_workers",
                   "every", "batch"],
 }
