@@ -164,6 +164,48 @@ class Seed(Base):
     source_url: Mapped[str | None] = mapped_column(Text, index=True)  # canonical form
     published_at: Mapped[datetime | None]
     loaded_at: Mapped[datetime]
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"), index=True)
+
+
+class Story(Base):
+    """The write-ups of one event, across outlets (monitor.stories): what its articles
+    say, summed (``centroid``, JSON), and when it was reported."""
+
+    __tablename__ = "stories"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    title: Mapped[str | None] = mapped_column(Text)  # its first article's
+    language: Mapped[str | None] = mapped_column(String(16))
+    first_at: Mapped[datetime]  # its earliest article's time (published, else first seen)
+    last_at: Mapped[datetime] = mapped_column(index=True)  # its latest article's
+    items: Mapped[int] = mapped_column(Integer)  # articles, copies included
+    created_at: Mapped[datetime]
+    centroid: Mapped[str] = mapped_column(Text)
+
+
+class StoryTerm(Base):
+    """A story's heaviest terms: the index by which an article finds its candidates.
+    The primary key is the lookup index (``term`` first; WITHOUT ROWID on SQLite)."""
+
+    __tablename__ = "story_terms"
+    __table_args__ = (Index(None, "story_id"), {"sqlite_with_rowid": False})
+
+    term: Mapped[str] = mapped_column(Text, primary_key=True)
+    story_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("stories.id", ondelete="CASCADE"), primary_key=True,
+        autoincrement=False)
+
+
+class TermFrequency(Base):
+    """In how many stored articles each term occurs, per space (0: all words, 1: names);
+    the row (0, "") counts the articles. Kept up to date in batches by each worker."""
+
+    __tablename__ = "term_frequencies"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012
+
+    space: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    term: Mapped[str] = mapped_column(Text, primary_key=True)
+    docs: Mapped[int] = mapped_column(BigInteger)
 
 
 class Item(Base):
@@ -220,6 +262,9 @@ class Item(Base):
     # When [retention] removed its text (now ""); its hash, band keys and shingle sketch
     # (ItemSketch) stay, so that a late copy is still recognised.
     text_pruned_at: Mapped[datetime | None]
+    # The story it reports (a copy: its original's). Null only until the start-up after
+    # an upgrade has given every stored item one (monitor.stories.joining).
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"), index=True)
 
 
 class ItemBand(Base):

@@ -5,6 +5,7 @@ and polls; a broken installation is a clear error (exit 3), not a traceback."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -23,8 +24,17 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dependencies come from this venv (a .pth), so nothing is downloaded. Returns its
     ``monitor`` command."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources, and
+    # two test processes building at once would share them.
+    source = tmp / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("monitor", "alembic", "seeds"):
+        shutil.copytree(ROOT / name, source / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp / "dist"), str(ROOT)], check=True, cwd=tmp,
+                    "-q", "-w", str(tmp / "dist"), str(source)], check=True, cwd=tmp,
                    capture_output=True)
     [wheel] = (tmp / "dist").glob("monitor-*.whl")
     venv = tmp / "venv"

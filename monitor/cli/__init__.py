@@ -11,6 +11,7 @@ could not be sent (it stays pending and is retried).
     feeds.py      feeds list, feeds forget, feeds poll
     items.py      items list, items refetch
     dedup.py      dedup check, dedup reindex
+    stories.py    stories list, stories show, stories check
     alerts.py     rules test, rules list, alerts list
     digests.py    digest send, digest preview, digest list
 """
@@ -48,6 +49,7 @@ from monitor.cli.digests import cmd_digest_list, cmd_digest_preview, cmd_digest_
 from monitor.cli.feeds import cmd_feeds_forget, cmd_feeds_list, cmd_feeds_poll
 from monitor.cli.items import cmd_items_list, cmd_items_refetch
 from monitor.cli.status import cmd_status
+from monitor.cli.stories import cmd_stories_check, cmd_stories_list, cmd_stories_show
 from monitor.config import config_path, load_settings
 from monitor.errors import (
     ConfigError,
@@ -152,6 +154,29 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--json", action="store_true", help="print one JSON object")
     dedup.add_parser("reindex", help="recompute the near-duplicate index of all seeds and items")
 
+    stories = sub.add_parser("stories", help="the write-ups of one event, across outlets"
+                             ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    sl = stories.add_parser("list", help="stories, last reported first")
+    sl.add_argument("--json", action="store_true", help="one JSON object per line")
+    sl.add_argument("--since", metavar="DURATION", help="only stories reported in the last "
+                                                         "DURATION (7d)")
+    sl.add_argument("--min-outlets", type=int, default=0, metavar="N",
+                    help="only stories carried by at least N feeds")
+    sl.add_argument("--limit", type=int, metavar="N", help="at most N stories")
+    ss = stories.add_parser("show", help="one story: its items, outlets and copies")
+    ss.add_argument("id", type=int, metavar="ID")
+    ss.add_argument("--json", action="store_true", help="one JSON object")
+    sc = stories.add_parser("check", help="which story a text would join, and why")
+    sc.add_argument("source", metavar="PATH_OR_URL",
+                    help="a text or HTML file, - for standard input, or an http(s) URL")
+    sc.add_argument("--title", help="the article's title (it counts with the text)")
+    sc.add_argument("--at", metavar="DATE", help="the article's time, ISO 8601 (default "
+                                                 "now): stories reported within [stories] "
+                                                 "window before it are its candidates")
+    sc.add_argument("--top", type=int, default=5, metavar="N",
+                    help="candidate stories to show (default 5)")
+    sc.add_argument("--json", action="store_true", help="one JSON object")
+
     rules = sub.add_parser("rules", help="alert rules").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     rt = rules.add_parser(
@@ -215,6 +240,9 @@ COMMANDS = {
     ("items", "refetch"): cmd_items_refetch,
     ("dedup", "check"): cmd_dedup_check,
     ("dedup", "reindex"): cmd_dedup_reindex,
+    ("stories", "list"): cmd_stories_list,
+    ("stories", "show"): cmd_stories_show,
+    ("stories", "check"): cmd_stories_check,
     ("rules", "test"): cmd_rules_test,
     ("rules", "list"): cmd_rules_list,
     ("alerts", "list"): cmd_alerts_list,

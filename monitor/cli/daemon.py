@@ -33,12 +33,14 @@ def cmd_run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
 def cmd_seeds_load(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     from monitor.clock import utcnow
     from monitor.dedup.index import Deduplicator, load_seeds
+    from monitor.stories.joining import Stories, give_stories
 
     engine = db.make_engine(settings.database.url)
     try:
         db.upgrade(engine)
-        counts = load_seeds(db.session_factory(engine), settings,
-                            Deduplicator.from_settings(settings), utcnow())
+        sessions = db.session_factory(engine)
+        counts = load_seeds(sessions, settings, Deduplicator.from_settings(settings), utcnow())
+        give_stories(sessions, Stories(settings.stories), utcnow)
     finally:
         engine.dispose()
     out.write(f"seeds from {settings.seeds_path}: {counts['added']} added, "

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from monitor.dedup.index import NearMatch
 
 
-def _read_source(source: str, settings: Settings) -> tuple[str, str | None]:
+def read_source(source: str, settings: Settings) -> tuple[str, str | None]:
     """(text, canonical URL) of what ``dedup check`` was given. Raises InputError,
     FetchError or ExtractionError."""
     if source.startswith(("http://", "https://")):
@@ -57,7 +57,7 @@ def cmd_dedup_check(settings: Settings, args: argparse.Namespace, out: TextIO) -
     from monitor.dedup.decision import explain
     from monitor.dedup.index import Deduplicator
 
-    text, canonical = _read_source(args.source, settings)
+    text, canonical = read_source(args.source, settings)
     dedup = Deduplicator.from_settings(settings)
     with stored(settings) as s:
         ex = explain(s, dedup, text, canonical)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import store
@@ -26,6 +27,7 @@ from monitor.ingest.articles import Article
 from monitor.ingest.extract_pool import Processor
 from monitor.ingest.fetcher import Fetcher, FetchResult
 from monitor.rules import Hit, Matcher
+from monitor.stories.joining import Stories
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,8 @@ class Context:
     # One thread runs every poll's reads and its storing transaction, in turn: the event
     # loop goes on fetching meanwhile, and a process never races itself for SQLite's lock.
     store_thread: ThreadPoolExecutor = field(init=False)
+    # Which story each stored article joins; counts terms for the shared frequencies.
+    stories: Stories = field(init=False)
 
     # Outcomes of polls that found nothing to store, recorded together (see record_soon).
     _outcomes: list[tuple[Callable[[Session], bool], asyncio.Future[bool]]] = field(
@@ -106,6 +110,7 @@ class Context:
     def __post_init__(self) -> None:
         self.page_slots = asyncio.Semaphore(PAGES_AHEAD_PER_WORKER * self.processor.workers)
         self.store_thread = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self.stories = Stories(self.settings.stories)
 
     def entry_room(self) -> int:
         """How many more entries to claim now: none while more than half of
@@ -166,8 +171,20 @@ class Context:
         return await asyncio.get_running_loop().run_in_executor(self.store_thread, run, fn)
 
     def close(self) -> None:
-        """Wait for the store thread's last transaction, then end it."""
+        """Wait for the store thread's last transaction, then end it; write the term
+        frequencies counted since the last flush (logged when the database refuses)."""
         self.store_thread.shutdown(wait=True)
+        self.flush_frequencies(force=True)
+
+    def flush_frequencies(self, *, force: bool = False) -> None:
+        """Write the counted term frequencies when due (see Stories.flush); a failure is
+        logged and the counts kept for the next flush. Store thread, or after it ended."""
+        if not force and not self.stories.due():
+            return
+        try:
+            self.stories.flush(self.sessions)
+        except SQLAlchemyError as exc:
+            log.error("storing term frequencies failed: %s; kept for the next try", exc)
 
 
 @dataclass

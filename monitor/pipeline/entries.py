@@ -40,6 +40,8 @@ from monitor.pipeline.context import (
     PageResult,
 )
 from monitor.rules import why_not
+from monitor.stories import signals
+from monitor.stories.joining import lock_terms
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +338,7 @@ def _settle(ctx: Context, feed: store.FeedState, c: Candidate, report: FeedRepor
         stored = False
     else:
         stored = store_entry(ctx, feed, c, p, report)
+        ctx.flush_frequencies()
     if not stored and c.recorded:
         # Skipped (logged): it does not wait to be tried again at every poll.
         with ctx.sessions.begin() as s:
@@ -357,6 +360,8 @@ class Prepared:
     source: str  # text_source
     canonical: str | None
     keys: Keys  # what dedup knows it by (its text normalized: None for a title alone)
+    terms: signals.Terms | None = None  # what stories know it by (None: no text)
+    term_locks: tuple[int, ...] = ()  # its heaviest terms' lock keys (see joining)
 
 
 def prepare(ctx: Context, feed: store.FeedState, c: Candidate) -> Prepared:
@@ -367,8 +372,11 @@ def prepare(ctx: Context, feed: store.FeedState, c: Candidate) -> Prepared:
                                      c.article.canonical_url if c.article else None)
     norm = normalized(text) if source != "title" else None
     guid = c.entry.guid
+    title = c.entry.title or (c.article.title if c.article else None)
+    t = signals.terms(title, text) if text else None
     return Prepared(text, source, canonical, Keys.of(
-        norm, feed_id=feed.id, guid=guid if _global_guid(guid) else None, canonical=canonical))
+        norm, feed_id=feed.id, guid=guid if _global_guid(guid) else None, canonical=canonical),
+        t, tuple(lock_terms(t)) if t is not None and ctx.settings.stories.enabled else ())
 
 
 def store_entry(ctx: Context, feed: store.FeedState, c: Candidate, p: Prepared,
@@ -433,9 +441,11 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
         return None
     # The story's keys are locked (another worker storing a copy of it waits for this
     # commit, or this for its) and looked up again where others may have committed.
+    # One acquisition for the story's dedup keys and its heaviest terms (the story it
+    # joins), ascending: two workers never wait for each other in a circle.
     v = decide(s, ctx.dedup, p.keys,
                known=Decision(c.known_as, c.known_by) if c.known_as is not None else None,
-               lock=lambda keys: store.lock_story_keys(s, keys))
+               lock=lambda keys: store.lock_story_keys(s, [*keys, *p.term_locks]))
     near, replaces, fp = v.near, v.replaces, v.fingerprint
     if near is not None and replaces is None:
         log.info("feed %r: entry <%s> near-duplicates %s %s (jaccard %.2f, containment "
@@ -447,6 +457,10 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
     now = ctx.clock()
     published = (_plausible(entry.published_at, now)
                  or _plausible(article.published_at if article else None, now))
+    language = (article.language if use_page and article else None) or c.language
+    # A copy joins its original's story; so does a fuller copy that takes a story over.
+    joined = ctx.stories.join(s, p.terms, title=title, language=language,
+                              at=published or now, now=now, copy_of=v.ref or replaces)
     item_id = store.add_item(s, store.NewItem(
         feed_id=feed.id,
         guid=entry.guid,
@@ -457,7 +471,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
         author=entry.author or (article.author if article else None),
         published_at=published,
         fetched_at=c.fetched_at,
-        language=(article.language if use_page and article else None) or c.language,
+        language=language,
         site_name=article.site_name if article else None,
         text=text,
         text_source=source,
@@ -468,6 +482,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
         dedup_method=v.method,
         similarity=v.similarity,
         backlog=c.backlog,
+        story_id=joined.story_id,
     ), now)
     if fp is not None:
         ctx.dedup.index_item(s, item_id, fp)

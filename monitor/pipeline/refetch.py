@@ -171,6 +171,9 @@ def _apply(ctx: Context, s: Session, feed: store.FeedState, item: store.StoredIt
                     chars_after=len(text.text))
     if v.ref is not None:
         store.make_copy(s, item.id, v.ref, v.method or "near", v.similarity)
+        story = store.story_of(s, v.ref)  # a copy reports what its original reports
+        if story is not None:
+            store.set_story(s, store.Ref("item", item.id, item.url), story)
         store.record_page(s, item.id, page, text)
         if v.fingerprint is not None:  # a near copy is indexed, an exact one adds nothing
             ctx.dedup.index_item(s, item.id, v.fingerprint)

@@ -390,6 +390,7 @@ class Daemon:
         ctx = self.dispatcher.ctx
         self.settings = ctx.settings = self.digests.settings = new
         ctx.rules = synced.rules
+        ctx.stories.settings = new.stories
         if "logging.level" in changed:
             logs.setup(new.log_level, new.log_format)
         if "smtp" in changed and self._own_mailer:

@@ -23,6 +23,7 @@ from monitor.config import Settings
 from monitor.dedup.index import Deduplicator, load_seeds
 from monitor.errors import StoreError
 from monitor.pipeline.context import RuleBook
+from monitor.stories.joining import Stories, give_stories
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,22 @@ def prepare(settings: Settings, engine: Engine, clock: Clock = utcnow) -> None:
         _release_dead_claims(db.session_factory(engine))
     load_seeds(db.session_factory(engine), settings, Deduplicator.from_settings(settings),
                clock())
+    _give_stories(db.session_factory(engine), settings, clock)
+
+
+def _give_stories(sessions: sessionmaker[Session], settings: Settings, clock: Clock) -> None:
+    """New seeds, and the items of a database from before stories, get their story."""
+    try:
+        with sessions() as s:
+            waiting = store.count_without_story(s)
+        if waiting:
+            log.info("stories: giving %d stored items their story (once, after the upgrade)",
+                     waiting)
+        given = give_stories(sessions, Stories(settings.stories), clock)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"giving stored items their story failed: {db.reason(exc)}") from exc
+    if given:
+        log.info("stories: %d seeds and items given their story", given)
 
 
 def _release_dead_claims(sessions: sessionmaker[Session]) -> None:

@@ -46,6 +46,7 @@ class NewItem:
     dedup_method: str | None = None
     similarity: float | None = None
     backlog: bool = False  # found by its feed's first parse
+    story_id: int | None = None  # the story it reports (see monitor.stories.joining)
 
 
 def known_guids(session: Session, feed_id: int, guids: Iterable[str]) -> set[str]:
@@ -282,6 +283,7 @@ def add_item(session: Session, new: NewItem, now: datetime) -> int:
         duplicate_of_seed_id=dup.id if dup and dup.kind == "seed" else None,
         dedup_method=new.dedup_method if dup else None,
         similarity=new.similarity if dup else None, backlog=new.backlog,
+        story_id=new.story_id,
     )
     session.add(row)
     session.flush()
@@ -345,11 +347,12 @@ class ItemRow:
     dedup_method: str | None
     similarity: float | None
     text: str | None
+    story: int | None = None  # its story's id
 
 
 def list_items(
     session: Session, *, with_text: bool = False, status: str | None = None,
-    feed: str | None = None, limit: int | None = None,
+    feed: str | None = None, limit: int | None = None, story: int | None = None,
 ) -> list[ItemRow]:
     """Items, newest first, with what each duplicates resolved to a :class:`Ref`."""
     orig = aliased(Item)
@@ -364,6 +367,8 @@ def list_items(
         q = q.where(Item.status == status)
     if feed:
         q = q.where(or_(Feed.name == feed, Feed.url == feed))
+    if story is not None:
+        q = q.where(Item.story_id == story)
     if limit:
         q = q.limit(limit)
     if not with_text:
@@ -384,6 +389,6 @@ def list_items(
             text_source=item.text_source, page_status=item.page_status,
             page_error=item.page_error, status=item.status, duplicate_of=ref,
             dedup_method=item.dedup_method, similarity=item.similarity,
-            text=item.text if with_text else None,
+            text=item.text if with_text else None, story=item.story_id,
         ))
     return rows

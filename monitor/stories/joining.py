@@ -1,0 +1,216 @@
+"""Which story an article joins, in the transaction that stores it: the pure signals
+(:mod:`monitor.stories.signals`) joined to the store.
+
+- A copy (of a stored item or a seed) joins its original's story: it reports what its
+  original reports. It counts in the story, but its text does not move the centroid.
+- An original is compared with the stories last reported within ``[stories] window``
+  of its time (published, else first seen) that share one of its heaviest terms (an
+  indexed lookup), and joins the one it resembles most, if enough, else starts one.
+
+Race-free across workers: the caller locks the article's heaviest terms (with the dedup
+keys, in one acquisition: :meth:`Stories.lock_terms`), so two workers storing two
+write-ups of one new event decide one after the other and the second finds the first's
+story; the story joined is locked (``FOR UPDATE``) and read again before it grows.
+
+Document frequencies are counted per worker and added to the shared table in batches
+(:meth:`Stories.flush`): adding them in every article's transaction would make every
+worker wait for every other on the common words' rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor import store
+from monitor.config import StorySettings
+from monitor.dedup.fingerprint import story_key
+from monitor.stories import signals
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = 20  # stories compared with an article, most shared heavy terms first
+FLUSH_DOCS = 200  # articles counted before their frequencies are written …
+FLUSH_SECONDS = 10.0  # … or this long after the first of them
+
+
+@dataclass(frozen=True)
+class Joined:
+    story_id: int
+    new: bool  # it started the story
+    resemblance: signals.Resemblance | None = None  # to the story joined (None: a copy)
+    candidates: tuple[tuple[int, signals.Resemblance], ...] = ()  # best first
+
+
+def lock_terms(t: signals.Terms) -> list[int]:
+    """The lock keys of an article's heaviest terms, weighed with the shipped prior only
+    (known before its transaction starts; two write-ups of one event share their
+    heaviest names whatever else is stored)."""
+    docs, prior_df = signals.prior()
+    freq = signals.Frequencies(docs, lambda term: prior_df.get(term, 0))
+    profile = signals.Profile.of(t, freq, freq)
+    return [story_key("term", term) for term in profile.heaviest(signals.LOCK_TERMS)]
+
+
+class Stories:
+    """Joins articles to stories, and counts their terms for the shared frequencies.
+    One per process; called from one thread at a time (the store thread)."""
+
+    def __init__(self, settings: StorySettings) -> None:
+        self.settings = settings
+        self._pending: dict[int, Counter[str]] = {store.ALL: Counter(), store.NAMES: Counter()}
+        self._pending_docs = 0
+        self._since = 0.0
+        self._lock = threading.Lock()
+
+    # --- joining ---------------------------------------------------------------------
+
+    def join(self, s: Session, t: signals.Terms | None, *, title: str | None,
+             language: str | None, at: datetime, now: datetime,
+             copy_of: store.Ref | None = None) -> Joined:
+        """The story of an article being stored in ``s``'s transaction (its terms ``t``,
+        None for one with no text), joined or started; a copy of ``copy_of`` joins
+        that one's story (if it has one, else it is treated as an original)."""
+        if copy_of is not None:
+            story_id = store.story_of(s, copy_of)
+            row = store.lock_story(s, story_id) if story_id is not None else None
+            if row is not None:
+                store.grow_story(s, row, at=at)
+                return Joined(row.id, new=False)
+        if t is None or not self.settings.enabled:
+            return self._start(s, None, title=title, language=language, at=at, now=now)
+        self._count(t)
+        profile = self.profile(s, t)
+        since = at - timedelta(seconds=self.settings.window)
+        candidates = store.story_candidates(s, profile.heaviest(signals.INDEX_TERMS), since,
+                                            language, CANDIDATES)
+        chosen, scored = signals.best_story(
+            profile, ((c.id, signals.Centroid.from_json(c.centroid)) for c in candidates),
+            self.settings.threshold)
+        if chosen is not None:
+            row = store.lock_story(s, chosen)  # read again: another worker may have grown it
+            if row is not None:
+                centroid = signals.Centroid.from_json(row.centroid)
+                old = centroid.heaviest()
+                centroid.add(profile)
+                store.grow_story(s, row, at=at, centroid=centroid.to_json(),
+                                 terms=centroid.heaviest(), old_terms=old)
+                return Joined(row.id, False, scored[0][1], tuple(scored))
+        started = self._start(s, profile, title=title, language=language, at=at, now=now)
+        return Joined(started.story_id, True, None, tuple(scored))
+
+    def _start(self, s: Session, profile: signals.Profile | None, *, title: str | None,
+               language: str | None, at: datetime, now: datetime) -> Joined:
+        centroid = signals.Centroid()
+        if profile is not None:
+            centroid.add(profile)
+        story_id = store.create_story(s, title=title, language=language, at=at,
+                                      centroid=centroid.to_json(),
+                                      terms=centroid.heaviest() if self.settings.enabled
+                                      else (), now=now)
+        return Joined(story_id, new=True)
+
+    def profile(self, s: Session, t: signals.Terms) -> signals.Profile:
+        """``t`` weighted with the stored frequencies, and this worker's not yet stored."""
+        stored_docs = store.stored_documents(s)
+        stored_all = store.term_frequencies(s, store.ALL, t.all)
+        stored_names = store.term_frequencies(s, store.NAMES, t.names)
+        with self._lock:
+            docs = stored_docs + self._pending_docs
+            df_all = {term: stored_all.get(term, 0) + self._pending[store.ALL][term]
+                      for term in t.all}
+            df_names = {term: stored_names.get(term, 0) + self._pending[store.NAMES][term]
+                        for term in t.names}
+        return signals.Profile.of(t, signals.combined(docs, df_all),
+                                  signals.combined(docs, df_names, with_prior=False))
+
+    def explain(self, s: Session, t: signals.Terms, *, language: str | None,
+                at: datetime) -> Joined | None:
+        """What :meth:`join` would decide for an original with terms ``t``, changing
+        nothing: the story it would join (None: it would start one) and the candidates."""
+        profile = self.profile(s, t)
+        since = at - timedelta(seconds=self.settings.window)
+        candidates = store.story_candidates(s, profile.heaviest(signals.INDEX_TERMS), since,
+                                            language, CANDIDATES)
+        chosen, scored = signals.best_story(
+            profile, ((c.id, signals.Centroid.from_json(c.centroid)) for c in candidates),
+            self.settings.threshold)
+        if chosen is None:
+            return Joined(0, True, None, tuple(scored))
+        return Joined(chosen, False, scored[0][1], tuple(scored))
+
+    # --- document frequencies ----------------------------------------------------------
+
+    def _count(self, t: signals.Terms) -> None:
+        with self._lock:
+            if not self._pending_docs:
+                self._since = time.monotonic()
+            self._pending_docs += 1
+            self._pending[store.ALL].update(t.all.keys())
+            self._pending[store.NAMES].update(t.names.keys())
+
+    def due(self) -> bool:
+        """Whether the counted frequencies should be written now."""
+        with self._lock:
+            return self._pending_docs >= FLUSH_DOCS or (
+                self._pending_docs > 0 and time.monotonic() - self._since >= FLUSH_SECONDS)
+
+    def flush(self, sessions: sessionmaker[Session]) -> int:
+        """Add the frequencies counted since the last flush to the shared table, in a
+        transaction of their own. Returns the articles they were counted over. Raises
+        SQLAlchemyError (the counts are kept, for the next flush)."""
+        with self._lock:
+            docs, pending = self._pending_docs, self._pending
+            self._pending = {store.ALL: Counter(), store.NAMES: Counter()}
+            self._pending_docs = 0
+        if not docs:
+            return 0
+        try:
+            with sessions.begin() as s:
+                store.add_term_frequencies(s, docs, pending)
+        except Exception:
+            with self._lock:  # not lost: added back for the next flush
+                self._pending_docs += docs
+                for space, counts in pending.items():
+                    self._pending[space].update(counts)
+            raise
+        return docs
+
+
+def give_stories(sessions: sessionmaker[Session], stories: Stories,
+                 clock: Callable[[], datetime], batch: int = 200) -> int:
+    """Give a story to every seed and item that has none (a database from before
+    stories; new seeds), seeds first, then items in the order they were stored, a batch
+    per transaction. Resumable: what has one keeps it. Returns how many got one."""
+    done = 0
+    with sessions.begin() as s:
+        for u in store.seeds_without_story(s):
+            done += _give(s, stories, u, clock())
+    while True:
+        with sessions.begin() as s:
+            rows = store.items_without_story(s, batch)
+            for u in rows:
+                done += _give(s, stories, u, clock())
+        stories.flush(sessions)
+        if len(rows) < batch:
+            break
+        log.info("stories: %d stored items given their story so far", done)
+    return done
+
+
+def _give(s: Session, stories: Stories, u: store.Unstoried, now: datetime) -> int:
+    t = signals.terms(u.title, u.text) if u.text else None
+    joined = stories.join(s, t, title=u.title, language=u.language, at=u.at, now=now,
+                          copy_of=u.duplicate_of)
+    store.set_story(s, u.ref, joined.story_id)
+    return 1
+
+
+__all__ = ["CANDIDATES", "Joined", "Stories", "give_stories", "lock_terms"]
