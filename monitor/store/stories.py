@@ -3,11 +3,13 @@ frequencies of terms, and which story each item and seed reports."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -18,23 +20,33 @@ ALL, NAMES = 0, 1  # TermFrequency.space
 _CHUNK = 500
 
 
-def term_frequencies(session: Session, space: int, terms: Iterable[str]) -> dict[str, int]:
-    """The stored document frequencies of ``terms`` in ``space`` (absent: 0)."""
-    wanted = sorted(set(terms))
-    found: dict[str, int] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        for term, docs in session.execute(
-                select(TermFrequency.term, TermFrequency.docs)
-                .where(TermFrequency.space == space,
-                       TermFrequency.term.in_(wanted[start:start + _CHUNK]))):
-            found[term] = int(docs)
-    return found
+def term_frequencies(session: Session, all_terms: Iterable[str],
+                     names: Iterable[str]) -> tuple[int, dict[str, int], dict[str, int]]:
+    """How many articles the stored frequencies count, and the stored frequencies of
+    ``all_terms`` (the all space) and ``names`` (the names space): one statement, built
+    once (it runs for every article stored)."""
+    wanted_all, wanted_names = sorted(set(all_terms)), sorted(set(names))
+    docs = 0
+    found: dict[int, dict[str, int]] = {ALL: {}, NAMES: {}}
+    step = _CHUNK // 2
+    for start in range(0, max(len(wanted_all), len(wanted_names), 1), step):
+        rows = session.connection().execute(_frequencies(), {
+            "all": ["", *wanted_all[start:start + step]],
+            "names": wanted_names[start:start + step] or [""]})  # "" is no names term
+        for space, term, n in rows:
+            if space == ALL and term == "":
+                docs = int(n)
+            else:
+                found[space][term] = int(n)
+    return docs, found[ALL], found[NAMES]
 
 
-def stored_documents(session: Session) -> int:
-    """How many articles the stored frequencies count."""
-    return int(session.scalar(select(TermFrequency.docs).where(
-        TermFrequency.space == ALL, TermFrequency.term == "")) or 0)
+@functools.cache
+def _frequencies() -> Any:
+    t = TermFrequency.__table__
+    return select(t.c.space, t.c.term, t.c.docs).where(or_(
+        and_(t.c.space == ALL, t.c.term.in_(bindparam("all", expanding=True))),
+        and_(t.c.space == NAMES, t.c.term.in_(bindparam("names", expanding=True)))))
 
 
 def add_term_frequencies(session: Session, docs: int,
@@ -42,16 +54,21 @@ def add_term_frequencies(session: Session, docs: int,
     """Add ``docs`` articles and, per space, each term's count of them. Rows are written
     in one order (space, term), so that workers adding at once never wait for each other
     in a circle."""
-    insert_ = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
-               else sqlite.insert)
     rows = [{"space": ALL, "term": "", "docs": docs}] + [
         {"space": space, "term": term, "docs": n}
         for space in sorted(counts) for term, n in sorted(counts[space].items()) if n]
-    for start in range(0, len(rows), _CHUNK):
-        stmt = insert_(TermFrequency).values(rows[start:start + _CHUNK])
-        session.execute(stmt.on_conflict_do_update(
-            index_elements=[TermFrequency.space, TermFrequency.term],
-            set_={"docs": TermFrequency.docs + stmt.excluded.docs}))
+    # One statement executed for many rows (the driver's executemany): building a
+    # VALUES list of thousands of rows cost seconds in SQLAlchemy's compiler.
+    session.connection().execute(_upsert_frequencies(session.get_bind().dialect.name), rows)
+
+
+@functools.cache
+def _upsert_frequencies(dialect: str) -> Any:
+    insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert_(TermFrequency)
+    return stmt.on_conflict_do_update(
+        index_elements=[TermFrequency.space, TermFrequency.term],
+        set_={"docs": TermFrequency.docs + stmt.excluded.docs})
 
 
 @dataclass(frozen=True)
@@ -76,15 +93,26 @@ def story_candidates(session: Session, terms: Sequence[str], since: datetime,
     lookup, never a scan of the stories."""
     if not terms:
         return []
+    rows = session.connection().execute(_candidates(), {
+        "terms": list(terms), "since": since, "language": language, "limit": limit})
+    return [StoryRow(*r) for r in rows]
+
+
+@functools.cache
+def _candidates() -> Any:
+    """:func:`story_candidates`'s statement, built once, its values bound by name."""
+    st, s = StoryTerm.__table__, Story.__table__
     hits = func.count().label("hits")
-    matched = (select(StoryTerm.story_id, hits).where(StoryTerm.term.in_(list(terms)))
-               .group_by(StoryTerm.story_id).subquery())
-    q = (select(Story).join(matched, matched.c.story_id == Story.id)
-         .where(Story.last_at >= since)
-         .order_by(matched.c.hits.desc(), Story.id).limit(limit))
-    if language:
-        q = q.where(or_(Story.language.is_(None), Story.language == language))
-    return [_row(s) for s in session.scalars(q)]
+    matched = (select(st.c.story_id, hits)
+               .where(st.c.term.in_(bindparam("terms", expanding=True)))
+               .group_by(st.c.story_id).subquery())
+    language = bindparam("language", type_=s.c.language.type)
+    return (select(s.c.id, s.c.title, s.c.language, s.c.first_at, s.c.last_at, s.c["items"],
+                   s.c.centroid)
+            .join(matched, matched.c.story_id == s.c.id)
+            .where(s.c.last_at >= bindparam("since", type_=s.c.last_at.type),
+                   or_(language.is_(None), s.c.language.is_(None), s.c.language == language))
+            .order_by(matched.c.hits.desc(), s.c.id).limit(bindparam("limit")))
 
 
 def lock_story(session: Session, story_id: int) -> StoryRow | None:

@@ -119,9 +119,7 @@ class Stories:
 
     def profile(self, s: Session, t: signals.Terms) -> signals.Profile:
         """``t`` weighted with the stored frequencies, and this worker's not yet stored."""
-        stored_docs = store.stored_documents(s)
-        stored_all = store.term_frequencies(s, store.ALL, t.all)
-        stored_names = store.term_frequencies(s, store.NAMES, t.names)
+        stored_docs, stored_all, stored_names = store.term_frequencies(s, t.all, t.names)
         with self._lock:
             docs = stored_docs + self._pending_docs
             df_all = {term: stored_all.get(term, 0) + self._pending[store.ALL][term]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import heapq
 import json
 import math
 import re
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-CENTROID_TERMS = 256  # terms a story's centroid keeps per space (an article keeps all)
+CENTROID_TERMS = 128  # terms a story's centroid keeps per space (an article keeps all)
 INDEX_TERMS = 12  # a story's heaviest terms, by which candidates are found
 LOCK_TERMS = 8  # an article's heaviest terms, locked while it joins a story
 ALL_WEIGHT = 0.5  # the rest is the names space's
@@ -127,8 +128,10 @@ class Profile:
         """Its ``n`` heaviest terms, both spaces together (for the index and locks)."""
         merged: dict[str, float] = dict(self.all)
         for t, w in self.names.items():
-            merged[t] = max(merged.get(t, 0.0), w)
-        return [t for t, _ in sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+            if w > merged.get(t, 0.0):
+                merged[t] = w
+        return [t for t, _ in heapq.nsmallest(n, merged.items(),
+                                              key=lambda kv: (-kv[1], kv[0]))]
 
 
 @dataclass
@@ -143,7 +146,8 @@ class Centroid:
             for t, w in theirs.items():
                 mine[t] = mine.get(t, 0.0) + w
             if len(mine) > CENTROID_TERMS:
-                kept = sorted(mine.items(), key=lambda kv: (-kv[1], kv[0]))[:CENTROID_TERMS]
+                kept = heapq.nsmallest(CENTROID_TERMS, mine.items(),
+                                       key=lambda kv: (-kv[1], kv[0]))
                 mine.clear()
                 mine.update(kept)
 
