@@ -88,12 +88,7 @@ class Stories:
             return self._start(s, None, title=title, language=language, at=at, now=now)
         self._count(t)
         profile = self.profile(s, t)
-        since = at - timedelta(seconds=self.settings.window)
-        candidates = store.story_candidates(s, profile.heaviest(signals.INDEX_TERMS), since,
-                                            language, CANDIDATES)
-        chosen, scored = signals.best_story(
-            profile, ((c.id, signals.Centroid.from_json(c.centroid)) for c in candidates),
-            self.settings.threshold)
+        chosen, scored = self._choose(s, profile, language, at)
         if chosen is not None:
             row = store.lock_story(s, chosen)  # read again: another worker may have grown it
             if row is not None:
@@ -133,16 +128,21 @@ class Stories:
                 at: datetime) -> Joined | None:
         """What :meth:`join` would decide for an original with terms ``t``, changing
         nothing: the story it would join (None: it would start one) and the candidates."""
-        profile = self.profile(s, t)
-        since = at - timedelta(seconds=self.settings.window)
-        candidates = store.story_candidates(s, profile.heaviest(signals.INDEX_TERMS), since,
-                                            language, CANDIDATES)
-        chosen, scored = signals.best_story(
-            profile, ((c.id, signals.Centroid.from_json(c.centroid)) for c in candidates),
-            self.settings.threshold)
+        chosen, scored = self._choose(s, self.profile(s, t), language, at)
         if chosen is None:
             return Joined(0, True, None, tuple(scored))
         return Joined(chosen, False, scored[0][1], tuple(scored))
+
+    def _choose(self, s: Session, profile: signals.Profile, language: str | None,
+                at: datetime) -> tuple[int | None, list[tuple[int, signals.Resemblance]]]:
+        """The candidate stories (reported within the window before ``at``, sharing a
+        heavy term: an indexed lookup) and the one ``profile`` joins, if any."""
+        since = at - timedelta(seconds=self.settings.window)
+        candidates = store.story_candidates(s, profile.heaviest(signals.INDEX_TERMS), since,
+                                            language, CANDIDATES)
+        return signals.best_story(
+            profile, ((c.id, signals.Centroid.from_json(c.centroid)) for c in candidates),
+            self.settings.threshold)
 
     # --- document frequencies ----------------------------------------------------------
 
