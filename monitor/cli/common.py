@@ -116,6 +116,16 @@ def ago(when: datetime | None, now: datetime) -> str:
     return f"{rel} ({at(when, seconds=True)})"
 
 
+def feed_named(session: Session, given: str, *, flag: str = "--feed") -> str:
+    """The feed name ``given`` means: the name of the feed at that URL, else
+    :func:`pick_name` among every feed's (forgotten ones too: their items name them).
+    Raises UsageError."""
+    feeds = store.list_feeds(session, forgotten=True)
+    by_url = {f.url: f.name for f in feeds}
+    return by_url.get(given) or pick_name(given, (f.name for f in feeds), flag=flag,
+                                          what="feed")
+
+
 def pick_name(given: str, known: Iterable[str], *, flag: str, what: str) -> str:
     """The one of ``known`` (names of rules, feeds, recipients) that ``given`` means:
     itself, else the one that matches it ignoring case. Raises UsageError naming the

@@ -180,7 +180,7 @@ def _poll_by_daemon(settings: Settings, feed: FeedSettings, wait: float,
         while time.monotonic() < deadline:
             time.sleep(POLL_WAIT_STEP)
             with sessions() as s:
-                row = next((r for r in store.list_feeds(s) if r.url == feed.url), None)
+                row = next(iter(store.list_feeds(s, url=feed.url)), None)
             polled = row is not None and row.last_attempt_at != last \
                 and row.state(datetime.now(UTC)) != "polling"
             if row is not None and polled:

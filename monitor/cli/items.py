@@ -14,7 +14,7 @@ from monitor.cli.common import (
     EXIT_OK,
     at,
     dump,
-    pick_name,
+    feed_named,
     ref_json,
     ref_text,
     session_factory,
@@ -39,12 +39,7 @@ def _item_json(r: store.ItemRow, with_text: bool, copies: list[store.Copy]) -> d
 
 def cmd_items_list(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     with stored(settings) as s:
-        feed = None
-        if args.feed is not None:
-            feeds = store.list_feeds(s, forgotten=True)  # their items still name them
-            by_url = {f.url: f.name for f in feeds}
-            feed = by_url.get(args.feed) or pick_name(args.feed, (f.name for f in feeds),
-                                                      flag="--feed", what="feed")
+        feed = feed_named(s, args.feed) if args.feed is not None else None
         rows = store.list_items(s, with_text=args.text, status=args.status, feed=feed,
                                 limit=args.limit)
         copies = store.also_reported_by(s, (r.id for r in rows if r.status == "new"))
@@ -110,12 +105,7 @@ def _refetch(settings: Settings, args: argparse.Namespace,
 
     with session_factory(settings) as sessions:
         with sessions() as s:
-            feed = None
-            if args.feed is not None:
-                feeds = store.list_feeds(s, forgotten=True)
-                by_url = {f.url: f.name for f in feeds}
-                feed = by_url.get(args.feed) or pick_name(
-                    args.feed, (f.name for f in feeds), flag="--feed", what="feed")
+            feed = feed_named(s, args.feed) if args.feed is not None else None
             ids = store.items_to_refetch(s, ids=args.ids, feed=feed, since=since,
                                          failed=args.failed, limit=args.limit)
             rules = RuleBook.build(settings.rules,

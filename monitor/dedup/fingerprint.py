@@ -279,7 +279,8 @@ def sketch(fp: Fingerprint) -> bytes:
     """The shingles of ``fp``, narrowed to 32 bits, sorted, delta-coded and compressed:
     about half of what the text took on real articles (random hashes do not compress;
     the deltas' high bytes do). Comparing sketches gives the exact scores but for collisions of 32-bit
-    hashes, about one in 4 million per pair of shingles."""
+    hashes, 2^-32 per pair of shingles (for two 1,000-shingle texts, one spurious shared
+    shingle in about 4,300 comparisons)."""
     narrow = narrowed(fp).shingles.astype(np.uint32)
     deltas = np.diff(narrow, prepend=np.uint32(0)).astype("<u4")
     return zlib.compress(deltas.tobytes(), 9)

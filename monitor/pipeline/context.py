@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor import store
 from monitor.clock import Clock
 from monitor.config import RuleSettings, Settings
+from monitor.db import reason as db_reason
 from monitor.dedup.index import Deduplicator
 from monitor.errors import (
     StoreError,
@@ -184,7 +185,8 @@ class Context:
         try:
             self.stories.flush(self.sessions)
         except SQLAlchemyError as exc:
-            log.error("storing term frequencies failed: %s; kept for the next try", exc)
+            log.error("storing term frequencies failed: %s; kept for the next try",
+                      db_reason(exc))
 
 
 @dataclass

@@ -73,8 +73,9 @@ def prune_batch(sessions: sessionmaker[Session], dedup: Deduplicator,
     with sessions.begin() as s:
         # Band keys go with copies' texts: never while the index is being rebuilt
         # (which rewrites every item's keys: the two deadlocked on PostgreSQL, seen in
-        # benchmarks/retention.py). Waits for the rebuild, as seed loading does.
-        store.lock_near_index(s)
+        # benchmarks/retention.py). Waits for the rebuild, as seed loading does; workers
+        # pruning at once share the lock and take different rows (SKIP LOCKED).
+        store.lock_near_index(s, shared=True)
         due = store.texts_to_prune(s, c, settings.batch)
         sketches: dict[int, tuple[int, bytes] | None] = {}
         for t in due:

@@ -418,12 +418,18 @@ class FeedRow:
         return "new" if self.last_attempt_at is None else "ok"
 
 
-def list_feeds(session: Session, *, forgotten: bool = False) -> list[FeedRow]:
+def list_feeds(session: Session, *, forgotten: bool = False,
+               url: str | None = None) -> list[FeedRow]:
     """The feeds with their item counts, in the order they were added; the forgotten
-    ones (see :func:`forget_feed`) only with ``forgotten``."""
-    counts = (select(Item.feed_id, func.count().label("n")).group_by(Item.feed_id).subquery())
-    q = (select(Feed, func.coalesce(counts.c.n, 0))
-         .outerjoin(counts, counts.c.feed_id == Feed.id).order_by(Feed.id))
+    ones (see :func:`forget_feed`) only with ``forgotten``; only the one at ``url``."""
+    counts = select(Item.feed_id, func.count().label("n")).group_by(Item.feed_id)
+    if url is not None:  # its items counted, not every feed's
+        counts = counts.where(Item.feed_id.in_(select(Feed.id).where(Feed.url == url)))
+    sub = counts.subquery()
+    q = (select(Feed, func.coalesce(sub.c.n, 0))
+         .outerjoin(sub, sub.c.feed_id == Feed.id).order_by(Feed.id))
+    if url is not None:
+        q = q.where(Feed.url == url)
     if not forgotten:
         q = q.where(Feed.forgotten_at.is_(None))
     return [

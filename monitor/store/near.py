@@ -70,11 +70,13 @@ def set_meta(session: Session, name: str, value: str) -> None:
 _PG_NEAR_INDEX_LOCK = 0x6D6F6E6E  # "monn"
 
 
-def lock_near_index(session: Session) -> None:
+def lock_near_index(session: Session, *, shared: bool = False) -> None:
     """Serialize index rebuilds between workers starting together on PostgreSQL (held
-    until the transaction ends). SQLite allows one writer anyway."""
+    until the transaction ends); ``shared``: for work that may run beside itself but not
+    beside a rebuild (pruning copies' keys). SQLite allows one writer anyway."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(_PG_NEAR_INDEX_LOCK)))
+        take = func.pg_advisory_xact_lock_shared if shared else func.pg_advisory_xact_lock
+        session.execute(select(take(_PG_NEAR_INDEX_LOCK)))
 
 
 def add_item_bands(session: Session, item_id: int, keys: Sequence[int]) -> None:
