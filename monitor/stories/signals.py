@@ -40,6 +40,8 @@ LOCK_TERMS = 8  # an article's heaviest terms, locked while it joins a story
 ALL_WEIGHT = 0.5  # the rest is the names space's
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?|\d+(?:[.,]\d+)*")
+_POSSESSIVE = re.compile(r"['’]s$", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?:;]")  # between two words: the second opens a sentence
 _COMBINING = {cp: None for cp in range(0x300, 0x370)}
 STOP_WORDS = frozenset("""
 a about above after again against all also am an and any are as at be because been before
@@ -73,15 +75,24 @@ def terms(title: str | None, text: str) -> Terms:
     """Count the words of ``title`` and ``text`` (see the module's docstring)."""
     everything: Counter[str] = Counter()
     names: Counter[str] = Counter()
-    for line in (title or "").splitlines() + text.splitlines():
+    opening: Counter[str] = Counter()  # capitalised at a sentence's start: a name only if
+    for line in (title or "").splitlines() + text.splitlines():  # also capitalised inside one
+        start = 0
         for i, m in enumerate(_WORD.finditer(line)):
             raw = m.group()
-            word = fold(raw)
+            word = fold(_POSSESSIVE.sub("", raw))  # "Maduro's" is Maduro
+            after_stop = _SENTENCE_END.search(line, start, m.start()) is not None
+            start = m.end()
             if len(word) < 2 or word in STOP_WORDS:
                 continue
             everything[word] += 1
-            if raw[0].isdigit() or (i > 0 and raw[0].isupper()):
+            if raw[0].isdigit() or (i > 0 and raw[0].isupper() and not after_stop):
                 names[word] += 1
+            elif i > 0 and raw[0].isupper():
+                opening[word] += 1
+    for word, n in opening.items():
+        if word in names:
+            names[word] += n
     return Terms(everything, names)
 
 
