@@ -298,6 +298,7 @@ def store_stories(config: Path, stories: list[Story], now: datetime) -> dict[str
     from monitor.config import load_settings
     from monitor.models import Feed
     from monitor.pipeline.context import RuleBook
+    from monitor.stories.joining import Stories, give_stories
 
     settings = load_settings(config)
     engine = db.make_engine(settings.database.url)
@@ -324,6 +325,8 @@ def store_stories(config: Path, stories: list[Story], now: datetime) -> dict[str
                 if original is None:
                     hits = book.matcher.match(st.title, st.text)
                     store.add_alerts(s, ids[st.key], [book.alert(h) for h in hits], now)
+        if settings.stories.enabled:  # as the pipeline would have, in the order stored
+            give_stories(db.session_factory(engine), Stories(settings.stories), lambda: now)
         return ids
     finally:
         engine.dispose()

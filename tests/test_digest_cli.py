@@ -124,8 +124,9 @@ def test_preview_renders_without_sending_or_marking(tmp_path: Path, mail: MailSe
     config = setup(tmp_path, sqlite_url(tmp_path), mail, [DELEGATION, KREMLIN, LATER])
     code, out = cli(config, "digest", "preview")
     assert code == 0, out
-    assert "To: desk@example.org\nSubject: 5 new alerts: Venezuela leadership (3), " in out
-    assert "To: analyst@example.org\nSubject: 2 new alerts: Russia and Latin America (2)" in out
+    # Story first: the desk's three stories all matched its first rule.
+    assert "To: desk@example.org\nSubject: 3 new stories: Venezuela leadership (3)\n" in out
+    assert "To: analyst@example.org\nSubject: 2 new stories: Russia and Latin America (2)" in out
     assert "* Maduro's ministers questioned" in out
 
     code, out = cli(config, "digest", "preview", "--recipient", "analyst@example.org")

@@ -46,7 +46,7 @@ def test_the_daemon_mails_the_digest_that_falls_due(server: LocalServer, mail: M
     [received] = mail.received
     assert received.recipients == ["desk@example.org"]
     message = received.message
-    assert message["Subject"] == "1 new alert: Venezuela leadership (1)"
+    assert message["Subject"] == "1 new story: Venezuela leadership (1)"
     text = str(message.get_body(("plain",)).get_content())
     assert "Caracas talks resume" in text
     assert "*Delcy Rodríguez*" in text

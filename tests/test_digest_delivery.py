@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Story, cli, json_lines, store_stories, write_config
+from helpers import WORDS, Story, cli, json_lines, store_stories, write_config
 from mailserver import MailServer
 from sqlalchemy.exc import OperationalError
 
@@ -36,22 +36,27 @@ FILLER = (" Officials said they were following the situation closely and expecte
 DELEGATION = Story("delegation", "teleSUR English", "Delcy Rodríguez receives Russian delegation",
                    "https://www.telesurenglish.net/news/delegation/",
                    "Acting President Delcy Rodríguez received a Russian delegation in Caracas, "
-                   "and Russia pledged support for Venezuela." + FILLER,
+                   "and Russia pledged support for Venezuela. Both sides discussed energy "
+                   "cooperation, debt payments and the security of oil investments.",
                    published_at="2026-11-22T14:05:00+00:00")
 DELEGATION_COPY = Story("delegation-copy", "RFE/RL", "Russian diplomats in Caracas",
                         "https://www.rferl.org/a/delegation.html", DELEGATION.text,
                         published_at="2026-11-22T16:00:00+00:00", copy_of="delegation")
 KREMLIN = Story("kremlin", "The Moscow Times", "Kremlin on Maduro",
                 "https://www.themoscowtimes.com/kremlin", "The Kremlin said Maduro's removal was "
-                "an internal matter of Venezuela, and Russia would respect it." + FILLER,
+                "an internal matter of Venezuela, and Russia would respect it. Spokesman Dmitry "
+                "Peskov told journalists Moscow had spoken to the new authorities.",
                 published_at="2026-11-23T09:30:00+00:00")
 HAVANA = Story("havana", "RFE/RL", "Russian tanker docks in Havana",
                "https://www.rferl.org/a/havana.html",
-               "A Russian tanker docked in Havana, and Russia said more fuel would reach Cuba." + FILLER,
+               "A Russian tanker docked in Havana, and Russia said more fuel would reach Cuba. "
+               "Blackouts have hit the island for months since shipments dried up.",
                published_at="2026-11-21T18:00:00+00:00")
 LATER = Story("later", "teleSUR English", "Maduro's ministers questioned",
               "https://www.telesurenglish.net/news/ministers/",
-              "Former ministers of Nicolás Maduro appeared before prosecutors." + FILLER,
+              "Former ministers of Nicolás Maduro appeared before prosecutors. They were asked "
+              "about contracts signed while in office; their lawyers said they came of their "
+              "own accord.",
               published_at="2026-11-24T10:00:00+00:00")
 
 
@@ -114,8 +119,9 @@ def test_one_digest_per_recipient_grouped_by_rule(tmp_path: Path, db_url: str,
     assert {r.sender for r in mail.received} == {"monitor@example.org"}
 
     desk = got["desk@example.org"]
-    assert desk["Subject"] == ("5 new alerts: Venezuela leadership (2), "
-                               "Russia and Latin America (3)")
+    # Story first: each story once, under the first of the recipient's rules it matched.
+    assert desk["Subject"] == ("3 new stories: Venezuela leadership (2), "
+                               "Russia and Latin America (1)")
     assert desk["From"] == "monitor <monitor@example.org>"
     assert desk["To"] == "desk@example.org"
     assert desk["List-Id"] == '"monitor digest" <digest.example.org>'
@@ -126,13 +132,15 @@ def test_one_digest_per_recipient_grouped_by_rule(tmp_path: Path, db_url: str,
     assert [p.get_content_type() for p in desk.iter_parts()] == ["text/plain", "text/html"]
 
     text = text_of(desk)
-    # Rules in config order; in each, newest first.
+    # Rules in config order; in each, the latest reported story first.
     assert text.index("== Venezuela leadership (2) ==") < text.index(
-        "== Russia and Latin America (3) ==")
-    leaders = text.split("== Russia and Latin America")[0]
+        "== Russia and Latin America (1) ==")
+    leaders, russia = text.split("== Russia and Latin America")
     assert leaders.index("Kremlin on Maduro") < leaders.index("Delcy Rodríguez receives")
-    russia = text.split("== Russia and Latin America")[1]
-    assert russia.index("Kremlin") < russia.index("Delcy") < russia.index("tanker")
+    assert leaders.count("Also matches: Russia and Latin America") == 2
+    assert "Kremlin" not in russia and "Delcy" not in russia and "tanker" in russia
+    assert ("2 reports from 2 outlets: first 22 Nov 2026, 10:05 (teleSUR English), "
+            "latest 22 Nov 2026, 12:00 (RFE/RL)") in leaders
     # Published times in America/Caracas: 14:05Z is 10:05 there.
     assert "teleSUR English · 22 Nov 2026, 10:05" in text
     assert "Also reported by: RFE/RL <https://www.rferl.org/a/delegation.html>" in text
@@ -145,8 +153,10 @@ def test_one_digest_per_recipient_grouped_by_rule(tmp_path: Path, db_url: str,
     assert "<style" not in html  # inline CSS only
 
     analyst = got["analyst@example.org"]
-    assert analyst["Subject"] == "3 new alerts: Russia and Latin America (3)"
+    assert analyst["Subject"] == "3 new stories: Russia and Latin America (3)"
     assert "Venezuela leadership" not in text_of(analyst)
+    russia = text_of(analyst)
+    assert russia.index("Kremlin") < russia.index("Delcy") < russia.index("tanker")
     assert analyst["Message-ID"] != desk["Message-ID"]
 
     # The alerts are sent now, and the digests recorded as sent.
@@ -172,7 +182,7 @@ def test_a_second_send_sends_nothing_new(tmp_path: Path, db_url: str, mail: Mail
     assert len(mail.received) == 3
     third = mail.received[2].message
     assert mail.received[2].recipients == ["desk@example.org"]
-    assert third["Subject"] == "1 new alert: Venezuela leadership (1)"
+    assert third["Subject"] == "1 new story: Venezuela leadership (1)"
     assert "Maduro's ministers questioned" in text_of(third)
     assert "Kremlin" not in text_of(third)
 
@@ -187,7 +197,7 @@ def test_nothing_new_sends_nothing_unless_configured(tmp_path: Path, db_url: str
     assert cli(config, "digest", "send", "--now")[0] == 0
     empty = by_recipient(MailServer(received=mail.received[1:]))
     assert set(empty) == {"desk@example.org", "analyst@example.org"}
-    assert empty["analyst@example.org"]["Subject"] == "No new alerts"
+    assert empty["analyst@example.org"]["Subject"] == "No new stories"
     assert "Nothing new matched your rules" in text_of(empty["analyst@example.org"])
 
 
@@ -249,7 +259,7 @@ def test_a_5xx_after_give_up_after_attempts_fails_the_digest_and_frees_its_alert
 def test_a_digest_lists_max_alerts_and_counts_the_rest(tmp_path: Path, db_url: str,
                                                        mail: MailServer) -> None:
     many = [Story(f"s{i}", "RFE/RL", f"Maduro item {i}", f"https://www.rferl.org/a/{i}.html",
-                  f"Maduro said something new, number {i}." + FILLER,
+                  f"Maduro spoke of {' and '.join(f'{w}{i}' for w in WORDS[i % 7::7])}.",
                   published_at=(STORED_AT - timedelta(minutes=i)).isoformat())
             for i in range(30)]
     config = setup(tmp_path, db_url, mail, many, rules=[LEADERS],
@@ -257,13 +267,67 @@ def test_a_digest_lists_max_alerts_and_counts_the_rest(tmp_path: Path, db_url: s
     assert cli(config, "digest", "send", "--now")[0] == 0
     [received] = mail.received
     text, html = text_of(received.message), html_of(received.message)
-    assert received.message["Subject"].startswith("30 new alerts")
+    assert received.message["Subject"].startswith("30 new stories")
     listed = [i for i in range(30) if f"Maduro item {i}\n" in text or f"Maduro item {i} (" in text]
     assert listed == list(range(12)), listed  # the newest 12
-    assert "And 18 more alerts of this rule, not listed: one digest lists 12 at most." in text
-    assert "And 18 more alerts of this rule" in html
+    assert "And 18 more stories of this rule, not listed: one digest lists 12 at most." in text
+    assert "And 18 more stories of this rule" in html
     # All 30 are carried: none comes back in the next digest.
     assert all(a["sent_at"] for a in json_lines(config, "alerts", "list"))
+
+
+# --- stories: each once, and only what they gained afterwards ---------------------------------
+
+KREMLIN_AGAIN = Story("kremlin-again", "RFE/RL", "Peskov: Russia will respect Venezuela's choice",
+                      "https://www.rferl.org/a/peskov-venezuela.html",
+                      "Kremlin spokesman Dmitry Peskov told journalists that Russia would respect "
+                      "Maduro's removal as an internal matter of Venezuela, and that Moscow had "
+                      "spoken to the new authorities.",
+                      published_at="2026-11-24T08:00:00+00:00")
+
+
+def test_a_story_mailed_before_comes_back_only_as_more_reports(
+        tmp_path: Path, db_url: str, mail: MailServer) -> None:
+    config = setup(tmp_path, db_url, mail, [KREMLIN])
+    assert cli(config, "digest", "send", "--now")[0] == 0
+    assert len(mail.received) == 2
+    store_stories(config, [KREMLIN_AGAIN, LATER], STORED_AT + timedelta(days=1))
+    stories = {i["title"]: i["story"] for i in json_lines(config, "items", "list")}
+    assert stories["Kremlin on Maduro"] == stories[KREMLIN_AGAIN.title]
+    assert stories["Kremlin on Maduro"] != stories[LATER.title]
+
+    assert cli(config, "digest", "send", "--now")[0] == 0
+    got = by_recipient(MailServer(received=mail.received[2:]))
+    desk, analyst = got["desk@example.org"], got["analyst@example.org"]
+    assert desk["Subject"] == "1 new story and 1 update: Venezuela leadership (2)"
+    text = text_of(desk)
+    assert text.count("Matched: ") == 1 and "* Maduro's ministers questioned" in text
+    assert re.search(r"  Stories sent before, with new reports:\n  - Kremlin on Maduro: 1 more "
+                     r"report since \d+ \w+ \d{4}, \d\d:\d\d \(RFE/RL\); also matches Russia "
+                     r"and Latin America\n    https://www\.rferl\.org/a/peskov-venezuela\.html\n",
+                     text), text
+    assert "1 more report" in html_of(desk)
+    assert analyst["Subject"] == "1 story update: Russia and Latin America (1)"
+    assert "Matched: " not in text_of(analyst)
+    # Nothing comes a third time.
+    assert cli(config, "digest", "send", "--now")[0] == 0
+    assert len(mail.received) == 4
+
+
+def test_a_story_whose_digest_failed_for_good_is_new_again(
+        tmp_path: Path, db_url: str, mail: MailServer) -> None:
+    config = setup(tmp_path, db_url, mail, [KREMLIN], rules=[LEADERS])
+    mail.mode = "no_such_user"
+    assert cli(config, "digest", "send", "--now")[0] == 5
+    mail.mode = "accept"
+    store_stories(config, [KREMLIN_AGAIN], STORED_AT + timedelta(days=1))
+    assert cli(config, "digest", "send", "--now")[0] == 0
+    [received] = mail.received
+    text = text_of(received.message)
+    # Never read, so shown in full: its two reports, the earliest leading.
+    assert received.message["Subject"] == "1 new story: Venezuela leadership (1)"
+    assert "* Kremlin on Maduro\n" in text and "more report" not in text
+    assert "2 reports from 2 outlets" in text
 
 
 # --- safety --------------------------------------------------------------------------------------

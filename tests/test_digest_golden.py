@@ -1,9 +1,11 @@
 """Golden files: a config and stored alerts in, the expected digest emails out.
 
 The inputs are ``tests/golden/digest/stories.json`` (stored as the pipeline would
-store them, alerts raised by the config's rules) and the config written below; the
-outputs are one ``.eml`` per recipient, plus its text and HTML parts decoded, so a
-change to the templates shows as a readable diff. After an intended change, rewrite
+store them, alerts raised by the config's rules, stories joined) and the config
+written below; the outputs are one ``.eml`` per recipient, plus its text and HTML
+parts decoded, so a change to the templates shows as a readable diff; then, once
+those digests were composed and ``LATER`` stored, each recipient's next digest
+(``*-later``): a story mailed before shows only its new reports. After an intended change, rewrite
 them with ``MONITOR_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_digest_golden.py``
 and review the diff.
 """
@@ -21,7 +23,7 @@ from helpers import Story, store_stories, write_config
 
 from monitor import db
 from monitor.config import load_settings
-from monitor.digest.delivery import build, recipients
+from monitor.digest.delivery import build, compose, recipients
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "digest"
 NOW = datetime(2026, 11, 24, 11, 0, tzinfo=UTC)  # 07:00 in Caracas
@@ -43,34 +45,64 @@ def stories() -> list[Story]:
     return [Story(**s) for s in json.loads((GOLDEN / "stories.json").read_text(encoding="utf-8"))]
 
 
+LATER = [  # stored after the first digests were composed
+    Story(key="kremlin-telesur", feed="teleSUR English",
+          title="Russia to respect Venezuelans' decision, says Kremlin",
+          url="https://www.telesurenglish.net/news/russia-kremlin-respect-venezuelans-decision/",
+          published_at="2026-11-24T13:00:00+00:00",
+          text="Kremlin spokesman Dmitry Peskov said Russia would respect the choice of the "
+               "Venezuelan people and continue working with the authorities in Caracas, "
+               "after Nicolás Maduro was removed from office. Peskov said Moscow expected "
+               "its agreements with Venezuela to be honored."),
+    Story(key="oil", feed="The Moscow Times",
+          title="Rosneft Halts Venezuelan Crude Swaps",
+          url="https://www.themoscowtimes.com/2026/11/24/rosneft-halts-venezuelan-swaps-a91300",
+          published_at="2026-11-24T15:45:00+00:00",
+          text="Rosneft has halted crude swap deliveries with Venezuela's state oil company "
+               "PDVSA pending talks with the new government, two sources said, a blow to "
+               "Russia's largest remaining energy venture in Latin America."),
+]
+LATER_AT = datetime(2026, 11, 24, 20, 0, tzinfo=UTC)
+NEXT = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
+
+
 def render_all(tmp_path: Path) -> dict[str, bytes]:
+    """Each recipient's first digest and, once those were composed and more was
+    stored, their next one (``<name>-later``)."""
     config = write_config(tmp_path / "monitor.toml", db_url=f"sqlite:///{tmp_path}/golden.db",
                           feeds=FEEDS, rules=RULES,
                           digest={"sender": "monitor@newsroom.example", "sender_name": "Monitor"})
     store_stories(config, stories(), STORED_AT)
     settings = load_settings(config)
     engine = db.make_engine(settings.database.url)
-    try:
+    out: dict[str, bytes] = {}
+
+    def build_each(now: datetime, suffix: str) -> None:
         with db.session_factory(engine)() as s:
-            return {
-                addr: build(s, settings, addr, rules, NOW,
-                            f"<digest.golden-{addr.partition('@')[0]}@newsroom.example>")[1].as_bytes()
-                for addr, rules in recipients(settings.rules).items()
-            }
+            for addr, rules in recipients(settings.rules).items():
+                name = addr.partition("@")[0] + suffix
+                out[name] = build(s, settings, addr, rules, now,
+                                  f"<digest.golden-{name}@newsroom.example>")[1].as_bytes()
+
+    try:
+        build_each(NOW, "")
+        compose(db.session_factory(engine), settings, NOW, scheduled=False)
+        store_stories(config, LATER, LATER_AT)
+        build_each(NEXT, "-later")
+        return out
     finally:
         engine.dispose()
 
 
-@pytest.mark.parametrize("recipient", ["desk@example.org", "analyst@example.org"])
-def test_digest_matches_golden_files(tmp_path: Path, recipient: str) -> None:
-    raw = render_all(tmp_path)[recipient]
+@pytest.mark.parametrize("name", ["desk", "analyst", "desk-later", "analyst-later"])
+def test_digest_matches_golden_files(tmp_path: Path, name: str) -> None:
+    raw = render_all(tmp_path)[name]
     message = message_from_bytes(raw, policy=policy.default)
     parts = {
         ".eml": raw.decode("ascii"),
         ".txt": message.get_body(("plain",)).get_content(),  # type: ignore[union-attr]
         ".html": message.get_body(("html",)).get_content(),  # type: ignore[union-attr]
     }
-    name = recipient.partition("@")[0]
     for suffix, actual in parts.items():
         path = GOLDEN / f"{name}{suffix}"
         if os.environ.get("MONITOR_UPDATE_GOLDEN") == "1":

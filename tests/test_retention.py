@@ -147,7 +147,7 @@ def test_digest_bodies_and_old_worker_rows_go(tmp_path: Path, db_url: str,
     code, out = cli(config, "db", "prune")
     assert code == 0 and "1 digest bodies" in out and "1 worker rows" in out, out
     [(subject, size)] = rows(config, Digest.subject, func.length(Digest.message))
-    assert subject.startswith("1 new alert") and size == 0  # type: ignore[union-attr]
+    assert subject.startswith("1 new story") and size == 0  # type: ignore[union-attr]
     assert [d["state"] for d in json_lines(config, "digest", "list")] == ["sent"]
     assert [w["id"] for w in json_lines(config, "status")[0]["workers"]] == ["h:2:new"]
 

@@ -37,7 +37,15 @@ from monitor import db, store
 from monitor.clock import Clock
 from monitor.config import RuleSettings, Settings
 from monitor.digest.mailer import Mailer
-from monitor.digest.render import Digest, Entry, Outlet, assemble, new_message_id, render, subject
+from monitor.digest.render import (
+    Digest,
+    Entry,
+    Report,
+    assemble,
+    new_message_id,
+    render,
+    subject,
+)
 from monitor.digest.schedule import CronSchedule
 from monitor.errors import MailError, StoreError
 
@@ -143,17 +151,27 @@ class Composed:
 
 def build(session: Session, settings: Settings, recipient: str, rules: Sequence[str],
           now: datetime, message_id: str) -> tuple[Digest, EmailMessage]:
-    """The digest ``recipient`` would get now, rendered; reads only."""
+    """The digest ``recipient`` would get now, rendered; reads only. Alerts are grouped
+    by their item's story; an item without one (stored with stories off) is a story of
+    its own, its copies in other feeds its other reports."""
     rows = store.undelivered_alerts(session, recipient, rules)
-    copies = store.also_reported_by(session, [r.item_id for r in rows])
+    stories = sorted({r.story_id for r in rows if r.story_id is not None})
+    reports: dict[int, list[Report]] = {
+        story: [Report(p.item_id, p.feed, p.url, p.title, p.at, p.stored_at) for p in found]
+        for story, found in store.story_reports(session, stories).items()}
+    alone = [r for r in rows if r.story_id is None]
+    for item_id, copies in store.also_reported_by(session, [r.item_id for r in alone]).items():
+        reports[-item_id] = [Report(c.item_id, c.feed, c.url, c.title, c.at, c.stored_at)
+                             for c in copies]
     entries = [
-        Entry(alert_id=r.id, rule=r.rule, title=r.title, url=r.url, feed=r.feed,
-              published_at=r.published_at, created_at=r.created_at, query=r.query,
-              terms=tuple(r.terms), snippet=r.snippet,
-              also=tuple(Outlet(c.feed, c.url, c.title) for c in copies.get(r.item_id, [])))
+        Entry(alert_id=r.id, rule=r.rule, item_id=r.item_id, title=r.title, url=r.url,
+              feed=r.feed, published_at=r.published_at, created_at=r.created_at,
+              query=r.query, terms=tuple(r.terms), snippet=r.snippet,
+              story=r.story_id if r.story_id is not None else -r.item_id)
         for r in rows
     ]
-    digest = assemble(recipient, entries, [r.name for r in settings.rules])
+    mailed = store.stories_mailed(session, recipient, stories)
+    digest = assemble(recipient, entries, [r.name for r in settings.rules], reports, mailed)
     tz = ZoneInfo(settings.digest.timezone)
     return digest, render(digest, settings.digest, tz, now, message_id)
 

@@ -1,10 +1,12 @@
 """Digest emails (pure): alerts in, one multipart/alternative message out.
 
-A digest is what one recipient reads: the alerts of their rules not yet sent to
-them, grouped by rule (in config order), newest first. Each entry shows the
-linked title, the feed, the published time in the digest's time zone, the
-snippet with the matched terms highlighted, and the other outlets that carried
-a near-duplicate of the story.
+A digest is what one recipient reads, story first: the alerts of their rules not
+yet sent to them, grouped by story (:mod:`monitor.stories`), each story once, under
+the first of the recipient's rules (config order) that matched it, the others named.
+A new story shows its lead report (linked title, outlet, time in the digest's time
+zone, the snippet with the matched terms highlighted), how many reports it has from
+how many outlets, the earliest and the latest, and the other outlets that carried
+it. A story a digest already carried appears again only as "N more reports".
 
 The text and HTML parts come from the Jinja2 templates in ``templates/``; the
 HTML one autoescapes everything, keeps its CSS inline (Gmail and Outlook drop
@@ -20,7 +22,7 @@ import functools
 import hashlib
 import re
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from email.message import EmailMessage
@@ -39,12 +41,15 @@ TEXT_WIDTH = 76
 
 
 @dataclass(frozen=True)
-class Outlet:
-    """Another feed that carried a near-duplicate of an entry's story."""
+class Report:
+    """One stored article of a story: an outlet's report of it."""
 
+    item_id: int
     feed: str
     url: str | None
     title: str | None
+    at: datetime  # published, else first seen
+    stored_at: datetime
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class Entry:
 
     alert_id: int
     rule: str
+    item_id: int
     title: str | None
     url: str | None
     feed: str
@@ -61,13 +67,53 @@ class Entry:
     query: str  # the rule's query when it matched
     terms: tuple[str, ...]
     snippet: str
-    also: tuple[Outlet, ...] = ()
+    story: int  # the item's story: its alerts are listed together (any key, one per story)
+
+    @property
+    def at(self) -> datetime:
+        return self.published_at or self.created_at
+
+    def report(self) -> Report:
+        return Report(self.item_id, self.feed, self.url, self.title, self.at, self.created_at)
+
+
+@dataclass(frozen=True)
+class StoryEntry:
+    """One story in a digest: its alerts for the recipient (of one or more rules), led by
+    one of them, and every stored report of it.
+
+    New to the recipient, it is shown in full under the first of its rules; already
+    mailed (``mailed_at``: when the digest that last carried it was composed), only what
+    it gained since: "N more reports"."""
+
+    rule: str  # the first of the recipient's rules (config order) that matched it
+    other_rules: tuple[str, ...]  # the others that matched it, in config order
+    lead: Entry
+    alerts: tuple[Entry, ...]
+    reports: tuple[Report, ...]  # earliest first; the lead's among them
+    mailed_at: datetime | None = None
+
+    @property
+    def follow_up(self) -> bool:
+        return self.mailed_at is not None
+
+    @property
+    def latest(self) -> datetime:
+        return max(r.at for r in self.reports)
+
+    def new_reports(self) -> list[Report]:
+        """Its reports stored since it was mailed, and those alerted now (a rule added
+        later can alert on an older report), earliest first."""
+        if self.mailed_at is None:
+            return list(self.reports)
+        alerted = {a.item_id for a in self.alerts}
+        return [r for r in self.reports if r.stored_at > self.mailed_at or r.item_id in alerted]
 
 
 @dataclass(frozen=True)
 class Section:
     rule: str
-    entries: tuple[Entry, ...]
+    entries: tuple[StoryEntry, ...]  # new stories, latest report first, then follow-ups
 
 
 @dataclass(frozen=True)
@@ -77,34 +123,62 @@ class Digest:
 
     @property
     def count(self) -> int:
+        """Stories listed: new ones and follow-ups."""
         return sum(len(s.entries) for s in self.sections)
 
     @property
+    def updates(self) -> int:
+        return sum(e.follow_up for s in self.sections for e in s.entries)
+
+    @property
     def alert_ids(self) -> list[int]:
-        return [e.alert_id for s in self.sections for e in s.entries]
+        return [a.alert_id for s in self.sections for e in s.entries for a in e.alerts]
 
 
-def assemble(recipient: str, entries: Iterable[Entry], rule_order: Sequence[str]) -> Digest:
-    """Group ``entries`` by rule, rules in ``rule_order`` (others after, by name),
-    each rule's entries newest first (published time, else when the alert was raised)."""
-    by_rule: dict[str, list[Entry]] = {}
-    for e in entries:
-        by_rule.setdefault(e.rule, []).append(e)
+def assemble(recipient: str, entries: Iterable[Entry], rule_order: Sequence[str],
+             reports: Mapping[int, Sequence[Report]] | None = None,
+             mailed: Mapping[int, datetime] | None = None) -> Digest:
+    """Group ``entries`` (alerts) by story, each story once, under the first of its
+    rules in ``rule_order`` (others after, by name). ``reports`` are each story's stored
+    reports (a story without any is its alerts' items); ``mailed`` says which stories a
+    digest to the recipient already carried, and when it was composed. In a section, new
+    stories come first, the latest reported first, then the follow-ups."""
+    reports, mailed = reports or {}, mailed or {}
     rank = {name: i for i, name in enumerate(rule_order)}
-    rules = sorted(by_rule, key=lambda r: (rank.get(r, len(rank)), r))
+
+    def order(rule: str) -> tuple[int, str]:
+        return (rank.get(rule, len(rank)), rule)
+
+    by_story: dict[int, list[Entry]] = {}
+    for e in entries:
+        by_story.setdefault(e.story, []).append(e)
+    by_rule: dict[str, list[StoryEntry]] = {}
+    for key, alerts in by_story.items():
+        rules = sorted({a.rule for a in alerts}, key=order)
+        mailed_at = mailed.get(key)
+        ours = sorted((a for a in alerts if a.rule == rules[0]), key=lambda a: (a.at, a.alert_id))
+        lead = ours[-1] if mailed_at is not None else ours[0]
+        known = list(reports.get(key, ()))
+        seen = {r.item_id for r in known}
+        known += [a.report() for a in alerts if a.item_id not in seen]
+        known.sort(key=lambda r: (r.at, r.item_id))
+        by_rule.setdefault(rules[0], []).append(StoryEntry(
+            rules[0], tuple(rules[1:]), lead, tuple(sorted(alerts, key=lambda a: a.alert_id)),
+            tuple(dict((r.item_id, r) for r in known).values()), mailed_at))
     return Digest(recipient, tuple(
-        Section(r, tuple(sorted(by_rule[r], key=_newest_first))) for r in rules))
+        Section(r, tuple(sorted(by_rule[r], key=_story_order)))
+        for r in sorted(by_rule, key=order)))
 
 
-def _newest_first(e: Entry) -> tuple[float, int]:
-    return (-(e.published_at or e.created_at).timestamp(), -e.alert_id)
+def _story_order(e: StoryEntry) -> tuple[bool, float, int]:
+    return (e.follow_up, -e.latest.timestamp(), -e.lead.alert_id)
 
 
 def subject(digest: Digest) -> str:
-    """"3 new alerts: Venezuela leadership (2), Russia and Latin America (1)"."""
+    """"3 new stories: Venezuela leadership (2), Russia and Latin America (1)"."""
     if not digest.count:
-        return "No new alerts"
-    head = f"{digest.count} new alert" + ("" if digest.count == 1 else "s")
+        return "No new stories"
+    head = _headline(digest)
     parts = [f"{s.rule} ({len(s.entries)})" for s in digest.sections]
     shown: list[str] = []
     for i, part in enumerate(parts):
@@ -118,11 +192,20 @@ def subject(digest: Digest) -> str:
     return _one_line(text)
 
 
+def _headline(digest: Digest) -> str:
+    """"2 new stories", "1 new story and 2 updates", "1 story update"."""
+    fresh, updates = digest.count - digest.updates, digest.updates
+    if not fresh:
+        return f"{updates} story update" + ("" if updates == 1 else "s")
+    head = f"{fresh} new " + ("story" if fresh == 1 else "stories")
+    return head + (f" and {_plural(updates, 'update')}" if updates else "")
+
+
 def render(digest: Digest, settings: DigestSettings, tz: tzinfo, now: datetime,
            message_id: str) -> EmailMessage:
     """The whole email: headers, a text part and an HTML part. ``now`` (aware) is its
     Date; ``message_id`` (``<…@…>``) stays with the message across retries."""
-    room = settings.max_alerts  # entries listed in all: a catch-up digest stays mailable
+    room = settings.max_alerts  # stories listed in all: a catch-up digest stays mailable
     sections = []
     for section in digest.sections:
         sections.append(_section_view(section, tz, settings.full_entries, room))
@@ -164,7 +247,7 @@ def new_message_id(domain: str, token: str) -> str:
 # --- what the templates see ----------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _EntryView:
+class _StoryView:
     title: str
     href: str | None  # only http(s): a feed's "javascript:" link is never shown
     feed: str
@@ -172,28 +255,48 @@ class _EntryView:
     snippet: list[tuple[str, bool]]
     snippet_text: str  # for the text part: marked words in *asterisks*, wrapped
     terms: str
-    also: list[tuple[str, str | None]]  # (feed, http(s) url or None)
+    other_rules: str  # "" or the other rules that matched it, comma-separated
+    reports: str  # "" (one report) or "3 reports from 2 outlets: first …, latest …"
+    also: list[tuple[str, str | None]]  # the other outlets: (feed, http(s) url or None)
+
+
+@dataclass(frozen=True)
+class _UpdateView:
+    title: str  # the story's, as first reported
+    href: str | None  # its latest new report
+    more: str  # "2 more reports since 23 Nov 2026, 18:15"
+    outlets: list[tuple[str, str | None]]  # who reported it since, each once
+    other_rules: str
 
 
 def _section_view(section: Section, tz: tzinfo, full: int, room: int) -> dict[str, object]:
-    """A rule's first ``full`` entries in full; the rest as one line each (linked title,
-    feed, time), so a big day stays under Gmail's ~102 KB clipping point; of those,
-    only the first ``room`` (what ``[digest] max_alerts`` leaves), the others counted."""
+    """A rule's first ``full`` new stories in full; the rest as one line each (linked
+    title, outlet, time), so a big day stays under Gmail's ~102 KB clipping point; then
+    the stories mailed before, one line each with what they gained. Of all these, only
+    the first ``room`` (what ``[digest] max_alerts`` leaves), the others counted."""
     listed = section.entries[:room]
-    views = [_entry_view(e, tz) for e in listed]
-    return {"rule": section.rule, "count": len(section.entries), "entries": views[:full],
-            "more": views[full:], "unlisted": len(section.entries) - len(listed)}
+    fresh = [_story_view(e, tz) for e in listed if not e.follow_up]
+    updates = [_update_view(e, tz) for e in listed if e.follow_up]
+    return {"rule": section.rule, "count": len(section.entries), "entries": fresh[:full],
+            "more": fresh[full:], "updates": updates,
+            "unlisted": len(section.entries) - len(listed)}
 
 
-def _entry_view(e: Entry, tz: tzinfo) -> _EntryView:
+def _story_view(story: StoryEntry, tz: tzinfo) -> _StoryView:
+    e = story.lead
     terms = _terms(e)
     pieces = highlight(e.snippet, terms) if e.snippet else []
     marked = "".join(f"*{text}*" if hit else text for text, hit in pieces)
-    also: dict[str, str | None] = {}
-    for o in e.also:
-        also.setdefault(_one_line(o.feed), _http(o.url))
     href = _http(e.url)
-    return _EntryView(
+    reports = ""
+    if len(story.reports) > 1:
+        first, last = story.reports[0], max(story.reports, key=lambda r: (r.at, r.item_id))
+        outlets = len({r.feed for r in story.reports})
+        reports = (f"{_plural(len(story.reports), 'report')} from "
+                   f"{_plural(outlets, 'outlet')}: first {_when(first.at, tz)} "
+                   f"({_one_line(first.feed)}), latest {_when(last.at, tz)} "
+                   f"({_one_line(last.feed)})")
+    return _StoryView(
         title=_one_line(e.title or "") or href or "(untitled)",
         href=href,
         feed=_one_line(e.feed),
@@ -203,8 +306,34 @@ def _entry_view(e: Entry, tz: tzinfo) -> _EntryView:
         snippet_text=textwrap.fill(_one_line(marked), TEXT_WIDTH, initial_indent="  ",
                                    subsequent_indent="  "),
         terms=", ".join(e.terms),
-        also=list(also.items()),
+        other_rules=", ".join(_one_line(r) for r in story.other_rules),
+        reports=reports,
+        also=_outlets(r for r in story.reports if r.feed != e.feed),
     )
+
+
+def _update_view(story: StoryEntry, tz: tzinfo) -> _UpdateView:
+    new = story.new_reports()
+    first = story.reports[0]
+    latest = max(new, key=lambda r: (r.at, r.item_id))
+    since = f" since {_when(story.mailed_at, tz)}" if story.mailed_at else ""
+    return _UpdateView(
+        title=_one_line(first.title or "") or _http(first.url) or "(untitled)",
+        href=_http(latest.url),
+        more=f"{len(new)} more report{'' if len(new) == 1 else 's'}{since}",
+        outlets=_outlets(new),
+        other_rules=", ".join(_one_line(r) for r in story.other_rules),
+    )
+
+
+def _outlets(reports: Iterable[Report]) -> list[tuple[str, str | None]]:
+    """Each outlet once, with the link to its first report (of these) that has one."""
+    out: dict[str, str | None] = {}
+    for r in reports:
+        feed = _one_line(r.feed)
+        if out.get(feed) is None:
+            out[feed] = _http(r.url)
+    return list(out.items())
 
 
 def _terms(e: Entry) -> list[Term]:
@@ -217,7 +346,7 @@ def _terms(e: Entry) -> list[Term]:
 def _summary(digest: Digest) -> str:
     if not digest.count:
         return "Nothing new matched your rules since the last digest."
-    return f"{_plural(digest.count, 'alert')} from {_plural(len(digest.sections), 'rule')}"
+    return f"{_headline(digest)} from {_plural(len(digest.sections), 'rule')}"
 
 
 def _when(moment: datetime, tz: tzinfo) -> str:

@@ -35,6 +35,7 @@ from monitor.store.digests import (
     mark_digest_sent,
     next_digest_attempt_at,
     recipients_waiting,
+    stories_mailed,
     undelivered_alerts,
 )
 from monitor.store.entries import (
@@ -148,6 +149,7 @@ from monitor.store.stories import (
     ALL,
     NAMES,
     StoryListing,
+    StoryReport,
     StoryRow,
     Unstoried,
     add_term_frequencies,
@@ -161,6 +163,7 @@ from monitor.store.stories import (
     set_story,
     story_candidates,
     story_of,
+    story_reports,
     term_frequencies,
 )
 from monitor.store.workers import (
@@ -199,6 +202,7 @@ __all__ = [
     "Ref",
     "StoredItem",
     "StoryListing",
+    "StoryReport",
     "StoryRow",
     "SyncResult",
     "TextToPrune",
@@ -290,8 +294,10 @@ __all__ = [
     "set_meta",
     "set_story",
     "stored_item",
+    "stories_mailed",
     "story_candidates",
     "story_of",
+    "story_reports",
     "sync_feeds",
     "sync_rules",
     "term_frequencies",

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from monitor.models import Alert, Digest, DigestAlert, FreedAlert, Rule
+from monitor.models import Alert, Digest, DigestAlert, FreedAlert, Item, Rule
 from monitor.store.rules import AlertRow, alert_rows
 
 
@@ -28,6 +28,29 @@ def undelivered_alerts(session: Session, recipient: str, rules: Sequence[str]) -
     carried = exists().where(DigestAlert.alert_id == Alert.id,
                              DigestAlert.recipient == recipient)
     return alert_rows(session, Rule.name.in_(list(rules)), ~carried, newest_first=False)
+
+
+def stories_mailed(session: Session, recipient: str,
+                   story_ids: Sequence[int]) -> dict[int, datetime]:
+    """Of ``story_ids``, those a digest to ``recipient`` (sent or still to be, not failed)
+    already carried, with when the latest such digest was composed: a later digest
+    shows only what the story gained since."""
+    out: dict[int, datetime] = {}
+    wanted = list(dict.fromkeys(story_ids))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        q = (select(Item.story_id, func.max(Digest.created_at))
+             .select_from(DigestAlert)
+             .join(Digest, Digest.id == DigestAlert.digest_id)
+             .join(Alert, Alert.id == DigestAlert.alert_id)
+             .join(Item, Item.id == Alert.item_id)
+             .where(DigestAlert.recipient == recipient, Digest.failed_at.is_(None),
+                    Item.story_id.in_(chunk))
+             .group_by(Item.story_id))
+        for story_id, at in session.execute(q):
+            if story_id is not None:
+                out[story_id] = at
+    return out
 
 
 @dataclass(frozen=True)

@@ -300,6 +300,8 @@ class Copy:
     title: str | None
     dedup_method: str
     similarity: float | None
+    at: datetime  # published, else first seen
+    stored_at: datetime
 
 
 def also_reported_by(session: Session, item_ids: Iterable[int]) -> dict[int, list[Copy]]:
@@ -320,7 +322,8 @@ def also_reported_by(session: Session, item_ids: Iterable[int]) -> dict[int, lis
             if original is not None:  # always, by the join; this tells the type checker
                 out[original].append(Copy(
                     item.id, feed_name, item.canonical_url or item.url, item.title,
-                    item.dedup_method or "", item.similarity))
+                    item.dedup_method or "", item.similarity,
+                    item.published_at or item.created_at, item.created_at))
     return out
 
 

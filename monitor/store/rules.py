@@ -88,6 +88,7 @@ class AlertRow:
     snippet: str
     created_at: datetime
     sent_at: datetime | None
+    story_id: int | None = None  # the item's story (None: stories off when it was stored)
 
 
 def list_alerts(
@@ -110,7 +111,7 @@ def alert_rows(session: Session, *criteria: ColumnElement[bool], newest_first: b
     """Alerts meeting every one of ``criteria`` (on alerts, rules, items, feeds), with
     their rule's name and the item they point at, in the order they were raised."""
     q = (select(Alert, Rule.name, Item.canonical_url, Item.url, Item.title, Item.published_at,
-                Feed.name)
+                Feed.name, Item.story_id)
          .join(Rule, Rule.id == Alert.rule_id)
          .join(Item, Item.id == Alert.item_id)
          .join(Feed, Feed.id == Item.feed_id)
@@ -121,8 +122,9 @@ def alert_rows(session: Session, *criteria: ColumnElement[bool], newest_first: b
     return [
         AlertRow(id=a.id, rule=name, item_id=a.item_id, url=canonical or url, title=title,
                  feed=feed, published_at=published, query=a.query, terms=list(a.terms),
-                 snippet=a.snippet, created_at=a.created_at, sent_at=a.sent_at)
-        for a, name, canonical, url, title, published, feed in session.execute(q)
+                 snippet=a.snippet, created_at=a.created_at, sent_at=a.sent_at,
+                 story_id=story)
+        for a, name, canonical, url, title, published, feed, story in session.execute(q)
     ]
 
 

@@ -256,3 +256,43 @@ def list_stories(session: Session, *, since: datetime | None = None, min_outlets
                                     r.items, outlets[r.id], sorted(seeds[r.id])))
             if limit and len(out) >= limit:
                 return out
+
+
+@dataclass(frozen=True)
+class StoryReport:
+    """One stored article of a story, as a digest names it."""
+
+    item_id: int
+    feed: str
+    url: str | None
+    title: str | None
+    at: datetime  # published, else first seen
+    stored_at: datetime
+
+
+def story_reports(session: Session, story_ids: Iterable[int],
+                  limit: int = 500) -> dict[int, list[StoryReport]]:
+    """Each story's stored articles (copies included), earliest first; at most
+    ``limit`` per story, the latest ones (a story of thousands is named by its
+    latest reports)."""
+    wanted = list(dict.fromkeys(story_ids))
+    out: dict[int, list[StoryReport]] = {i: [] for i in wanted}
+    at = func.coalesce(Item.published_at, Item.created_at)
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        q = (select(Item.story_id, Item.id, Feed.name, Item.canonical_url, Item.url,
+                    Item.title, Item.published_at, Item.created_at)
+             .join(Feed, Feed.id == Item.feed_id)
+             .where(Item.story_id.in_(chunk))
+             .order_by(Item.story_id, at.desc(), Item.id.desc()))
+        for story_id, item_id, feed, canonical, url, title, published, created in (
+                session.execute(q)):
+            if story_id is None:  # never, by the filter; this tells the type checker
+                continue
+            reports = out[story_id]
+            if len(reports) < limit:
+                reports.append(StoryReport(item_id, feed, canonical or url, title,
+                                           published or created, created))
+    for reports in out.values():
+        reports.reverse()
+    return out
