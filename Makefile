@@ -53,11 +53,15 @@ pytest: $(DEV_STAMP)
 CHROMIUM ?= chromium
 screenshot:
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	for pair in desk:digest:1010 desk-later:digest-later:540; do \
+	  golden=$${pair%%:*}; rest=$${pair#*:}; png=$${rest%%:*}; height=$${rest#*:}; \
 	  $(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
 	    --disable-background-networking --disable-component-update --disable-sync \
-	    --user-data-dir="$$tmp" --hide-scrollbars --window-size=760,1300 \
-	    --screenshot=docs/digest.png "file://$(CURDIR)/tests/golden/digest/desk.html" 2>/dev/null
-	@echo "wrote docs/digest.png"
+	    --user-data-dir="$$tmp" --hide-scrollbars --window-size=760,$$height \
+	    --screenshot=docs/$$png.png "file://$(CURDIR)/tests/golden/digest/$$golden.html" \
+	    2>/dev/null || exit 1; \
+	  echo "wrote docs/$$png.png"; \
+	done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -90,12 +90,12 @@ class DigestSettings:
     sender: str = "monitor@localhost"
     sender_name: str = "monitor"
     send_empty: bool = False  # mail a "nothing new" digest to recipients with no alerts
-    full_entries: int = 20  # per rule, shown with snippet; the rest as one line each
+    full_entries: int = 20  # new stories per rule, shown with snippet; the rest one line each
     retry_max: int = 3600  # seconds: failed sends are retried after 1m, 2m, 4m … up to this
     # A digest the server answers with a 5xx this many times is given up (failed); a
     # refused recipient, at once. Its alerts go into the next digest, once.
     give_up_after: int = 5
-    max_alerts: int = 200  # listed in one digest; the rest are counted, per rule
+    max_alerts: int = 200  # stories listed in one digest; the rest are counted, per rule
 
 
 @dataclass(frozen=True)
