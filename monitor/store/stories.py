@@ -4,12 +4,13 @@ frequencies of terms, and which story each item and seed reports."""
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -17,36 +18,53 @@ from monitor.models import Feed, Item, Seed, Story, StoryTerm, TermFrequency
 from monitor.store.items import Ref
 
 ALL, NAMES = 0, 1  # TermFrequency.space
+_STORIES = cast(Table, Story.__table__)  # for Core statements (see create_story)
+_TERMS = cast(Table, StoryTerm.__table__)
 _CHUNK = 500
 
 
 def term_frequencies(session: Session, all_terms: Iterable[str],
                      names: Iterable[str]) -> tuple[int, dict[str, int], dict[str, int]]:
     """How many articles the stored frequencies count, and the stored frequencies of
-    ``all_terms`` (the all space) and ``names`` (the names space): one statement, built
-    once (it runs for every article stored)."""
-    wanted_all, wanted_names = sorted(set(all_terms)), sorted(set(names))
+    ``all_terms`` (the all space) and ``names`` (the names space): one statement with
+    one value per space, whatever the number of terms (it runs for most articles
+    stored; an IN list of hundreds of bound values cost milliseconds to build)."""
+    dialect = session.get_bind().dialect.name
+    wanted_all, wanted_names = ["", *sorted(set(all_terms))], sorted(set(names))
+    if dialect == "postgresql":
+        values: dict[str, object] = {"all": wanted_all, "names": wanted_names}
+    else:
+        values = {"all": json.dumps(wanted_all, ensure_ascii=False),
+                  "names": json.dumps(wanted_names, ensure_ascii=False)}
     docs = 0
     found: dict[int, dict[str, int]] = {ALL: {}, NAMES: {}}
-    step = _CHUNK // 2
-    for start in range(0, max(len(wanted_all), len(wanted_names), 1), step):
-        rows = session.connection().execute(_frequencies(), {
-            "all": ["", *wanted_all[start:start + step]],
-            "names": wanted_names[start:start + step] or [""]})  # "" is no names term
-        for space, term, n in rows:
-            if space == ALL and term == "":
-                docs = int(n)
-            else:
-                found[space][term] = int(n)
+    for space, term, n in session.connection().execute(_frequencies(dialect), values):
+        if space == ALL and term == "":
+            docs = int(n)
+        else:
+            found[space][term] = int(n)
     return docs, found[ALL], found[NAMES]
 
 
+_FREQUENCIES = {  # space 0: ALL, 1: NAMES
+    "postgresql":
+        "SELECT space, term, docs FROM term_frequencies "
+        "WHERE space = 0 AND term = ANY(CAST(:all AS text[])) "
+        "UNION ALL SELECT space, term, docs FROM term_frequencies "
+        "WHERE space = 1 AND term = ANY(CAST(:names AS text[]))",
+    "sqlite":
+        "SELECT space, term, docs FROM term_frequencies "
+        "WHERE space = 0 AND term IN (SELECT value FROM json_each(:all)) "
+        "UNION ALL SELECT space, term, docs FROM term_frequencies "
+        "WHERE space = 1 AND term IN (SELECT value FROM json_each(:names))",
+}
+
+
 @functools.cache
-def _frequencies() -> Any:
-    t = TermFrequency.__table__
-    return select(t.c.space, t.c.term, t.c.docs).where(or_(
-        and_(t.c.space == ALL, t.c.term.in_(bindparam("all", expanding=True))),
-        and_(t.c.space == NAMES, t.c.term.in_(bindparam("names", expanding=True)))))
+def _frequencies(dialect: str) -> Any:
+    """:func:`term_frequencies`'s statement: the terms of each space bound as one array
+    (PostgreSQL) or one JSON list (SQLite), each looked up by the primary key."""
+    return text(_FREQUENCIES[dialect])
 
 
 def add_term_frequencies(session: Session, docs: int,
@@ -82,10 +100,6 @@ class StoryRow:
     centroid: str
 
 
-def _row(s: Story) -> StoryRow:
-    return StoryRow(s.id, s.title, s.language, s.first_at, s.last_at, s.items, s.centroid)
-
-
 def story_candidates(session: Session, terms: Sequence[str], since: datetime,
                      language: str | None, limit: int) -> list[StoryRow]:
     """The stories last reported at ``since`` or later (in ``language``, or of none)
@@ -119,21 +133,27 @@ def lock_story(session: Session, story_id: int) -> StoryRow | None:
     """The story, its row locked until the transaction ends (``FOR UPDATE`` on
     PostgreSQL): another worker joining it at the same moment waits, then reads what
     this one wrote."""
-    q = select(Story).where(Story.id == story_id)
+    t = _STORIES
+    q = select(t.c.id, t.c.title, t.c.language, t.c.first_at, t.c.last_at, t.c["items"],
+               t.c.centroid).where(t.c.id == story_id)
     if session.get_bind().dialect.name == "postgresql":
         q = q.with_for_update()
-    s = session.scalar(q)
-    return _row(s) if s is not None else None
+    # Core, like the writes below: no ORM object of the story is ever held, so none can
+    # be stale after them.
+    row = session.connection().execute(q).one_or_none()
+    return StoryRow(*row) if row is not None else None
 
 
 def create_story(session: Session, *, title: str | None, language: str | None,
                  at: datetime, centroid: str, terms: Sequence[str], now: datetime) -> int:
-    row = Story(title=title, language=language, first_at=at, last_at=at, items=1,
-                created_at=now, centroid=centroid)
-    session.add(row)
-    session.flush()
-    _index(session, row.id, (), terms)
-    return row.id
+    # Core statements on the session's connection: the ORM's bulk paths cost more than
+    # the statements themselves here (one story per article stored).
+    story_id: int = session.connection().execute(
+        insert(_STORIES).values(title=title, language=language, first_at=at, last_at=at,
+                                items=1, created_at=now, centroid=centroid)
+        .returning(_STORIES.c.id)).scalar_one()
+    _index(session, story_id, (), terms)
+    return story_id
 
 
 def grow_story(session: Session, story: StoryRow, *, at: datetime,
@@ -141,22 +161,24 @@ def grow_story(session: Session, story: StoryRow, *, at: datetime,
                old_terms: Sequence[str] = ()) -> None:
     """One more article in ``story`` (locked by :func:`lock_story`): its times and count,
     and, for an original, its new centroid and heaviest terms."""
-    values: dict[str, object] = {"items": Story.items + 1, "first_at": min(story.first_at, at),
+    values: dict[str, object] = {"items": _STORIES.c["items"] + 1,
+                                 "first_at": min(story.first_at, at),
                                  "last_at": max(story.last_at, at)}
     if centroid is not None:
         values["centroid"] = centroid
         _index(session, story.id, old_terms, terms)
-    session.execute(update(Story).where(Story.id == story.id).values(**values))
+    session.connection().execute(update(_STORIES).where(_STORIES.c.id == story.id)
+                                 .values(**values))
 
 
 def _index(session: Session, story_id: int, old: Iterable[str], new: Iterable[str]) -> None:
     gone, added = set(old) - set(new), set(new) - set(old)
+    table, conn = _TERMS, session.connection()
     if gone:
-        session.execute(delete(StoryTerm).where(StoryTerm.story_id == story_id,
-                                                StoryTerm.term.in_(sorted(gone))))
+        conn.execute(delete(table).where(table.c.story_id == story_id,
+                                         table.c.term.in_(sorted(gone))))
     if added:
-        session.execute(insert(StoryTerm), [{"term": t, "story_id": story_id}
-                                            for t in sorted(added)])
+        conn.execute(insert(table), [{"term": t, "story_id": story_id} for t in sorted(added)])
 
 
 def story_of(session: Session, ref: Ref) -> int | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 CANDIDATES = 20  # stories compared with an article, most shared heavy terms first
 FLUSH_DOCS = 200  # articles counted before their frequencies are written …
 FLUSH_SECONDS = 10.0  # … or this long after the first of them
+CACHE_SECONDS = 60.0  # stored frequencies read are used this long (others' counts come late)
+CACHE_TERMS = 300_000  # terms whose stored frequency is kept, per space, at most
+CENTROIDS_CACHED = 4096  # candidates' decoded centroids kept (about 10 KB each)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,12 @@ class Stories:
         self._pending_docs = 0
         self._since = 0.0
         self._lock = threading.Lock()
+        # The stored frequencies as last read, this worker's flushes added since: common
+        # terms are read once a minute, not for every article.
+        self._cached: dict[int, dict[str, int]] = {store.ALL: {}, store.NAMES: {}}
+        self._cached_docs: int | None = None
+        self._cached_at = 0.0
+        self._centroids: OrderedDict[int, tuple[str, signals.Centroid]] = OrderedDict()
 
     # --- joining ---------------------------------------------------------------------
 
@@ -114,35 +123,74 @@ class Stories:
 
     def profile(self, s: Session, t: signals.Terms) -> signals.Profile:
         """``t`` weighted with the stored frequencies, and this worker's not yet stored."""
-        stored_docs, stored_all, stored_names = store.term_frequencies(s, t.all, t.names)
+        self._read_frequencies(s, t)
         with self._lock:
-            docs = stored_docs + self._pending_docs
-            df_all = {term: stored_all.get(term, 0) + self._pending[store.ALL][term]
+            cached_all, cached_names = self._cached[store.ALL], self._cached[store.NAMES]
+            docs = (self._cached_docs or 0) + self._pending_docs
+            df_all = {term: cached_all.get(term, 0) + self._pending[store.ALL][term]
                       for term in t.all}
-            df_names = {term: stored_names.get(term, 0) + self._pending[store.NAMES][term]
+            df_names = {term: cached_names.get(term, 0) + self._pending[store.NAMES][term]
                         for term in t.names}
         return signals.Profile.of(t, signals.combined(docs, df_all),
                                   signals.combined(docs, df_names, with_prior=False))
+
+    def _read_frequencies(self, s: Session, t: signals.Terms) -> None:
+        """Read the stored frequencies of ``t``'s terms that are not cached (all of them
+        once the cache is ``CACHE_SECONDS`` old): every worker's counts, as of now."""
+        with self._lock:
+            if (time.monotonic() - self._cached_at > CACHE_SECONDS
+                    or max(len(c) for c in self._cached.values()) > CACHE_TERMS):
+                self._cached = {store.ALL: {}, store.NAMES: {}}
+                self._cached_docs = None
+                self._cached_at = time.monotonic()
+            cached_all, cached_names = self._cached[store.ALL], self._cached[store.NAMES]
+            missing_all = [term for term in t.all if term not in cached_all]
+            missing_names = [term for term in t.names if term not in cached_names]
+            if self._cached_docs is not None and not missing_all and not missing_names:
+                return
+        docs, found_all, found_names = store.term_frequencies(s, missing_all, missing_names)
+        with self._lock:
+            self._cached_docs = docs
+            for cached, missing, found in ((self._cached[store.ALL], missing_all, found_all),
+                                           (self._cached[store.NAMES], missing_names,
+                                            found_names)):
+                for term in missing:
+                    cached[term] = found.get(term, 0)
 
     def explain(self, s: Session, t: signals.Terms, *, language: str | None,
                 at: datetime) -> Joined | None:
         """What :meth:`join` would decide for an original with terms ``t``, changing
         nothing: the story it would join (None: it would start one) and the candidates."""
-        chosen, scored = self._choose(s, self.profile(s, t), language, at)
+        chosen, scored = self._choose(s, self.profile(s, t), language, at, explain=True)
         if chosen is None:
             return Joined(0, True, None, tuple(scored))
         return Joined(chosen, False, scored[0][1], tuple(scored))
 
     def _choose(self, s: Session, profile: signals.Profile, language: str | None,
-                at: datetime) -> tuple[int | None, list[tuple[int, signals.Resemblance]]]:
+                at: datetime, *, explain: bool = False,
+                ) -> tuple[int | None, list[tuple[int, signals.Resemblance]]]:
         """The candidate stories (reported within the window before ``at``, sharing a
         heavy term: an indexed lookup) and the one ``profile`` joins, if any."""
         since = at - timedelta(seconds=self.settings.window)
         candidates = store.story_candidates(s, profile.heaviest(signals.INDEX_TERMS), since,
                                             language, CANDIDATES)
         return signals.best_story(
-            profile, ((c.id, signals.Centroid.from_json(c.centroid)) for c in candidates),
-            self.settings.threshold)
+            profile, ((c.id, self._centroid(c.id, c.centroid)) for c in candidates),
+            self.settings.threshold, explain=explain)
+
+    def _centroid(self, story_id: int, raw: str) -> signals.Centroid:
+        """A candidate's centroid, decoded once while it stays as stored (the stories of
+        the day are everyone's candidates). Compared only, never grown: :meth:`join`
+        decodes the one it grows from the row it locked."""
+        hit = self._centroids.get(story_id)
+        if hit is not None and hit[0] == raw:
+            self._centroids.move_to_end(story_id)
+            return hit[1]
+        centroid = signals.Centroid.from_json(raw)
+        self._centroids[story_id] = (raw, centroid)
+        if len(self._centroids) > CENTROIDS_CACHED:
+            self._centroids.popitem(last=False)
+        return centroid
 
     # --- document frequencies ----------------------------------------------------------
 
@@ -179,6 +227,14 @@ class Stories:
                 for space, counts in pending.items():
                     self._pending[space].update(counts)
             raise
+        with self._lock:  # stored now: the cache holds them instead of the pending counts
+            if self._cached_docs is not None:
+                self._cached_docs += docs
+            for space, counts in pending.items():
+                cached = self._cached[space]
+                for term, n in counts.items():
+                    if term in cached:
+                        cached[term] += n
         return docs
 
 

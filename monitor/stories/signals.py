@@ -151,8 +151,18 @@ class Centroid:
 
     all: Vector = field(default_factory=dict)
     names: Vector = field(default_factory=dict)
+    _norms: tuple[float, float] | None = field(default=None, init=False, repr=False,
+                                               compare=False)
+
+    def norms(self) -> tuple[float, float]:
+        """Its vectors' lengths (all, names), computed once."""
+        if self._norms is None:
+            self._norms = (math.sqrt(sum(w * w for w in self.all.values())),
+                           math.sqrt(sum(w * w for w in self.names.values())))
+        return self._norms
 
     def add(self, p: Profile) -> None:
+        self._norms = None
         for mine, theirs in ((self.all, p.all), (self.names, p.names)):
             for t, w in theirs.items():
                 mine[t] = mine.get(t, 0.0) + w
@@ -179,14 +189,12 @@ def _rounded(v: Vector) -> Vector:
     return {t: round(w, 5) for t, w in v.items()}
 
 
-def _cosine(unit: Vector, other: Vector) -> float:
-    """Cosine of a normalised vector with any other."""
-    if not unit or not other:
+def _cosine(unit: Vector, other: Vector, norm: float) -> float:
+    """Cosine of a normalised vector with any other, of length ``norm``."""
+    if not unit or not other or not norm:
         return 0.0
     small, large = (unit, other) if len(unit) <= len(other) else (other, unit)
-    dot = sum(w * large.get(t, 0.0) for t, w in small.items())
-    norm = math.sqrt(sum(w * w for w in other.values()))
-    return dot / norm if norm else 0.0
+    return sum(w * large.get(t, 0.0) for t, w in small.items()) / norm
 
 
 @dataclass(frozen=True)
@@ -196,21 +204,26 @@ class Resemblance:
     score: float
     all: float  # cosine in the all space
     names: float  # cosine in the names space
-    shared: tuple[str, ...]  # the shared terms that weigh most, for explanations
+    shared: tuple[str, ...]  # the shared terms that weigh most (only when explaining)
 
 
-def resemblance(p: Profile, c: Centroid) -> Resemblance:
-    a, n = _cosine(p.all, c.all), _cosine(p.names, c.names)
-    shared = {t: w * c.all[t] for t, w in p.all.items() if t in c.all}
-    top = tuple(t for t, _ in sorted(shared.items(), key=lambda kv: -kv[1])[:8])
+def resemblance(p: Profile, c: Centroid, *, explain: bool = False) -> Resemblance:
+    """How much ``p`` resembles ``c``; with ``explain``, the shared terms too."""
+    norm_all, norm_names = c.norms()
+    a, n = _cosine(p.all, c.all, norm_all), _cosine(p.names, c.names, norm_names)
+    top: tuple[str, ...] = ()
+    if explain:
+        shared = {t: w * c.all[t] for t, w in p.all.items() if t in c.all}
+        top = tuple(t for t, _ in sorted(shared.items(), key=lambda kv: -kv[1])[:8])
     return Resemblance(ALL_WEIGHT * a + (1 - ALL_WEIGHT) * n, a, n, top)
 
 
-def best_story(p: Profile, candidates: Iterable[tuple[int, Centroid]],
-               threshold: float) -> tuple[int | None, list[tuple[int, Resemblance]]]:
+def best_story(p: Profile, candidates: Iterable[tuple[int, Centroid]], threshold: float, *,
+               explain: bool = False) -> tuple[int | None, list[tuple[int, Resemblance]]]:
     """The story ``p`` joins among ``candidates`` ((id, centroid)): the one it resembles
-    most, if at least ``threshold``; and every candidate's resemblance, best first."""
-    scored = sorted(((sid, resemblance(p, c)) for sid, c in candidates),
+    most, if at least ``threshold``; and every candidate's resemblance, best first (with
+    ``explain``, each with the terms shared)."""
+    scored = sorted(((sid, resemblance(p, c, explain=explain)) for sid, c in candidates),
                     key=lambda sr: (-sr[1].score, sr[0]))
     if scored and scored[0][1].score >= threshold:
         return scored[0][0], scored
