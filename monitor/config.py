@@ -167,6 +167,10 @@ class RetentionSettings:
     original_text: int = 0  # an original's text (0: kept for ever)
     digest_bodies: int = 30 * 86400  # a sent or failed digest's message bytes
     stopped_workers: int = 30 * 86400  # the row of a worker stopped or lost this long
+    # A story no article joined for this long is no longer a candidate: its index rows go
+    # (the lookup then costs what the recent stories cost, however many are stored).
+    # At least [stories] window; an article published longer ago starts a story.
+    story_index: int = 10 * 86400
     every: int = 3600  # seconds between the daemon's pruning rounds
     batch: int = 500  # items or digests per transaction
 
@@ -644,14 +648,20 @@ def _stories(doc: _Table) -> StorySettings:
     return s
 
 
-def _retention(doc: _Table) -> RetentionSettings:
+def _retention(doc: _Table, stories: StorySettings) -> RetentionSettings:
     t = doc.section("retention")
     d = RetentionSettings()
+    story_index = _duration(t, "story_index", d.story_index, minimum=0)
+    if story_index and story_index < stories.window:
+        raise t.fail("story_index", f"{story_index}s is shorter than [stories] window "
+                     f"({stories.window}s): a story would lose its index while articles "
+                     "may still join it; make it at least the window, or 0 to keep it")
     s = RetentionSettings(
         duplicate_text=_duration(t, "duplicate_text", d.duplicate_text, minimum=0),
         original_text=_duration(t, "original_text", d.original_text, minimum=0),
         digest_bodies=_duration(t, "digest_bodies", d.digest_bodies, minimum=0),
         stopped_workers=_duration(t, "stopped_workers", d.stopped_workers, minimum=0),
+        story_index=story_index,
         every=_duration(t, "every", d.every),
         batch=_positive(t, "batch", d.batch),
     )
@@ -838,6 +848,7 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
     log_t.finish()
     fetch = _fetch(doc)
     poll = _poll(doc)
+    stories = _stories(doc)
     settings = Settings(
         path=path,
         database=database,
@@ -852,8 +863,8 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
         dedup=_dedup(doc),
         poll=poll,
         daemon=_daemon(doc),
-        retention=_retention(doc),
-        stories=_stories(doc),
+        retention=_retention(doc, stories),
+        stories=stories,
         log_level=level,
         log_format=log_format,
     )

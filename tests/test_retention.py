@@ -162,3 +162,56 @@ def test_the_daemon_prunes_by_itself(server: LocalServer, db_url: str, tmp_path:
     finally:
         assert daemon.stop() == 0, daemon.log()
     assert all(i["text"] == "" for i in json_lines(config, "items", "list", "--text"))
+
+
+def test_a_quiet_story_loses_its_index_and_is_no_longer_a_candidate(
+        tmp_path: Path, db_url: str) -> None:
+    from helpers import Story, store_stories
+
+    from monitor.models import StoryTerm
+
+    config = write_config(tmp_path / "m.toml", db_url=db_url,
+                          feeds=[{"name": "F", "url": "http://127.0.0.1:9/f.rss"}])
+    now = datetime.now(UTC)
+    old_at, new_at = now - timedelta(days=20), now - timedelta(days=1)
+    kremlin = ("Kremlin spokesman Dmitry Peskov said Russia would respect the choice of "
+               "Venezuelans after Nicolás Maduro was removed, and expected Caracas to honor "
+               "its oil agreements with Rosneft.")
+    havana = ("A Russian tanker carrying crude docked in Havana, easing blackouts across Cuba; "
+              "officials said a second vessel from Novorossiysk was expected in December.")
+    ids = store_stories(config, [
+        Story("old", "F", "Peskov on Venezuela", "http://example.org/old", kremlin,
+              published_at=old_at.isoformat()),
+        Story("new", "F", "Tanker in Havana", "http://example.org/new", havana,
+              published_at=new_at.isoformat())], now)
+    story = {i["id"]: i["story"] for i in json_lines(config, "items", "list")}
+    article = tmp_path / "late.txt"
+    article.write_text(kremlin.replace("Peskov said", "Peskov told reporters"), encoding="utf-8")
+    late = (old_at + timedelta(hours=6)).isoformat()
+
+    def joins() -> object:
+        [out] = json_lines(config, "stories", "check", str(article), "--at", late, "--json")
+        return out["joins"]
+
+    assert joins() == story[ids["old"]]  # a late write-up finds the old story …
+    code, out = cli(config, "db", "prune", "--dry-run")
+    assert code == 0 and "the index of 1 stories" in out, out
+    code, out = cli(config, "db", "prune")
+    assert code == 0 and "the index of 1 stories" in out, out
+    # … until it has been quiet for [retention] story_index (10 days): only the recent
+    # story is still indexed, and the late write-up starts a story of its own.
+    assert {r[0] for r in rows(config, StoryTerm.story_id)} == {story[ids["new"]]}
+    assert joins() is None
+    code, out = cli(config, "db", "prune")  # from where it stopped: nothing again
+    assert code == 0 and "the index of 0 stories" in out, out
+
+
+def test_a_story_index_shorter_than_the_window_is_a_config_error(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = write_config(tmp_path / "m.toml", db_url=f"sqlite:///{tmp_path}/m.db",
+                          feeds=[{"name": "F", "url": "http://127.0.0.1:9/f.rss"}],
+                          extra={"retention": {"story_index": "1d"}})
+    code, _ = cli(config, "db", "prune")
+    assert code == 2
+    assert "retention.story_index" in caplog.text and "[stories] window" in caplog.text
+    assert str(config) in caplog.text

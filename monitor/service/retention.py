@@ -8,7 +8,9 @@ copy of the story is still found (by hash, URL, GUID or band keys) and verified 
 text: with neither text nor sketch they could find nothing, and its original carries
 the story's. Digests
 sent or failed keep their row and alerts but not their bytes; stopped workers' rows go.
-Seeds are never pruned. What was freed is recorded in ``meta`` for ``monitor status``.
+Seeds are never pruned. A story no article joined for ``story_index`` loses its index
+rows: it is no longer a candidate, and the lookup costs what the recent stories cost,
+however many are stored. What was freed is recorded in ``meta`` for ``monitor status``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Pruned:
     digests: int = 0
     digest_bytes: int = 0
     workers: int = 0
+    stories: int = 0  # stories whose index rows went (no longer candidates)
 
     def __add__(self, other: Pruned) -> Pruned:
         return Pruned(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values(),
@@ -51,11 +54,12 @@ class Pruned:
         return self.text_bytes + self.digest_bytes
 
     def __bool__(self) -> bool:
-        return bool(self.texts or self.digests or self.workers)
+        return bool(self.texts or self.digests or self.workers or self.stories)
 
     def render(self) -> str:
         return (f"{self.texts} texts ({size(self.text_bytes)}), {self.digests} digest bodies "
-                f"({size(self.digest_bytes)}), {self.workers} worker rows")
+                f"({size(self.digest_bytes)}), {self.workers} worker rows, the index of "
+                f"{self.stories} stories")
 
 
 def cutoffs(settings: RetentionSettings, now: datetime) -> store.Cutoffs:
@@ -63,7 +67,8 @@ def cutoffs(settings: RetentionSettings, now: datetime) -> store.Cutoffs:
         return now - timedelta(seconds=seconds) if seconds else None
 
     return store.Cutoffs(before(settings.duplicate_text), before(settings.original_text),
-                         before(settings.digest_bodies), before(settings.stopped_workers))
+                         before(settings.digest_bodies), before(settings.stopped_workers),
+                         before(settings.story_index))
 
 
 def prune_batch(sessions: sessionmaker[Session], dedup: Deduplicator,
@@ -86,7 +91,11 @@ def prune_batch(sessions: sessionmaker[Session], dedup: Deduplicator,
         digests, digest_bytes = store.prune_digest_bodies(s, c.digest_bodies, settings.batch)
     with sessions.begin() as s:
         workers = store.prune_workers(s, c.stopped_workers)
-    return Pruned(len(due), text_bytes, digests, digest_bytes, workers)
+    stories = 0
+    if c.story_index is not None:
+        with sessions.begin() as s:
+            stories = store.prune_story_index(s, c.story_index, settings.batch)
+    return Pruned(len(due), text_bytes, digests, digest_bytes, workers, stories)
 
 
 def prune(sessions: sessionmaker[Session], dedup: Deduplicator, settings: RetentionSettings,

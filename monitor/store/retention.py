@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from monitor.models import Digest, Item, ItemBand, ItemSketch, Worker
 from monitor.store.leases import rowcount
+from monitor.store.stories import story_index_due
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Cutoffs:
     original_text: datetime | None
     digest_bodies: datetime | None
     stopped_workers: datetime | None
+    story_index: datetime | None = None  # stories last reported before: no longer candidates
 
 
 def _texts_due(c: Cutoffs) -> ColumnElement[bool] | None:
@@ -112,6 +114,7 @@ class Prunable:
     digests: int
     digest_bytes: int
     workers: int
+    stories: int = 0  # stories whose index rows would go
 
 
 def prunable(session: Session, cutoffs: Cutoffs) -> Prunable:
@@ -131,7 +134,10 @@ def prunable(session: Session, cutoffs: Cutoffs) -> Prunable:
         workers = session.scalar(select(func.count()).where(or_(
             Worker.stopped_at < before,
             and_(Worker.stopped_at.is_(None), Worker.heartbeat_at < before)))) or 0
-    return Prunable(int(texts), int(text_bytes), int(digests), int(digest_bytes), int(workers))
+    stories = (story_index_due(session, cutoffs.story_index)
+               if cutoffs.story_index is not None else 0)
+    return Prunable(int(texts), int(text_bytes), int(digests), int(digest_bytes), int(workers),
+                    stories)
 
 
 def database_size(session: Session) -> int | None:

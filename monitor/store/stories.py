@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.models import Feed, Item, Seed, Story, StoryTerm, TermFrequency
 from monitor.store.items import Ref
+from monitor.store.near import get_meta, set_meta
 
 ALL, NAMES = 0, 1  # TermFrequency.space
 _STORIES = cast(Table, Story.__table__)  # for Core statements (see create_story)
@@ -318,3 +319,50 @@ def story_reports(session: Session, story_ids: Iterable[int],
     for reports in out.values():
         reports.reverse()
     return out
+
+
+INDEX_PRUNED_KEY = "retention.story_index"  # meta: (last_at, id) of the last story done
+
+
+def prune_story_index(session: Session, before: datetime, limit: int) -> int:
+    """Drop the index rows of up to ``limit`` stories last reported before ``before``,
+    oldest first, from where the last call stopped (kept in ``meta``, its row locked
+    until the transaction ends: workers pruning at once go one after the other), so
+    each round reads only the stories that aged since. Such a story is no longer a
+    candidate. Returns how many stories were done."""
+    raw = get_meta(session, INDEX_PRUNED_KEY, lock=True)
+    q = (select(_STORIES.c.id, _STORIES.c.last_at).where(_STORIES.c.last_at < before)
+         .order_by(_STORIES.c.last_at, _STORIES.c.id).limit(limit))
+    done_at, done_id = _progress(raw)
+    if done_at is not None:
+        q = q.where(or_(_STORIES.c.last_at > done_at,
+                        and_(_STORIES.c.last_at == done_at, _STORIES.c.id > done_id)))
+    rows = session.connection().execute(q).all()
+    if not rows:
+        return 0
+    ids = [r.id for r in rows]
+    session.connection().execute(delete(_TERMS).where(_TERMS.c.story_id.in_(ids)))
+    last = rows[-1]
+    set_meta(session, INDEX_PRUNED_KEY, json.dumps({"at": last.last_at.isoformat(),
+                                                    "id": last.id}))
+    return len(rows)
+
+
+def story_index_due(session: Session, before: datetime) -> int:
+    """How many stories :func:`prune_story_index` would still go through."""
+    done_at, done_id = _progress(get_meta(session, INDEX_PRUNED_KEY))
+    q = select(func.count()).select_from(_STORIES).where(_STORIES.c.last_at < before)
+    if done_at is not None:
+        q = q.where(or_(_STORIES.c.last_at > done_at,
+                        and_(_STORIES.c.last_at == done_at, _STORIES.c.id > done_id)))
+    return int(session.scalar(q) or 0)
+
+
+def _progress(raw: str | None) -> tuple[datetime | None, int]:
+    if not raw:
+        return None, 0
+    try:
+        data = json.loads(raw)
+        return datetime.fromisoformat(data["at"]), int(data["id"])
+    except (ValueError, KeyError, TypeError):
+        return None, 0  # unreadable: start again from the oldest (deleting twice is harmless)
