@@ -10,7 +10,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -101,26 +113,37 @@ class StoryRow:
     centroid: str
 
 
+PER_TERM = 64  # stories read per term: the ones started last that have it among their heaviest
+
+
 def story_candidates(session: Session, terms: Sequence[str], since: datetime,
                      language: str | None, limit: int) -> list[StoryRow]:
     """The stories last reported at ``since`` or later (in ``language``, or of none)
     that share the most of ``terms`` among their heaviest ones, most first: an indexed
-    lookup, never a scan of the stories."""
-    if not terms:
+    lookup, never a scan of the stories. Of each term, only the ``PER_TERM`` stories
+    started last are read: a term a hundred stories share (a year, a president) finds
+    the recent ones, and the cost stays the same however many are stored."""
+    wanted = list(dict.fromkeys(terms))
+    if not wanted:
         return []
-    rows = session.connection().execute(_candidates(), {
-        "terms": list(terms), "since": since, "language": language, "limit": limit})
+    values: dict[str, object] = {f"t{i}": t for i, t in enumerate(wanted)}
+    values.update(since=since, language=language, limit=limit, per_term=PER_TERM)
+    rows = session.connection().execute(_candidates(len(wanted)), values)
     return [StoryRow(*r) for r in rows]
 
 
 @functools.cache
-def _candidates() -> Any:
-    """:func:`story_candidates`'s statement, built once, its values bound by name."""
-    st, s = StoryTerm.__table__, Story.__table__
+def _candidates(terms: int) -> Any:
+    """:func:`story_candidates`'s statement for ``terms`` terms, built once, its values
+    bound by name: per term, the latest stories by the index's primary key (term,
+    story_id), then counted per story."""
+    st, s = _TERMS, _STORIES
+    per_term = [select(st.c.story_id).where(st.c.term == bindparam(f"t{i}"))
+                .order_by(st.c.story_id.desc()).limit(bindparam("per_term")).subquery()
+                for i in range(terms)]
+    found = union_all(*(select(q.c.story_id) for q in per_term)).subquery()
     hits = func.count().label("hits")
-    matched = (select(st.c.story_id, hits)
-               .where(st.c.term.in_(bindparam("terms", expanding=True)))
-               .group_by(st.c.story_id).subquery())
+    matched = select(found.c.story_id, hits).group_by(found.c.story_id).subquery()
     language = bindparam("language", type_=s.c.language.type)
     return (select(s.c.id, s.c.title, s.c.language, s.c.first_at, s.c.last_at, s.c["items"],
                    s.c.centroid)
