@@ -101,11 +101,13 @@ class Stories:
         if chosen is not None:
             row = store.lock_story(s, chosen)  # read again: another worker may have grown it
             if row is not None:
-                centroid = signals.Centroid.from_json(row.centroid)
+                centroid = self._centroid(row.id, row.centroid).copy()
                 old = centroid.heaviest()
                 centroid.add(profile)
-                store.grow_story(s, row, at=at, centroid=centroid.to_json(),
-                                 terms=centroid.heaviest(), old_terms=old)
+                raw, kept = centroid.stored()
+                store.grow_story(s, row, at=at, centroid=raw, terms=centroid.heaviest(),
+                                 old_terms=old)
+                self._remember(row.id, raw, kept)
                 return Joined(row.id, False, scored[0][1], tuple(scored))
         started = self._start(s, profile, title=title, language=language, at=at, now=now)
         return Joined(started.story_id, True, None, tuple(scored))
@@ -115,10 +117,13 @@ class Stories:
         centroid = signals.Centroid()
         if profile is not None:
             centroid.add(profile)
+        raw, kept = centroid.stored()
         story_id = store.create_story(s, title=title, language=language, at=at,
-                                      centroid=centroid.to_json(),
+                                      centroid=raw,
                                       terms=centroid.heaviest() if self.settings.enabled
                                       else (), now=now)
+        if profile is not None:
+            self._remember(story_id, raw, kept)
         return Joined(story_id, new=True)
 
     def profile(self, s: Session, t: signals.Terms) -> signals.Profile:
@@ -179,18 +184,25 @@ class Stories:
             self.settings.threshold, explain=explain)
 
     def _centroid(self, story_id: int, raw: str) -> signals.Centroid:
-        """A candidate's centroid, decoded once while it stays as stored (the stories of
-        the day are everyone's candidates). Compared only, never grown: :meth:`join`
-        decodes the one it grows from the row it locked."""
+        """A story's centroid as stored (``raw``), decoded once while it stays so (the
+        stories of the day are everyone's candidates). Shared: never changed in place
+        (:meth:`join` grows a copy)."""
         hit = self._centroids.get(story_id)
         if hit is not None and hit[0] == raw:
             self._centroids.move_to_end(story_id)
             return hit[1]
         centroid = signals.Centroid.from_json(raw)
+        self._remember(story_id, raw, centroid)
+        return centroid
+
+    def _remember(self, story_id: int, raw: str, centroid: signals.Centroid) -> None:
+        """``centroid`` is what ``raw``, stored for the story, decodes to (a story this
+        worker started or grew is not decoded again). If the transaction rolls back, the
+        stored one differs, and the next read decodes that."""
         self._centroids[story_id] = (raw, centroid)
+        self._centroids.move_to_end(story_id)
         if len(self._centroids) > CENTROIDS_CACHED:
             self._centroids.popitem(last=False)
-        return centroid
 
     # --- document frequencies ----------------------------------------------------------
 
