@@ -214,7 +214,7 @@ SECTIONS: dict[str, list[str]] = {
     "alerts": ["max_age"],
     "stories": ["enabled", "window", "threshold"],
     "retention": ["duplicate_text", "original_text", "digest_bodies", "stopped_workers",
-                  "every", "batch"],
+                  "story_index", "every", "batch"],
 }
 TABLE_ARRAYS: dict[str, list[str]] = {
     "feeds": ["name", "url", "interval", "enabled", "max_interval", "alert_backlog"],

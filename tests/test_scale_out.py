@@ -19,12 +19,12 @@ import pytest
 from conftest import LocalServer, Route
 from helpers import Daemon, Entry, cli, json_lines, rss, write_config
 from mailserver import MailServer
-from sqlalchemy import select
+from sqlalchemy import func, select, union
 
 from monitor import db, store
 from monitor.config import load_settings
 from monitor.digest.delivery import SCHEDULE_KEY
-from monitor.models import Feed
+from monitor.models import Feed, Item, Seed, Story
 
 FEEDS = 200
 SLOW = 30  # feeds 0..29 take 2 s to answer, so a worker is often mid-poll
@@ -123,9 +123,15 @@ def test_three_workers_share_200_feeds_and_survive_a_kill(
     # Hits are timed when they reach the server, polls are scheduled from when they
     # began: up to a second apart when requests queue for a connection.
     low, high = INTERVAL * (1 - JITTER) - 1.5, INTERVAL * (1 + JITTER) + 3.0
+    # The first round reaches every feed within 12 s of the first poll (alone: 6.4 s);
+    # counted from the first poll, not from the launch, as starting three interpreters
+    # takes what the machine gives (3.9 s alone, much more under the suite's load: from
+    # the launch, the bound of 15 s was missed by 0.2-0.3 s twice).
+    first = min(min(times) for times in hits.values())
+    assert first - start < 30, "no worker polled"
     for i in range(FEEDS):
         times = sorted(hits[i])
-        assert times[0] - start < 15, (i, "first poll late")
+        assert times[0] - first < 12, (i, "first poll late", times[0] - first)
         gaps = [b - a for a, b in itertools.pairwise(times)]
         # The gap around the kill may run late by up to a lease lapse and the idle tick:
         # a poll the victim had claimed but not yet sent waits for its lease to lapse,
@@ -163,11 +169,27 @@ def test_three_workers_share_200_feeds_and_survive_a_kill(
             by[rcpt].append(received.message["Subject"])
     assert {r: len(s) for r, s in by.items()} == {
         "desk@example.org": 1, "analyst@example.org": 1, "cuba@example.org": 1}
-    assert by["desk@example.org"] == ["2 new alerts: Maduro (2)"]
-    assert by["cuba@example.org"] == ["2 new alerts: Cuba (2)"]
+    assert by["desk@example.org"] == ["2 new stories: Maduro (2)"]
+    assert by["cuba@example.org"] == ["2 new stories: Cuba (2)"]
     assert cli(config, "digest", "list", "--pending")[1] == "no pending digests\n"
     # Every entry stored once; the workers are listed, the dead one as lost later on.
     assert len(json_lines(config, "items", "list")) == FEEDS
+    # The three gave the seeds their stories at once: every story has an article or a
+    # seed in it (a worker that gave a seed a story another had just given leaves one
+    # with none), and the two write-ups of one statement share theirs.
+    engine = db.make_engine(settings.database.url)
+    try:
+        with db.session_factory(engine)() as s:
+            members = union(select(Item.story_id), select(Seed.story_id)).subquery()
+            empty = s.scalar(select(func.count()).select_from(Story).where(
+                Story.id.not_in(select(members.c.story_id).where(
+                    members.c.story_id.is_not(None)))))
+            seeds = dict(s.execute(select(Seed.name, Seed.story_id)).tuples().all())
+    finally:
+        engine.dispose()
+    assert empty == 0
+    first, second = sorted(name for name in seeds if name.startswith(("000", "002")))
+    assert seeds[first] == seeds[second] is not None
     status = json.loads(cli(config, "status", "--json")[1])
     assert len(status["workers"]) == 3
     assert sorted(w["state"] for w in status["workers"]) in (

@@ -250,17 +250,24 @@ class Stories:
         return docs
 
 
+BACKFILL_KEY = story_key("stories", "backfill")  # held by the worker giving stories
+
+
 def give_stories(sessions: sessionmaker[Session], stories: Stories,
                  clock: Callable[[], datetime], batch: int = 200) -> int:
     """Give a story to every seed and item that has none (a database from before
     stories; new seeds), seeds first, then items in the order they were stored, a batch
-    per transaction. Resumable: what has one keeps it. Returns how many got one."""
+    per transaction. Resumable: what has one keeps it. Workers starting at once take
+    turns by batch (one lock), so none gives a story to what another just did. Returns
+    how many got one."""
     done = 0
     with sessions.begin() as s:
+        store.lock_story_keys(s, [BACKFILL_KEY])
         for u in store.seeds_without_story(s):
             done += _give(s, stories, u, clock())
     while True:
         with sessions.begin() as s:
+            store.lock_story_keys(s, [BACKFILL_KEY])
             rows = store.items_without_story(s, batch)
             for u in rows:
                 done += _give(s, stories, u, clock())

@@ -16,7 +16,9 @@ starts from a prior counted over a general news corpus that ships with monitor, 
 the first articles have sensible weights). A story is the sum of its articles' vectors
 (its centroid, cut to its ``CENTROID_TERMS`` heaviest terms per space); an article
 joins the story whose centroid it resembles most, ``0.5 x cosine(all) + 0.5 x
-cosine(names)``, when that is at least the threshold, else it starts one. Measured in docs/stories.md.
+cosine(names)`` (the names' cosine halved when they share one name only: two short
+articles about two events in Cuba share little else), when that is at least the
+threshold, else it starts one. Measured in docs/stories.md.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ INDEX_TERMS = 12  # a story's heaviest terms, by which candidates are found
 LOCK_TERMS = 8  # an article's heaviest terms, locked while it joins a story
 ALL_WEIGHT = 0.5  # the rest is the names space's
 LEAD_WORDS = 400  # words of an article's text read (its title is read whole)
+SHARED_NAMES = 2  # names an article shares with a story before their cosine counts fully
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?|\d+(?:[.,]\d+)*")
 _POSSESSIVE = re.compile(r"['’]s$", re.IGNORECASE)
@@ -233,6 +236,9 @@ def resemblance(p: Profile, c: Centroid, *, explain: bool = False) -> Resemblanc
     """How much ``p`` resembles ``c``; with ``explain``, the shared terms too."""
     norm_all, norm_names = c.norms()
     a, n = _cosine(p.all, c.all, norm_all), _cosine(p.names, c.names, norm_names)
+    shared_names = len(p.names.keys() & c.names.keys())
+    if shared_names < SHARED_NAMES:
+        n *= shared_names / SHARED_NAMES  # one name in common is two events in one place
     top: tuple[str, ...] = ()
     if explain:
         shared = {t: w * c.all[t] for t, w in p.all.items() if t in c.all}
