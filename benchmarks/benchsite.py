@@ -323,7 +323,8 @@ def write_config(path: Path, db_url: str, feed_urls: list[str], *, interval: str
                  level: str = "WARNING", fetch: dict[str, object] | None = None,
                  extract: dict[str, object] | None = None,
                  poll: dict[str, object] | None = None,
-                 rules: dict[str, str] | None = None) -> None:
+                 rules: dict[str, str] | None = None,
+                 stories: dict[str, object] | None = None) -> None:
     """A monitor config for a benchmark run: the project's seeds, no pause between two
     requests to one host, no HTTP listener, ``rules`` (name -> query) alerting one
     recipient, and one feed per URL polled every ``interval``."""
@@ -331,6 +332,7 @@ def write_config(path: Path, db_url: str, feed_urls: list[str], *, interval: str
         "database": {"url": db_url}, "seeds": {"path": str(ROOT / "seeds")},
         "logging": {"level": level}, "fetch": {"host_delay": "0s", **(fetch or {})},
         "extract": extract or {}, "poll": poll or {}, "daemon": {"listen": ""},
+        "stories": stories or {},
     }
     # JSON's strings, numbers and lists of strings are TOML's too.
     out = [f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in keys.items())

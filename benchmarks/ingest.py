@@ -180,6 +180,8 @@ def main() -> int:
     ap.add_argument("--postgres", metavar="URL", help="a PostgreSQL server to create the "
                     "databases on, e.g. postgresql+psycopg://postgres@127.0.0.1/test "
                     "(default: SQLite files)")
+    ap.add_argument("--stories", choices=("on", "off"), default="on",
+                    help="[stories] enabled: off measures what joining stories costs")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--py-spy", metavar="FILE", help="profile the end-to-end runs with py-spy "
                     "(collapsed stacks of the daemon process into FILE)")
@@ -218,7 +220,8 @@ def main() -> int:
                        "allow_private": ["127.0.0.0/8"]},
                 extract={"workers": workers, "worker_max_tasks": args.max_tasks},
                 rules={"Venezuela leadership": 'Maduro OR "Delcy Rodriguez"',
-                       "Russia": "Russia OR Moscow OR Kremlin"})
+                       "Russia": "Russia OR Moscow OR Kremlin"},
+                stories={"enabled": args.stories == "on"})
             prefix = ["py-spy", "record", "--nonblocking", "--format", "raw", "--rate", "100",
                       "-o", f"{args.py_spy}.{round_}", "--"] if args.py_spy else []
             before = site.stats()["pages"]
