@@ -123,15 +123,17 @@ def test_three_workers_share_200_feeds_and_survive_a_kill(
     # Hits are timed when they reach the server, polls are scheduled from when they
     # began: up to a second apart when requests queue for a connection.
     low, high = INTERVAL * (1 - JITTER) - 1.5, INTERVAL * (1 + JITTER) + 3.0
-    # The first round reaches every feed within 12 s of the first poll (alone: 6.4 s);
-    # counted from the first poll, not from the launch, as starting three interpreters
-    # takes what the machine gives (3.9 s alone, much more under the suite's load: from
-    # the launch, the bound of 15 s was missed by 0.2-0.3 s twice).
+    # The first round reaches every feed before the first poll's next one can come due
+    # (an interval, less its jitter): no feed waits a round. Counted from the first
+    # poll, not the launch: starting three interpreters takes what the machine gives.
+    # Alone the first poll comes 3.9 s after the launch and the round spans 6.4 s;
+    # under the suite's load (2 cores, 4 test processes) the round spanned 14.4 s once.
     first = min(min(times) for times in hits.values())
     assert first - start < 30, "no worker polled"
     for i in range(FEEDS):
         times = sorted(hits[i])
-        assert times[0] - first < 12, (i, "first poll late", times[0] - first)
+        assert times[0] - first < INTERVAL * (1 - JITTER), (i, "first poll late",
+                                                           times[0] - first)
         gaps = [b - a for a, b in itertools.pairwise(times)]
         # The gap around the kill may run late by up to a lease lapse and the idle tick:
         # a poll the victim had claimed but not yet sent waits for its lease to lapse,
