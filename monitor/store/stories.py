@@ -113,6 +113,12 @@ class StoryRow:
     centroid: str
 
 
+def _row_columns() -> tuple[Any, ...]:
+    """The columns of a :class:`StoryRow`, in its order."""
+    c = _STORIES.c
+    return (c.id, c.title, c.language, c.first_at, c.last_at, c["items"], c.centroid)
+
+
 PER_TERM = 64  # stories read per term: the ones started last that have it among their heaviest
 
 
@@ -145,8 +151,7 @@ def _candidates(terms: int) -> Any:
     hits = func.count().label("hits")
     matched = select(found.c.story_id, hits).group_by(found.c.story_id).subquery()
     language = bindparam("language", type_=s.c.language.type)
-    return (select(s.c.id, s.c.title, s.c.language, s.c.first_at, s.c.last_at, s.c["items"],
-                   s.c.centroid)
+    return (select(*_row_columns())
             .join(matched, matched.c.story_id == s.c.id)
             .where(s.c.last_at >= bindparam("since", type_=s.c.last_at.type),
                    or_(language.is_(None), s.c.language.is_(None), s.c.language == language))
@@ -157,9 +162,7 @@ def lock_story(session: Session, story_id: int) -> StoryRow | None:
     """The story, its row locked until the transaction ends (``FOR UPDATE`` on
     PostgreSQL): another worker joining it at the same moment waits, then reads what
     this one wrote."""
-    t = _STORIES
-    q = select(t.c.id, t.c.title, t.c.language, t.c.first_at, t.c.last_at, t.c["items"],
-               t.c.centroid).where(t.c.id == story_id)
+    q = select(*_row_columns()).where(_STORIES.c.id == story_id)
     if session.get_bind().dialect.name == "postgresql":
         q = q.with_for_update()
     # Core, like the writes below: no ORM object of the story is ever held, so none can
