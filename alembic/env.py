@@ -19,12 +19,22 @@ if config.config_file_name is not None and "connection" not in config.attributes
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
+# The full-text index (monitor.store.search) is no model: an FTS5 table (and its
+# shadow tables) on SQLite, a table with a tsvector on PostgreSQL.
+_NOT_MODELS = ("items_fts", "item_search")
+
+
+def _include_name(name: str | None, type_: str, _parents: object) -> bool:
+    return not (type_ == "table" and name is not None and name.startswith(_NOT_MODELS))
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER much
         compare_type=True,
+        include_name=_include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -81,6 +81,13 @@ class RuleSettings:
     query: str  # as written
     recipients: tuple[str, ...]
     parsed: Query = field(compare=False, repr=False)  # parsed once, at load
+    # Seconds: once, alert on what was stored this long before the rule (and again when
+    # the query or this changes); None: only what is stored from now on.
+    backfill: int | None = None
+
+    def backfill_key(self) -> str | None:
+        """What a backfill of this rule covers: applied once per key (see Rule.backfill_key)."""
+        return None if self.backfill is None else f"{self.backfill}s {self.query}"
 
 
 @dataclass(frozen=True)
@@ -277,7 +284,8 @@ class Settings:
         settings. Two workers whose configs differ only in their own concerns (where
         they listen, how many extraction processes) have the same."""
         shared = {"feeds": [_asdict(f) for f in self.feeds],
-                  "rules": [[r.name, r.query, list(r.recipients)] for r in self.rules],
+                  "rules": [[r.name, r.query, list(r.recipients), r.backfill]
+                            for r in self.rules],
                   "alerts": _asdict(self.alerts), "poll": _asdict(self.poll),
                   "digest": _asdict(self.digest), "stories": _asdict(self.stories)}
         return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str)
@@ -760,12 +768,13 @@ def _rules(doc: _Table) -> tuple[RuleSettings, ...]:
             if not isinstance(addr, str) or not _EMAIL_RE.match(addr):
                 raise t.fail(f"recipients[{j}]", f"{addr!r} is not an email address")
         t.check("recipients", recipients, bool, "must list at least one address")
+        backfill = _duration(t, "backfill", 0, minimum=60) if "backfill" in t.data else None
         t.finish()
         if name in seen:
             raise t.fail("name", f"duplicate rule name {name!r}, already used by rules[{seen[name]}]")
         seen[name] = i
         rules.append(RuleSettings(name=name, query=query, recipients=tuple(recipients),
-                                  parsed=parsed))
+                                  parsed=parsed, backfill=backfill))
     return tuple(rules)
 
 

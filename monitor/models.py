@@ -329,6 +329,9 @@ class Rule(Base):
     recipients: Mapped[list[str]] = mapped_column(JSON)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # false once gone from config
     updated_at: Mapped[datetime]
+    # The config's backfill last applied to this rule ("<window> <query>"): applied once,
+    # again only when the window or the query changes (monitor.service.backfill).
+    backfill_key: Mapped[str | None] = mapped_column(Text)
 
 
 class Alert(Base):
@@ -345,6 +348,9 @@ class Alert(Base):
     snippet: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]  # when a digest carrying it was first accepted by SMTP
+    # Raised by a backfill (`rules backfill`, a rule's `backfill` key) on an item stored
+    # before the rule could see it; the digest says so.
+    backfilled: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
 
 class Digest(Base):

@@ -6,13 +6,15 @@ could not be sent (it stays pending and is retried).
 
     __init__.py   the parser, logging, dispatch and error handling
     common.py     exit codes, JSON output, opening a database whose schema is current
-    daemon.py     run, seeds load, db upgrade, db backup, db prune, config show
+    daemon.py     run, seeds load, db upgrade, db backup, db prune, db reindex-search,
+                  config show
     status.py     status
     feeds.py      feeds list, feeds forget, feeds poll
     items.py      items list, items refetch
     dedup.py      dedup check, dedup reindex
     stories.py    stories list, stories show, stories check
-    alerts.py     rules test, rules list, alerts list
+    alerts.py     rules list, alerts list
+    search.py     search, rules test, rules backfill
     digests.py    digest send, digest preview, digest list
 """
 
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from monitor import __version__, logs
-from monitor.cli.alerts import cmd_alerts_list, cmd_rules_list, cmd_rules_test
+from monitor.cli.alerts import cmd_alerts_list, cmd_rules_list
 from monitor.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -40,6 +42,7 @@ from monitor.cli.daemon import (
     cmd_config_show,
     cmd_db_backup,
     cmd_db_prune,
+    cmd_db_reindex_search,
     cmd_db_upgrade,
     cmd_run,
     cmd_seeds_load,
@@ -48,6 +51,7 @@ from monitor.cli.dedup import cmd_dedup_check, cmd_dedup_reindex
 from monitor.cli.digests import cmd_digest_list, cmd_digest_preview, cmd_digest_send
 from monitor.cli.feeds import cmd_feeds_forget, cmd_feeds_list, cmd_feeds_poll
 from monitor.cli.items import cmd_items_list, cmd_items_refetch
+from monitor.cli.search import cmd_rules_backfill, cmd_rules_test, cmd_search
 from monitor.cli.status import cmd_status
 from monitor.cli.stories import cmd_stories_check, cmd_stories_list, cmd_stories_show
 from monitor.config import config_path, load_settings
@@ -106,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "enough: texts, digest bodies, old worker rows")
     pr.add_argument("--dry-run", action="store_true",
                     help="say what would go and how much, change nothing")
+    dbp.add_parser("reindex-search", help="index every stored item for search again, from "
+                                          "scratch (after a crash of the index, or to check it)")
 
     feeds = sub.add_parser("feeds", help="feeds").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -177,6 +183,28 @@ def build_parser() -> argparse.ArgumentParser:
                     help="candidate stories to show (default 5)")
     sc.add_argument("--json", action="store_true", help="one JSON object")
 
+    se = sub.add_parser("search", help="search every stored item: the rule query language, "
+                                       "best first, one line per story")
+    se.add_argument("query", metavar="QUERY", nargs="+",
+                    help="a query in quotes, as rules are written, e.g. "
+                         "'Maduro -Guaido \"oil exports\" title:Caracas' "
+                         "(one starting with - needs no --)")
+    se.add_argument("--since", metavar="DURATION",
+                    help="only items stored in the last DURATION (90m, 12h, 7d); default all")
+    se.add_argument("--until", metavar="DURATION",
+                    help="only items stored more than DURATION ago")
+    se.add_argument("--feed", action="append", metavar="NAME_OR_URL",
+                    help="only this feed's items (repeat for several)")
+    se.add_argument("--story", type=int, metavar="ID", help="only this story's items")
+    se.add_argument("--status", choices=("new", "duplicate", "all"), default="new",
+                    help="originals (new, the default), duplicates, or all")
+    se.add_argument("--limit", type=int, metavar="N",
+                    help="stories (items with --items) to show, best first (default 20; "
+                         "0: all)")
+    se.add_argument("--items", action="store_true",
+                    help="one line per item, not per story")
+    se.add_argument("--json", action="store_true", help="one JSON object per story (item)")
+
     rules = sub.add_parser("rules", help="alert rules").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     rt = rules.add_parser(
@@ -189,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--limit", type=int, metavar="N",
                     help="matches to show (default 20, all with --json; 0 for all); all are counted")
     rt.add_argument("--json", action="store_true", help="one JSON object per matching item")
+    rb = rules.add_parser("backfill", help="store the alerts a rule would have raised on "
+                                           "the originals stored in a window (never twice)")
+    rb.add_argument("rule", metavar="NAME")
+    rb.add_argument("--since", required=True, metavar="DURATION",
+                    help="originals stored in the last DURATION (7d, 48h), or all")
+    rb.add_argument("--dry-run", action="store_true",
+                    help="say what would be stored, store nothing")
+    rb.add_argument("--json", action="store_true", help="one JSON object")
     rl = rules.add_parser("list", help="the config's rules, how they read, their alerts")
     rl.add_argument("--json", action="store_true", help="one JSON object per line")
 
@@ -233,6 +269,7 @@ COMMANDS = {
     ("db", "upgrade"): cmd_db_upgrade,
     ("db", "backup"): cmd_db_backup,
     ("db", "prune"): cmd_db_prune,
+    ("db", "reindex-search"): cmd_db_reindex_search,
     ("feeds", "list"): cmd_feeds_list,
     ("feeds", "forget"): cmd_feeds_forget,
     ("feeds", "poll"): cmd_feeds_poll,
@@ -243,7 +280,9 @@ COMMANDS = {
     ("stories", "list"): cmd_stories_list,
     ("stories", "show"): cmd_stories_show,
     ("stories", "check"): cmd_stories_check,
+    ("search", None): cmd_search,
     ("rules", "test"): cmd_rules_test,
+    ("rules", "backfill"): cmd_rules_backfill,
     ("rules", "list"): cmd_rules_list,
     ("alerts", "list"): cmd_alerts_list,
     ("digest", "send"): cmd_digest_send,
@@ -265,25 +304,34 @@ def _reader_went_away(out: TextIO) -> int:
     return EXIT_OK
 
 
-# The options of `rules test`, and whether each takes a value (see query_as_argument).
-RULES_TEST_OPTIONS = {"--since": True, "--limit": True, "--json": False, "-h": False,
-                      "--help": False}
+# The commands that take a query, with their options and whether each takes a value
+# (see query_as_argument).
+QUERY_OPTIONS = {
+    ("rules", "test"): {"--since": True, "--limit": True, "--json": False},
+    ("search",): {"--since": True, "--until": True, "--feed": True, "--story": True,
+                  "--status": True, "--limit": True, "--items": False, "--json": False},
+}
 
 
 def query_as_argument(argv: Sequence[str]) -> list[str]:
-    """``argv`` with a `rules test` query that starts with ``-`` (``-Trump``, ``-"a b"
-    Maduro``) made the positional argument it is: argparse would take it for an unknown
-    option. Every token after ``rules test`` that is none of its options (or their
+    """``argv`` with a `search` or `rules test` query that starts with ``-`` (``-Trump``,
+    ``-"a b" Maduro``) made the positional argument it is: argparse would take it for an
+    unknown option. Every token after the command that is none of its options (or their
     values) goes after a ``--``."""
     argv = list(argv)
-    at = next((i + 2 for i in range(len(argv) - 1) if argv[i:i + 2] == ["rules", "test"]), None)
-    if at is None or "--" in argv[at:]:
+    found = next(((i + len(c), k) for c, k in QUERY_OPTIONS.items()
+                  for i in range(len(argv) - len(c) + 1) if tuple(argv[i:i + len(c)]) == c),
+                 None)
+    if found is None:
+        return argv
+    at, known = found
+    if "--" in argv[at:]:
         return argv
     options: list[str] = []
     rest: list[str] = []
     tokens = iter(argv[at:])
     for token in tokens:
-        takes_value = RULES_TEST_OPTIONS.get(token.split("=", 1)[0])
+        takes_value = {**known, "-h": False, "--help": False}.get(token.split("=", 1)[0])
         if takes_value is None:
             rest.append(token)
             continue

@@ -67,14 +67,15 @@ def session_factory(settings: Settings) -> Iterator[sessionmaker[Session]]:
         engine.dispose()
 
 
-def since_arg(value: str | None, now: datetime) -> datetime | None:
-    """``--since`` as a point in time: None for no bound. Raises InputError."""
+def since_arg(value: str | None, now: datetime, flag: str = "--since") -> datetime | None:
+    """``--since`` (or ``flag``: ``--until``) as a point in time, that long before
+    ``now``: None for no bound. Raises UsageError."""
     if value is None or value.strip().lower() == "all":
         return None
     try:
         return now - timedelta(seconds=parse_duration(value))
     except ValueError as exc:
-        raise UsageError(f"--since: {exc}") from None
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 def ref_json(ref: store.Ref | None) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ import asyncio
 import json
 from typing import TextIO
 
-from monitor import db
+from monitor import db, store
 from monitor.cli.common import EXIT_OK
 from monitor.config import Settings
 
@@ -49,9 +49,12 @@ def cmd_seeds_load(settings: Settings, args: argparse.Namespace, out: TextIO) ->
 
 
 def cmd_db_upgrade(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor import search
+
     engine = db.make_engine(settings.database.url)
     try:
         before, after = db.upgrade(engine)
+        indexed = search.fill_index(db.session_factory(engine))
     finally:
         engine.dispose()
     where = db.describe(engine)
@@ -59,6 +62,28 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace, out: TextIO) ->
         out.write(f"{where}: already at {after}\n")
     else:
         out.write(f"{where}: upgraded from {before or 'empty'} to {after}\n")
+    if indexed:
+        out.write(f"{indexed} stored items indexed for search\n")
+    return EXIT_OK
+
+
+def cmd_db_reindex_search(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor import search
+
+    engine = db.make_engine(settings.database.url)
+    try:
+        db.upgrade(engine)
+        sessions = db.session_factory(engine)
+        with sessions.begin() as s:
+            total = store.mark_unindexed(s, drop=True)
+        out.write(f"{db.describe(engine)}: indexing {total} stored items for search\n")
+        indexed = search.fill_index(sessions)
+        with sessions() as s:
+            counts = store.index_counts(s)
+    finally:
+        engine.dispose()
+    out.write(f"{indexed} items indexed; the index holds {counts.indexed} of "
+              f"{counts.stored} stored items\n")
     return EXIT_OK
 
 

@@ -167,7 +167,8 @@ def build(session: Session, settings: Settings, recipient: str, rules: Sequence[
         Entry(alert_id=r.id, rule=r.rule, item_id=r.item_id, title=r.title, url=r.url,
               feed=r.feed, published_at=r.published_at, created_at=r.created_at,
               query=r.query, terms=tuple(r.terms), snippet=r.snippet,
-              story=r.story_id if r.story_id is not None else -r.item_id)
+              story=r.story_id if r.story_id is not None else -r.item_id,
+              backfilled=r.backfilled)
         for r in rows
     ]
     mailed = store.stories_mailed(session, recipient, stories)

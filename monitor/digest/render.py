@@ -68,6 +68,7 @@ class Entry:
     terms: tuple[str, ...]
     snippet: str
     story: int  # the item's story: its alerts are listed together (any key, one per story)
+    backfilled: bool = False  # raised by a backfill on an item stored before the rule
 
     @property
     def at(self) -> datetime:
@@ -258,6 +259,7 @@ class _StoryView:
     other_rules: str  # "" or the other rules that matched it, comma-separated
     reports: str  # "" (one report) or "3 reports from 2 outlets: first …, latest …"
     also: list[tuple[str, str | None]]  # the other outlets: (feed, http(s) url or None)
+    backfilled: str  # "" or why an older story is new to this rule
 
 
 @dataclass(frozen=True)
@@ -309,7 +311,14 @@ def _story_view(story: StoryEntry, tz: tzinfo) -> _StoryView:
         other_rules=", ".join(_one_line(r) for r in story.other_rules),
         reports=reports,
         also=_outlets(r for r in story.reports if r.feed != e.feed),
+        backfilled=(f"Backfilled: stored {_when(_stored(story, e), tz)}, before the rule "
+                    "could see it" if e.backfilled else ""),
     )
+
+
+def _stored(story: StoryEntry, e: Entry) -> datetime:
+    """When the lead's item was stored (its report's, else the alert's time)."""
+    return next((r.stored_at for r in story.reports if r.item_id == e.item_id), e.created_at)
 
 
 def _update_view(story: StoryEntry, tz: tzinfo) -> _UpdateView:

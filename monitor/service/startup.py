@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor import db, store
+from monitor import db, search, store
 from monitor.clock import Clock, utcnow
 from monitor.config import Settings
 from monitor.dedup.index import Deduplicator, load_seeds
@@ -38,6 +38,15 @@ def prepare(settings: Settings, engine: Engine, clock: Clock = utcnow) -> None:
     load_seeds(db.session_factory(engine), settings, Deduplicator.from_settings(settings),
                clock())
     _give_stories(db.session_factory(engine), settings, clock)
+    _fill_search_index(db.session_factory(engine))
+
+
+def _fill_search_index(sessions: sessionmaker[Session]) -> None:
+    """The items stored before the search index (or a reindex) get indexed."""
+    try:
+        search.fill_index(sessions)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"indexing stored items for search failed: {db.reason(exc)}") from exc
 
 
 def _give_stories(sessions: sessionmaker[Session], settings: Settings, clock: Clock) -> None:
@@ -117,5 +126,7 @@ def sync_config(sessions: sessionmaker[Session], settings: Settings, now: dateti
                     "as that config set them (this worker polls and alerts with them: its "
                     "own rules that are not stored are left out); deploy the same config "
                     "everywhere", stale)
+    if not stale:
+        search.apply_backfills(sessions, settings.rules, now)
     return Synced(result, RuleBook.build(settings.rules, ids, stored_only=stale is not None),
                   stale)

@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, func, literal, null, or_, select, text, union_
 from sqlalchemy.orm import Session, aliased, defer
 
 from monitor.models import Alert, Feed, Item, Seed
+from monitor.store.search import index_item
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,8 @@ def rules_alerted(session: Session, original_id: int) -> set[int]:
 
 
 def add_item(session: Session, new: NewItem, now: datetime) -> int:
-    """Insert one item (new, or a duplicate of ``new.duplicate_of``). Returns its id."""
+    """Insert one item (new, or a duplicate of ``new.duplicate_of``), and index it for
+    search. Returns its id."""
     dup = new.duplicate_of
     row = Item(
         feed_id=new.feed_id, guid=new.guid, url=new.url, final_url=new.final_url,
@@ -287,6 +289,7 @@ def add_item(session: Session, new: NewItem, now: datetime) -> int:
     )
     session.add(row)
     session.flush()
+    index_item(session, row.id, new.title, new.text)  # searchable once committed
     return row.id
 
 

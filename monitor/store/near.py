@@ -19,11 +19,10 @@ from sqlalchemy import (
     or_,
     select,
     union_all,
-    update,
 )
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from monitor.models import Feed, Item, ItemBand, ItemSketch, Meta, Seed, SeedBand
+from monitor.models import Feed, Item, ItemBand, ItemSketch, Seed, SeedBand
 from monitor.store.items import Ref
 
 
@@ -39,31 +38,6 @@ class NearCandidate:
     feed: str | None  # the item's feed name; None for a seed
     # An item whose text was pruned: (words, shingle sketch), what near-dedup kept.
     sketch: tuple[int, bytes] | None = None
-
-
-def get_meta(session: Session, name: str, *, lock: bool = False) -> str | None:
-    """A meta value; with ``lock``, the row stays locked (``FOR UPDATE`` on PostgreSQL)
-    until the transaction ends, so workers reading it to change it take turns."""
-    q = select(Meta.value).where(Meta.name == name)
-    if lock and session.get_bind().dialect.name == "sqlite":
-        # SQLite ignores FOR UPDATE and pysqlite begins the transaction only at the
-        # first write: write first (a no-op), so the read below already holds the
-        # database's write lock and sees the latest value.
-        session.execute(update(Meta).where(Meta.name == name).values(value=Meta.value))
-    return session.scalar(q.with_for_update() if lock else q)
-
-
-def delete_meta(session: Session, name: str) -> None:
-    session.execute(delete(Meta).where(Meta.name == name))
-
-
-def set_meta(session: Session, name: str, value: str) -> None:
-    row = session.get(Meta, name)
-    if row is None:
-        session.add(Meta(name=name, value=value))
-    else:
-        row.value = value
-    session.flush()
 
 
 # Any constant, distinct from db.py's migration lock.

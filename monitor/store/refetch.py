@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from monitor.models import Feed, Item, ItemBand, ItemSketch
 from monitor.store.items import Ref
+from monitor.store.search import reindex_items
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,8 @@ def record_page(session: Session, item_id: int, page: PageFields,
         # A text again: what retention kept in place of the old one goes.
         session.execute(delete(ItemSketch).where(ItemSketch.item_id == item_id))
     session.execute(update(Item).where(Item.id == item_id).values(**values))
+    if text is not None:
+        reindex_items(session, [item_id])
 
 
 def make_original(session: Session, item_id: int) -> None:

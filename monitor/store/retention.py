@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from monitor.models import Digest, Item, ItemBand, ItemSketch, Worker
 from monitor.store.leases import rowcount
+from monitor.store.search import reindex_items
 from monitor.store.stories import story_index_due
 
 
@@ -67,6 +68,7 @@ def prune_texts(session: Session, sketches: Mapping[int, tuple[int, bytes] | Non
         return 0
     freed = session.scalar(select(func.sum(func.length(Item.text))).where(Item.id.in_(ids)))
     session.execute(update(Item).where(Item.id.in_(ids)).values(text="", text_pruned_at=now))
+    reindex_items(session, ids)  # searchable by the title only, as rules now see it
     bare = [i for i, k in sketches.items() if k is None]
     if bare:
         session.execute(delete(ItemBand).where(ItemBand.item_id.in_(bare)))

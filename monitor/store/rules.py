@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Insert, func, select
+from sqlalchemy import ColumnElement, Insert, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -61,16 +61,17 @@ def _insert_ignoring_duplicates(session: Session) -> Insert:
 
 
 def add_alerts(session: Session, item_id: int, alerts: Sequence[NewAlert],
-               now: datetime) -> int:
+               now: datetime, *, backfilled: bool = False) -> int:
     """Store each rule's alert for the item once: an alert already stored for that rule
-    and item is left as it is (sent or not). Returns how many were new."""
+    and item is left as it is (sent or not). ``backfilled``: raised by a backfill on an
+    item stored before. Returns how many were new."""
     stmt = _insert_ignoring_duplicates(session).returning(Alert.id)
     added = 0
     for a in alerts:
         # RETURNING, not rowcount: the ORM's insert path does not report a reliable one.
         added += len(session.execute(stmt.values(
             rule_id=a.rule_id, item_id=item_id, query=a.query, terms=list(a.terms),
-            snippet=a.snippet, created_at=now, sent_at=None)).all())
+            snippet=a.snippet, created_at=now, sent_at=None, backfilled=backfilled)).all())
     return added
 
 
@@ -89,6 +90,7 @@ class AlertRow:
     created_at: datetime
     sent_at: datetime | None
     story_id: int | None = None  # the item's story (None: stories off when it was stored)
+    backfilled: bool = False  # raised by a backfill on an item stored before the rule
 
 
 def list_alerts(
@@ -123,9 +125,36 @@ def alert_rows(session: Session, *criteria: ColumnElement[bool], newest_first: b
         AlertRow(id=a.id, rule=name, item_id=a.item_id, url=canonical or url, title=title,
                  feed=feed, published_at=published, query=a.query, terms=list(a.terms),
                  snippet=a.snippet, created_at=a.created_at, sent_at=a.sent_at,
-                 story_id=story)
+                 story_id=story, backfilled=a.backfilled)
         for a, name, canonical, url, title, published, feed, story in session.execute(q)
     ]
+
+
+def alerted_for(session: Session, rule_id: int, item_ids: Sequence[int]) -> set[int]:
+    """Of the originals ``item_ids``, those the rule alerted for already: on the item or
+    on one of its copies (an earlier original that a fuller copy replaced)."""
+    out: set[int] = set()
+    for at in range(0, len(item_ids), 500):
+        chunk = list(item_ids[at:at + 500])
+        out.update(session.scalars(select(Alert.item_id).where(
+            Alert.rule_id == rule_id, Alert.item_id.in_(chunk))))
+        out.update(session.scalars(
+            select(Item.duplicate_of_item_id).join(Alert, Alert.item_id == Item.id)
+            .where(Alert.rule_id == rule_id, Item.duplicate_of_item_id.in_(chunk))))
+    return out
+
+
+def lock_rule(session: Session, rule_id: int) -> str | None:
+    """Lock the rule's row until the transaction ends (PostgreSQL: FOR UPDATE; SQLite
+    has one writer) and return the backfill last applied to it."""
+    q = select(Rule.backfill_key).where(Rule.id == rule_id)
+    if session.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    return session.scalar(q)
+
+
+def set_backfill_key(session: Session, rule_id: int, key: str) -> None:
+    session.execute(update(Rule).where(Rule.id == rule_id).values(backfill_key=key))
 
 
 def count_alerts(session: Session) -> dict[str, tuple[int, int]]:

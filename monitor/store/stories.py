@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from monitor.models import Feed, Item, Seed, Story, StoryTerm, TermFrequency
 from monitor.store.items import Ref
-from monitor.store.near import get_meta, set_meta
+from monitor.store.meta import get_meta, set_meta
 
 ALL, NAMES = 0, 1  # TermFrequency.space
 _STORIES = cast(Table, Story.__table__)  # for Core statements (see create_story)

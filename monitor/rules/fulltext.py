@@ -1,0 +1,213 @@
+"""The full-text index's side of the query language (pure): what an item puts into the
+index, and a query compiled into the index's own language as a *prefilter*.
+
+The index holds the words exactly as rules see them (:func:`monitor.rules.text.words_of`:
+folded, split the same way), so that the database never folds or splits a word
+differently from :class:`monitor.rules.Matcher`:
+
+- SQLite: an FTS5 table whose ``ascii`` tokenizer (with ``_`` a word character) keeps
+  each folded word whole, as one token: every non-ASCII character is a token character
+  there and the folded words hold only letters, digits and ``_``.
+- PostgreSQL: a ``tsvector`` written out as a literal (no text search configuration,
+  parser or dictionary touches it): title words at weight A, text words at D, with
+  their positions (for ``ts_rank_cd``).
+
+A compiled query finds every item the query matches, and perhaps more (a *superset*):
+the caller verifies each candidate with the query itself (:meth:`Query.matches`), so
+search, ``rules test`` and alerts agree word for word. :attr:`Compiled.exact` says
+when the index answers exactly (no item is dropped by verification); ``expr`` None
+says the index cannot narrow the query at all (see :func:`compile_query`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from monitor.rules.query import And, Node, Not, Or, Term
+from monitor.rules.text import words_of
+
+Dialect = Literal["sqlite", "postgresql"]
+
+# A word that folds to nothing (a lone combining mark) is a word all the same to a
+# phrase (monitor.rules.text.Field keeps it as ""): FTS5 gets this stand-in, which no
+# folded word can equal (it is neither a letter nor a digit), so that phrases stay
+# adjacent exactly where rules find them adjacent.
+EMPTY_WORD = "\u00b7"
+
+# tsvector limits (PostgreSQL's documentation, "Text Search Limitations"): positions
+# run to 16,383, and a lexeme keeps at most 256 of them.
+_MAX_POSITION = 16383
+_TITLE_POSITIONS = 128  # per lexeme: the title's first, then the text's
+_TEXT_POSITIONS = 127
+
+
+@dataclass(frozen=True)
+class IndexedText:
+    """An item as the index holds it: its title's and text's folded words."""
+
+    title: tuple[str, ...]
+    text: tuple[str, ...]
+
+    @classmethod
+    def of(cls, title: str | None, text: str | None) -> IndexedText:
+        return cls(tuple(words_of(title or "")), tuple(words_of(text or "")))
+
+    def fts5(self) -> tuple[str, str]:
+        """The FTS5 row's two columns (title, body): the words, space-separated."""
+        return _joined(self.title), _joined(self.text)
+
+    def tsvector(self) -> str:
+        """The PostgreSQL ``tsvector`` literal: every word with its positions, the
+        title's at weight A. Positions past PostgreSQL's last are given its last one;
+        a word keeps at most 128 title and 127 text positions (256 is the limit), so
+        that a word in both fields keeps a position of each weight."""
+        title: dict[str, list[int]] = {}
+        text: dict[str, list[int]] = {}
+        pos = 0
+        for words, into, cap in ((self.title, title, _TITLE_POSITIONS),
+                                 (self.text, text, _TEXT_POSITIONS)):
+            for w in words:
+                pos += 1
+                if not w:
+                    continue
+                at = into.setdefault(w, [])
+                p = min(pos, _MAX_POSITION)
+                if len(at) < cap and (not at or at[-1] != p):
+                    at.append(p)
+            pos += 1  # no phrase runs from the title into the text
+        out = []
+        for w in title.keys() | text.keys():
+            spots = [f"{p}A" for p in title.get(w, ())] + [str(p) for p in text.get(w, ())]
+            out.append(f"{_quote(w)}:{','.join(spots)}")
+        return " ".join(out)
+
+
+def _joined(words: tuple[str, ...]) -> str:
+    return " ".join(w or EMPTY_WORD for w in words)
+
+
+def _quote(word: str) -> str:
+    """A tsvector/tsquery lexeme literal (folded words hold no quote, but be safe)."""
+    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A query in the index's language. ``expr`` None: the index cannot narrow it (a
+    branch that matches by what an item lacks); ``exact``: the index's answer is the
+    query's answer, nothing for verification to drop."""
+
+    expr: str | None
+    exact: bool
+
+
+def compile_query(node: Node, dialect: Dialect) -> Compiled:
+    """``node`` as an FTS5 ``MATCH`` expression (``dialect`` "sqlite") or a ``tsquery``
+    literal ("postgresql").
+
+    Negations are first pushed down to the terms (De Morgan). A negated term narrows
+    the answer only beside a positive one in an AND, and only where the index holds
+    the term exactly (else dropping what it finds could drop a match); elsewhere it
+    is left to verification. Exact per dialect: FTS5 holds words, phrases, prefixes
+    and fields exactly; a ``tsquery`` holds words, prefixes and fields exactly but a
+    phrase only as all of its words (positions there are capped).
+    """
+    emit = _Fts5() if dialect == "sqlite" else _TsQuery()
+    return _compile(_push_not(node, False), emit)
+
+
+def _push_not(node: Node, negate: bool) -> Node:
+    if isinstance(node, Term):
+        return Not(node) if negate else node
+    if isinstance(node, Not):
+        return _push_not(node.child, not negate)
+    children = tuple(_push_not(c, negate) for c in node.children)
+    flip = isinstance(node, And) == negate  # NOT (a AND b) = NOT a OR NOT b
+    return Or(children) if flip else And(children)
+
+
+class _Emitter:
+    def term(self, term: Term) -> Compiled:
+        raise NotImplementedError
+
+    def and_(self, parts: list[str], negated: list[str]) -> str:
+        raise NotImplementedError
+
+    def or_(self, parts: list[str]) -> str:
+        raise NotImplementedError
+
+
+def _compile(node: Node, emit: _Emitter) -> Compiled:
+    if isinstance(node, Term):
+        return emit.term(node)
+    if isinstance(node, Not):  # of a term (see _push_not): not something an index finds
+        return Compiled(None, False)
+    if isinstance(node, Or):
+        parts = [_compile(c, emit) for c in node.children]
+        if any(p.expr is None for p in parts):
+            return Compiled(None, False)
+        return Compiled(emit.or_([p.expr for p in parts if p.expr is not None]),
+                        all(p.exact for p in parts))
+    positive: list[str] = []
+    negated: list[str] = []
+    exact = True
+    for c in node.children:
+        if isinstance(c, Not) and isinstance(c.child, Term):
+            inner = emit.term(c.child)
+            if inner.exact and inner.expr is not None:
+                negated.append(inner.expr)
+            else:
+                exact = False
+            continue
+        part = _compile(c, emit)
+        exact = exact and part.exact
+        if part.expr is not None:
+            positive.append(part.expr)
+    if not positive:
+        return Compiled(None, False)
+    return Compiled(emit.and_(positive, negated), exact)
+
+
+class _Fts5(_Emitter):
+    """FTS5 query syntax: "strings", + joins a phrase, * after a string makes its last
+    token a prefix, ``col : (...)`` limits to a column; NOT is binary."""
+
+    def term(self, term: Term) -> Compiled:
+        phrase = " + ".join(f'"{_fts5_string(w.text)}"' + (" *" if w.prefix else "")
+                            for w in term.words)
+        if term.scope is not None:
+            phrase = f"{'title' if term.scope == 'title' else 'body'} : ({phrase})"
+        return Compiled(phrase, True)
+
+    def and_(self, parts: list[str], negated: list[str]) -> str:
+        expr = parts[0] if len(parts) == 1 else " AND ".join(f"({p})" for p in parts)
+        for n in negated:
+            expr = f"({expr}) NOT ({n})"
+        return expr
+
+    def or_(self, parts: list[str]) -> str:
+        return " OR ".join(f"({p})" for p in parts)
+
+
+def _fts5_string(word: str) -> str:
+    return word.replace('"', '""')
+
+
+class _TsQuery(_Emitter):
+    """tsquery syntax: 'lexeme', :* a prefix, :A / :D the title's / the text's weight,
+    & | ! and parentheses."""
+
+    def term(self, term: Term) -> Compiled:
+        weight = {"title": "A", "text": "D"}.get(term.scope or "", "")
+        words = [f"{_quote(w.text)}:{'*' if w.prefix else ''}{weight}".rstrip(":")
+                 for w in term.words]
+        if len(words) == 1:
+            return Compiled(words[0], True)
+        return Compiled("(" + " & ".join(words) + ")", False)
+
+    def and_(self, parts: list[str], negated: list[str]) -> str:
+        return "(" + " & ".join([*parts, *(f"!{n}" for n in negated)]) + ")"
+
+    def or_(self, parts: list[str]) -> str:
+        return "(" + " | ".join(parts) + ")"

@@ -1,0 +1,276 @@
+"""The full-text index of items: written in the item's own transaction, read by search.
+
+SQLite keeps it in the FTS5 table ``items_fts`` (rowid = item id; a trigger drops a
+deleted item's row), PostgreSQL in ``item_search`` (item id, ``tsvector``, GIN
+index; deleted with its item). Both hold the words as rules fold them
+(:class:`monitor.rules.fulltext.IndexedText`), written here, never by the database.
+The tables are created by the migration ``20261207_0300`` and are not models:
+neither SQLAlchemy nor ``alembic check`` knows an FTS5 table or a tsvector.
+
+Items stored before the index existed (or before ``monitor db reindex-search``) are
+indexed in batches by :func:`fill_index`, which records its progress in ``meta`` so
+that an interrupted fill resumes where it stopped.
+"""
+
+# The SQL here is put together from fixed pieces (the filters' conditions, the dialect's
+# table): every value, the query included, is a bound parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import TextClause, bindparam, func, select, text
+from sqlalchemy.orm import Session
+
+from monitor.models import Feed, Item, UTCDateTime
+from monitor.rules.fulltext import Dialect, IndexedText
+from monitor.store.meta import delete_meta, get_meta, set_meta
+
+# meta: items with ids in (FILLED, FILL_BELOW) are still to be indexed by fill_index.
+FILL_BELOW = "search.fill_below"
+FILLED = "search.filled_through"
+
+Status = Literal["new", "duplicate", "all"]
+
+
+def search_dialect(session: Session) -> Dialect:
+    return "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+
+
+def index_item(session: Session, item_id: int, title: str | None, body: str | None) -> None:
+    """Index (or index again) one item's title and text."""
+    index_texts(session, [(item_id, IndexedText.of(title, body))])
+
+
+def index_texts(session: Session, rows: Sequence[tuple[int, IndexedText]]) -> None:
+    """Index (or index again) items whose words are already folded."""
+    if not rows:
+        return
+    if search_dialect(session) == "postgresql":
+        session.execute(text(
+            "INSERT INTO item_search (item_id, doc) VALUES (:id, CAST(:doc AS tsvector)) "
+            "ON CONFLICT (item_id) DO UPDATE SET doc = excluded.doc"),
+            [{"id": i, "doc": t.tsvector()} for i, t in rows])
+        return
+    session.execute(text("DELETE FROM items_fts WHERE rowid = :id"), [{"id": i} for i, _ in rows])
+    params = []
+    for i, t in rows:
+        title, body = t.fts5()
+        params.append({"id": i, "title": title, "body": body})
+    session.execute(text("INSERT INTO items_fts (rowid, title, body) "
+                         "VALUES (:id, :title, :body)"), params)
+
+
+def reindex_items(session: Session, ids: Iterable[int]) -> int:
+    """Index the items ``ids`` again from their stored title and text (after a
+    refetch or a prune changed them). Returns how many were indexed."""
+    wanted = list(dict.fromkeys(ids))
+    done = 0
+    for at in range(0, len(wanted), 500):
+        rows = session.execute(select(Item.id, Item.title, Item.text)
+                               .where(Item.id.in_(wanted[at:at + 500]))).all()
+        index_texts(session, [(i, IndexedText.of(t, b)) for i, t, b in rows])
+        done += len(rows)
+    return done
+
+
+# --- filling ------------------------------------------------------------------------------
+
+def mark_unindexed(session: Session, drop: bool) -> int:
+    """Make every stored item one :func:`fill_index` will index; with ``drop``, empty
+    the index first (``monitor db reindex-search``). Returns the number to index."""
+    if drop:
+        session.execute(text("DELETE FROM item_search" if search_dialect(session) == "postgresql"
+                             else "DELETE FROM items_fts"))
+    top = int(session.scalar(select(func.max(Item.id))) or 0)
+    if top == 0:
+        delete_meta(session, FILL_BELOW)
+        delete_meta(session, FILLED)
+        return 0
+    set_meta(session, FILL_BELOW, str(top + 1))
+    set_meta(session, FILLED, "0")
+    return int(session.scalar(select(func.count()).select_from(Item)) or 0)
+
+
+@dataclass(frozen=True)
+class FillProgress:
+    indexed: int  # by this call
+    left: int  # at most this many still to index after it (ids, not rows); 0: done
+
+
+def fill_index(session: Session, batch: int = 500) -> FillProgress:
+    """Index the next ``batch`` items the index lacks (see :func:`mark_unindexed`),
+    holding the progress row locked so that two workers never index the same batch.
+    The caller commits; call until ``left`` is 0."""
+    below = get_meta(session, FILL_BELOW, lock=True)
+    if below is None:
+        return FillProgress(0, 0)
+    after = int(get_meta(session, FILLED) or 0)
+    rows = session.execute(
+        select(Item.id, Item.title, Item.text)
+        .where(Item.id > after, Item.id < int(below)).order_by(Item.id).limit(batch)).all()
+    if rows:
+        index_texts(session, [(i, IndexedText.of(t, b)) for i, t, b in rows])
+    if len(rows) < batch:
+        delete_meta(session, FILL_BELOW)
+        delete_meta(session, FILLED)
+        return FillProgress(len(rows), 0)
+    last = rows[-1][0]
+    set_meta(session, FILLED, str(last))
+    return FillProgress(len(rows), int(below) - 1 - last)
+
+
+@dataclass(frozen=True)
+class IndexCounts:
+    indexed: int  # rows in the index
+    stored: int  # items stored
+    pending: int  # items a fill is still to index
+
+
+def index_counts(session: Session) -> IndexCounts:
+    table = "item_search" if search_dialect(session) == "postgresql" else "items_fts"
+    indexed = int(session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
+    stored = int(session.scalar(select(func.count()).select_from(Item)) or 0)
+    below = get_meta(session, FILL_BELOW)
+    pending = 0
+    if below is not None:
+        after = int(get_meta(session, FILLED) or 0)
+        pending = int(session.scalar(select(func.count()).select_from(Item).where(
+            Item.id > after, Item.id < int(below))) or 0)
+    return IndexCounts(indexed, stored, pending)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SearchFilters:
+    since: datetime | None = None  # stored at or after
+    until: datetime | None = None  # stored before
+    feeds: tuple[int, ...] = ()  # feed ids; empty: every feed
+    story_id: int | None = None
+    status: Status = "new"
+
+
+def _where(f: SearchFilters, params: dict[str, Any]) -> str:
+    """The filters as SQL conditions on ``items i``, their values added to ``params``."""
+    parts = []
+    if f.status != "all":
+        parts.append("i.status = :status")
+        params["status"] = f.status
+    if f.since is not None:
+        parts.append("i.created_at >= :since")
+        params["since"] = f.since
+    if f.until is not None:
+        parts.append("i.created_at < :until")
+        params["until"] = f.until
+    if f.feeds:
+        names = [f"feed{k}" for k in range(len(f.feeds))]
+        parts.append(f"i.feed_id IN ({', '.join(':' + n for n in names)})")
+        params.update(zip(names, f.feeds, strict=True))
+    if f.story_id is not None:
+        parts.append("i.story_id = :story")
+        params["story"] = f.story_id
+    return "".join(f" AND {p}" for p in parts)
+
+
+def _sql(sql: str, params: dict[str, Any]) -> TextClause:
+    """``sql`` with times bound as the items table stores them (naive UTC on SQLite)."""
+    return text(sql).bindparams(*(bindparam(k, type_=UTCDateTime())
+                                  for k in ("since", "until") if k in params))
+
+
+def search_candidates(session: Session, expr: str, filters: SearchFilters, limit: int,
+                      offset: int = 0, *, ranked: bool = True) -> list[tuple[int, float]]:
+    """Item ids the index finds for ``expr`` (an FTS5 MATCH expression or a tsquery,
+    see :func:`monitor.rules.fulltext.compile_query`) within ``filters``, with their
+    scores (higher is better). ``ranked``: best first (bm25 on SQLite, title words
+    weighing 4 times the text's; ``ts_rank_cd`` on PostgreSQL, where the title's
+    weight A counts 10 times the text's D), newest first on ties, the next page at
+    ``offset``; else newest first, unscored, the next page below the id ``offset``
+    (0: from the newest)."""
+    params: dict[str, Any] = {"q": expr, "limit": limit}
+    where = _where(filters, params)
+    if not ranked:
+        if offset:
+            where += " AND i.id < :before"
+            params["before"] = offset
+        if search_dialect(session) == "postgresql":
+            sql = ("SELECT s.item_id FROM item_search s JOIN items i ON i.id = s.item_id "
+                   f"WHERE s.doc @@ CAST(:q AS tsquery){where} "
+                   "ORDER BY s.item_id DESC LIMIT :limit")
+        else:
+            sql = ("SELECT i.id FROM items_fts JOIN items i ON i.id = items_fts.rowid "
+                   f"WHERE items_fts MATCH :q{where} ORDER BY items_fts.rowid DESC LIMIT :limit")
+        return [(int(i), 0.0) for (i,) in session.execute(_sql(sql, params), params)]
+    params["offset"] = offset
+    if search_dialect(session) == "postgresql":
+        sql = ("SELECT s.item_id, ts_rank_cd(s.doc, q.q) AS score "
+               "FROM item_search s JOIN items i ON i.id = s.item_id, "
+               "CAST(:q AS tsquery) AS q(q) "
+               f"WHERE s.doc @@ q.q{where} "
+               "ORDER BY score DESC, s.item_id DESC LIMIT :limit OFFSET :offset")
+        return [(int(i), float(score)) for i, score in session.execute(_sql(sql, params), params)]
+    sql = ("SELECT i.id, bm25(items_fts, 4.0, 1.0) AS score "
+           "FROM items_fts JOIN items i ON i.id = items_fts.rowid "
+           f"WHERE items_fts MATCH :q{where} "
+           "ORDER BY score, i.id DESC LIMIT :limit OFFSET :offset")
+    return [(int(i), -float(score)) for i, score in session.execute(_sql(sql, params), params)]
+
+
+def count_items(session: Session, filters: SearchFilters) -> int:
+    """How many items are within ``filters``."""
+    params: dict[str, Any] = {}
+    where = _where(filters, params)
+    return int(session.scalar(_sql(f"SELECT count(*) FROM items i WHERE 1 = 1{where}", params),
+                              params) or 0)
+
+
+def newest_items(session: Session, filters: SearchFilters, limit: int) -> list[int]:
+    """The newest ``limit`` item ids within ``filters``, newest first: what is verified
+    one by one when the index cannot narrow a query."""
+    params: dict[str, Any] = {"limit": limit}
+    where = _where(filters, params)
+    sql = f"SELECT i.id FROM items i WHERE 1 = 1{where} ORDER BY i.id DESC LIMIT :limit"
+    return [int(i) for (i,) in session.execute(_sql(sql, params), params)]
+
+
+@dataclass(frozen=True)
+class Found:
+    """A stored item, as search shows and verifies it."""
+
+    id: int
+    feed: str
+    feed_url: str
+    url: str | None
+    title: str | None
+    text: str
+    status: str
+    story_id: int | None
+    created_at: datetime
+    published_at: datetime | None
+    backlog: bool
+    duplicate_of_item_id: int | None
+
+
+def found_items(session: Session, ids: Sequence[int]) -> dict[int, Found]:
+    """The items ``ids``, with their feed's name, by id."""
+    out: dict[int, Found] = {}
+    for at in range(0, len(ids), 500):
+        q = (select(Item.id, Feed.name, Feed.url, Item.canonical_url, Item.url, Item.title,
+                    Item.text, Item.status, Item.story_id, Item.created_at, Item.published_at,
+                    Item.backlog, Item.duplicate_of_item_id)
+             .join(Feed, Feed.id == Item.feed_id).where(Item.id.in_(ids[at:at + 500])))
+        for r in session.execute(q):
+            out[r[0]] = Found(r[0], r[1], r[2], r[3] or r[4], r[5], r[6], r[7], r[8], r[9],
+                              r[10], r[11], r[12])
+    return out
+
+
+def feed_ids(session: Session, names: Iterable[str]) -> dict[str, int]:
+    wanted = list(names)
+    return {n: i for n, i in session.execute(select(Feed.name, Feed.id)
+                                             .where(Feed.name.in_(wanted)))}
