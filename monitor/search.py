@@ -29,7 +29,7 @@ from monitor.rules.fulltext import Compiled, compile_query
 log = logging.getLogger(__name__)
 
 SCAN_LIMIT = 20_000  # items verified one by one when the index cannot narrow a query
-_PAGE = 200  # candidates read and verified at a time
+_PAGE = 500  # candidates read and verified at a time, at most
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class Result:
     more: bool  # stopped at the limit: further candidates were not read
     read: int  # candidates verified
     scanned: int | None  # the index could not narrow the query: items verified instead
+    windowed: bool = False  # ranked among the newest store.RANK_WINDOW matches only
 
     @property
     def matches(self) -> list[Match]:
@@ -78,13 +79,15 @@ def search(session: Session, query: Query, filters: store.SearchFilters, *,
     more = False
     read = 0
     scanned: int | None = None
+    windowed: list[bool] = []
     if compiled.expr is None:
         ids = store.newest_items(session, filters, SCAN_LIMIT)
         scanned = len(ids)
         pages: Iterator[list[tuple[int, float]]] = (
             [(i, 0.0) for i in ids[at:at + _PAGE]] for at in range(0, len(ids), _PAGE))
     else:
-        pages = _pages(session, compiled.expr, filters, ranked)
+        first = _PAGE if limit is None else min(_PAGE, limit + 5)
+        pages = _pages(session, compiled.expr, filters, ranked, first, windowed)
     for page in pages:
         items = store.found_items(session, [i for i, _ in page])
         for item_id, score in page:
@@ -106,20 +109,26 @@ def search(session: Session, query: Query, filters: store.SearchFilters, *,
             group.matches.append(Match(item, score, h.terms, h.snippet))
         if more:
             break
-    return Result(query, compiled, list(groups.values()), more, read, scanned)
+    return Result(query, compiled, list(groups.values()), more, read, scanned, any(windowed))
 
 
-def _pages(session: Session, expr: str, filters: store.SearchFilters,
-           ranked: bool) -> Iterator[list[tuple[int, float]]]:
+def _pages(session: Session, expr: str, filters: store.SearchFilters, ranked: bool,
+           size: int, windowed: list[bool]) -> Iterator[list[tuple[int, float]]]:
+    """Candidates a page at a time: ``size`` first (what a limit needs, so that a
+    search for 20 reads about 20 texts), then larger pages up to :data:`_PAGE`.
+    Appends to ``windowed`` whether ranking met the window."""
     offset = 0  # ranked: candidates read so far; else the last id read
     while True:
-        page = store.search_candidates(session, expr, filters, _PAGE, offset, ranked=ranked)
+        found = store.search_candidates(session, expr, filters, size, offset, ranked=ranked)
+        windowed.append(found.windowed)
+        page = found.ids
         if not page:
             return
         yield page
-        if len(page) < _PAGE:
+        if len(page) < size:
             return
         offset = offset + len(page) if ranked else page[-1][0]
+        size = min(_PAGE, size * 4)
 
 
 def fill_index(sessions: sessionmaker[Session], batch: int = 500) -> int:

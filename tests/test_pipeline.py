@@ -368,7 +368,7 @@ def test_a_polls_writes_run_in_the_store_thread(server: LocalServer, db_url: str
     def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         sql = " ".join(statement.split()).lower()
         set_clause = sql.split(" where ", 1)[0]  # not the claim: its subquery reads the feed
-        if sql.startswith("insert into items") or (sql.startswith("update feeds set") and (
+        if sql.startswith("insert into items (") or (sql.startswith("update feeds set") and (
                 "consecutive_failures" in set_clause or "fetch_url" in set_clause)):
             writes.append((threading.current_thread().name, " ".join(sql.split()[:3])))
 

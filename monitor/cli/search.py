@@ -63,7 +63,9 @@ def _header(written: str, r: Result) -> str:
     groups, items = len(r.groups), len(r.matches)
     what = (f"{groups} stor{'ies' if groups != 1 else 'y'} ({items} item{'s' if items != 1 else ''})"
             if groups != items else f"{items} item{'s' if items != 1 else ''}")
-    how = ("best first" if r.scanned is None else
+    how = ("best first" + (f" of the newest {store.RANK_WINDOW} matches (narrow with --since, "
+                           "--until or --feed to rank older ones)" if r.windowed else "")
+           if r.scanned is None else
            f"newest first: the index cannot narrow this query, so the newest {r.scanned} "
            "items were read one by one")
     return (f"query: {written}\nreads: {r.query}\n"

@@ -29,6 +29,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
         next_slot = delivery.upcoming_digest_at(s, settings, now)
         live = store.live_configs(s, now, settings.daemon.lease)
         kept = retention.report(s)
+        index = store.index_counts(s)
     newest = live[0].config_hash if live else None
     this_file = settings.shared_fingerprint()
     config = {"newest": newest, "this_file": this_file,
@@ -48,6 +49,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
                      "last_error": f.last_error, "last_status": f.last_status,
                      "next_attempt_at": f.next_poll_at} for f in failing],
         "config": config,
+        "search_index": asdict(index),
         "storage": {"database_bytes": kept.database_bytes, "pruned_bytes": kept.freed_bytes,
                     "last_pruned_at": kept.last_at,
                     "last_pruned": asdict(kept.last) if kept.last else None},
@@ -80,6 +82,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
     if newest and this_file != newest:
         out.write(f"note: {settings.path} ({this_file[:12]}) is not the config the "
                   "running workers follow\n")
+    pending = (f"; {index.pending} still to index (at the next start, or `monitor db "
+               "upgrade`)" if index.pending else "")
+    out.write(f"search index: {index.indexed} of {index.stored} stored items{pending}\n")
     counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
     out.write(f"feeds: {counts or 'none'}\n")
     out.write(f"backlog: {backlog.due} due and waiting, {backlog.polling} being polled; "

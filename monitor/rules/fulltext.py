@@ -62,25 +62,40 @@ class IndexedText:
         title's at weight A. Positions past PostgreSQL's last are given its last one;
         a word keeps at most 128 title and 127 text positions (256 is the limit), so
         that a word in both fields keeps a position of each weight."""
-        title: dict[str, list[int]] = {}
-        text: dict[str, list[int]] = {}
-        pos = 0
-        for words, into, cap in ((self.title, title, _TITLE_POSITIONS),
-                                 (self.text, text, _TEXT_POSITIONS)):
-            for w in words:
-                pos += 1
-                if not w:
-                    continue
-                at = into.setdefault(w, [])
-                p = min(pos, _MAX_POSITION)
-                if len(at) < cap and (not at or at[-1] != p):
-                    at.append(p)
-            pos += 1  # no phrase runs from the title into the text
-        out = []
-        for w in title.keys() | text.keys():
-            spots = [f"{p}A" for p in title.get(w, ())] + [str(p) for p in text.get(w, ())]
-            out.append(f"{_quote(w)}:{','.join(spots)}")
-        return " ".join(out)
+        spots: dict[str, list[str]] = {}
+        title = len(self.title)
+        for p, w in enumerate(self.title, 1):
+            if w:
+                at = spots.get(w)
+                if at is None:
+                    spots[w] = [f"{min(p, _MAX_POSITION)}A"]
+                elif len(at) < _TITLE_POSITIONS:
+                    at.append(f"{min(p, _MAX_POSITION)}A")
+        in_title = {w: len(at) for w, at in spots.items()}
+        start = title + 2  # no phrase runs from the title into the text
+        if start + len(self.text) > _MAX_POSITION:
+            return self._clamped(spots, in_title, start)
+        for p, w in enumerate(self.text, start):
+            at = spots.get(w)
+            if at is None:
+                if w:
+                    spots[w] = [str(p)]
+            elif len(at) - in_title.get(w, 0) < _TEXT_POSITIONS:
+                at.append(str(p))
+        return " ".join([f"{_quote(w)}:{','.join(at)}" for w, at in spots.items()])
+
+    def _clamped(self, spots: dict[str, list[str]], in_title: dict[str, int],
+                 start: int) -> str:
+        """:meth:`tsvector` for a text running past PostgreSQL's last position: each
+        word's positions there become that position, once."""
+        for p, w in enumerate(self.text, start):
+            if not w:
+                continue
+            at = spots.setdefault(w, [])
+            spot = str(min(p, _MAX_POSITION))
+            if len(at) - in_title.get(w, 0) < _TEXT_POSITIONS and (not at or at[-1] != spot):
+                at.append(spot)
+        return " ".join([f"{_quote(w)}:{','.join(at)}" for w, at in spots.items()])
 
 
 def _joined(words: tuple[str, ...]) -> str:
@@ -88,8 +103,11 @@ def _joined(words: tuple[str, ...]) -> str:
 
 
 def _quote(word: str) -> str:
-    """A tsvector/tsquery lexeme literal (folded words hold no quote, but be safe)."""
-    return "'" + word.replace("\\", "\\\\").replace("'", "''") + "'"
+    """A tsvector/tsquery lexeme literal (folded words hold no quote or backslash:
+    only letters, digits and ``_``; escaped all the same)."""
+    if "'" in word or "\\" in word:
+        word = word.replace("\\", "\\\\").replace("'", "''")
+    return f"'{word}'"
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,8 @@ from monitor.store.rules import (
     sync_rules,
 )
 from monitor.store.search import (
+    RANK_WINDOW,
+    Candidates,
     FillProgress,
     Found,
     IndexCounts,
@@ -201,8 +203,10 @@ from monitor.store.workers import (
 __all__ = [
     "ALL",
     "NAMES",
+    "RANK_WINDOW",
     "AlertRow",
     "Backlog",
+    "Candidates",
     "Copy",
     "Cutoffs",
     "DigestCounts",

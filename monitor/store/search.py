@@ -183,42 +183,67 @@ def _sql(sql: str, params: dict[str, Any]) -> TextClause:
                                   for k in ("since", "until") if k in params))
 
 
+# Ranked search scores the newest this many matches within the filters (and takes the
+# best of them), so that a word in every third article costs what a rare one costs.
+RANK_WINDOW = 2000
+
+
+@dataclass(frozen=True)
+class Candidates:
+    ids: list[tuple[int, float]]  # (item id, score: higher is better; 0 unranked)
+    windowed: bool  # ranked among the newest RANK_WINDOW matches only: there are more
+
+
 def search_candidates(session: Session, expr: str, filters: SearchFilters, limit: int,
-                      offset: int = 0, *, ranked: bool = True) -> list[tuple[int, float]]:
+                      offset: int = 0, *, ranked: bool = True) -> Candidates:
     """Item ids the index finds for ``expr`` (an FTS5 MATCH expression or a tsquery,
-    see :func:`monitor.rules.fulltext.compile_query`) within ``filters``, with their
-    scores (higher is better). ``ranked``: best first (bm25 on SQLite, title words
-    weighing 4 times the text's; ``ts_rank_cd`` on PostgreSQL, where the title's
-    weight A counts 10 times the text's D), newest first on ties, the next page at
-    ``offset``; else newest first, unscored, the next page below the id ``offset``
-    (0: from the newest)."""
+    see :func:`monitor.rules.fulltext.compile_query`) within ``filters``.
+
+    ``ranked``: the newest :data:`RANK_WINDOW` matches, best first (bm25 on SQLite,
+    title words weighing 4 times the text's; ``ts_rank_cd`` on PostgreSQL, where the
+    title's weight A counts 10 times the text's D), newest first on ties; the page at
+    ``offset`` of them. Else every match, newest first, unscored, the page below the
+    item id ``offset`` (0: from the newest)."""
     params: dict[str, Any] = {"q": expr, "limit": limit}
     where = _where(filters, params)
+    pg = search_dialect(session) == "postgresql"
     if not ranked:
         if offset:
             where += " AND i.id < :before"
             params["before"] = offset
-        if search_dialect(session) == "postgresql":
+        if pg:
             sql = ("SELECT s.item_id FROM item_search s JOIN items i ON i.id = s.item_id "
                    f"WHERE s.doc @@ CAST(:q AS tsquery){where} "
                    "ORDER BY s.item_id DESC LIMIT :limit")
         else:
             sql = ("SELECT i.id FROM items_fts JOIN items i ON i.id = items_fts.rowid "
                    f"WHERE items_fts MATCH :q{where} ORDER BY items_fts.rowid DESC LIMIT :limit")
-        return [(int(i), 0.0) for (i,) in session.execute(_sql(sql, params), params)]
-    params["offset"] = offset
-    if search_dialect(session) == "postgresql":
-        sql = ("SELECT s.item_id, ts_rank_cd(s.doc, q.q) AS score "
-               "FROM item_search s JOIN items i ON i.id = s.item_id, "
-               "CAST(:q AS tsquery) AS q(q) "
-               f"WHERE s.doc @@ q.q{where} "
-               "ORDER BY score DESC, s.item_id DESC LIMIT :limit OFFSET :offset")
-        return [(int(i), float(score)) for i, score in session.execute(_sql(sql, params), params)]
-    sql = ("SELECT i.id, bm25(items_fts, 4.0, 1.0) AS score "
-           "FROM items_fts JOIN items i ON i.id = items_fts.rowid "
-           f"WHERE items_fts MATCH :q{where} "
-           "ORDER BY score, i.id DESC LIMIT :limit OFFSET :offset")
-    return [(int(i), -float(score)) for i, score in session.execute(_sql(sql, params), params)]
+        return Candidates([(int(i), 0.0) for (i,) in session.execute(_sql(sql, params), params)],
+                          False)
+    params.update(offset=offset, window=RANK_WINDOW)
+    if pg:
+        # The newest matches first (a GIN lookup for a rare word, the primary key walked
+        # backwards for a common one: the planner picks), then only they are scored.
+        sql = ("WITH m AS MATERIALIZED (SELECT s.item_id AS id, s.doc AS doc "
+               "FROM item_search s JOIN items i ON i.id = s.item_id "
+               f"WHERE s.doc @@ CAST(:q AS tsquery){where} "
+               "ORDER BY s.item_id DESC LIMIT :window) "
+               "SELECT id, ts_rank_cd(doc, CAST(:q AS tsquery)) AS score, "
+               "(SELECT count(*) FROM m) AS n FROM m "
+               "ORDER BY score DESC, id DESC LIMIT :limit OFFSET :offset")
+        sign = 1.0
+    else:
+        # FTS5 yields matches newest first natively; bm25 is computed for those read.
+        sql = ("WITH m AS MATERIALIZED (SELECT i.id AS id, bm25(items_fts, 4.0, 1.0) AS score "
+               "FROM items_fts JOIN items i ON i.id = items_fts.rowid "
+               f"WHERE items_fts MATCH :q{where} "
+               "ORDER BY items_fts.rowid DESC LIMIT :window) "
+               "SELECT id, score, (SELECT count(*) FROM m) AS n FROM m "
+               "ORDER BY score, id DESC LIMIT :limit OFFSET :offset")
+        sign = -1.0  # bm25: lower is better
+    rows = session.execute(_sql(sql, params), params).all()
+    return Candidates([(int(i), sign * float(score)) for i, score, _ in rows],
+                      bool(rows) and rows[0][2] >= RANK_WINDOW)
 
 
 def count_items(session: Session, filters: SearchFilters) -> int:

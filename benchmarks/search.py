@@ -1,0 +1,284 @@
+"""Search at 10k, 100k and 1M stored items: query latency, index size, cost per item.
+
+    .venv/bin/python benchmarks/search.py [--sizes 10000,100000,1000000]
+        [--backends sqlite,postgresql] [--pg postgresql://postgres@127.0.0.1:5432/test]
+        [--runs 3] [--added 2000]
+
+Items: real article text, scrambled the way the ingest benchmark scrambles pages, but
+by sentence, so that the index sees a real vocabulary with a real spread: every
+stored item is 15 to 45 sentences drawn at random from the corpus pages' bodies
+(``../shared/corpus/pages``), each sentence left as written (70%) or with its letters
+permuted by one of 1,000 tables (30%: the long tail of rare words a real store
+grows); its title is another sentence's first 12 words. Stored times spread over
+the last 90 days. Loaded in bulk (items by batch insert, the index through
+``store.index_texts``: the same rows the pipeline writes).
+
+Queries: 20 a user would type (names, phrases, prefixes, a field, NOT, OR; from rare
+to very common), each run ``--runs`` times through :func:`monitor.search.search` as
+``monitor search`` runs it (ranked, 20 results, every result verified by the query);
+per query the median, then p50 and p95 over the 20. Plus the whole ``monitor search``
+process for two of them (start to exit).
+
+Size: the index's bytes per item (SQLite: the FTS5 tables from dbstat; PostgreSQL:
+``item_search`` with its GIN and primary key). Added cost: on a fresh database,
+``--added`` items stored one per transaction through ``store.add_item`` (as the
+pipeline stores them), alternating blocks with and without the index write, so the
+difference is what indexing adds per stored item.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, insert, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.retention import fresh, texts  # noqa: E402
+from monitor import db, store  # noqa: E402
+from monitor.config import FeedSettings  # noqa: E402
+from monitor.models import Item  # noqa: E402
+from monitor.rules import parse  # noqa: E402
+from monitor.rules.fulltext import IndexedText  # noqa: E402
+from monitor.search import search  # noqa: E402
+
+NOW = datetime.now(UTC)
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+TABLES = 1000
+QUERIES = [
+    "hurricane", "Trump", '"White House"', '"North Korea"', "title:China",
+    "vaccin*", '"climate change"', "Twitter -Trump", "Google OR Facebook",
+    '"Supreme Court"', "Washington China", "electi*", '"New York" -Trump',
+    "police shooting", "title:(Apple OR Google)", "refugees", '"prime minister"',
+    "NASA", "tariffs OR trade", "Obama NOT Trump",
+]
+CLI_QUERIES = ['"North Korea"', "Trump"]
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def sentences() -> list[str]:
+    out = []
+    for body in texts():
+        out += [s.strip() for s in _SENTENCE.split(" ".join(body.split())) if len(s) > 30]
+    return out
+
+
+_POOL: list[str] = []
+_TABLES: list[dict[int, int]] = []
+
+
+def _init() -> None:
+    global _POOL, _TABLES
+    _POOL = sentences()
+    _TABLES = []
+    for k in range(TABLES):
+        perm = list(LETTERS)
+        random.Random(k).shuffle(perm)
+        _TABLES.append(str.maketrans(LETTERS + LETTERS.upper(),
+                                     "".join(perm) + "".join(perm).upper()))
+
+
+def document(i: int) -> tuple[str, str]:
+    rng = random.Random(i)
+    parts = []
+    for _ in range(rng.randrange(15, 46)):
+        s = rng.choice(_POOL)
+        parts.append(s if rng.random() < 0.7 else s.translate(rng.choice(_TABLES)))
+    title = " ".join(rng.choice(_POOL).split()[:12])
+    return title, " ".join(parts)
+
+
+def _built(i: int) -> tuple[int, str, str, IndexedText]:
+    title, body = document(i)
+    return i, title, body, IndexedText.of(title, body)
+
+
+def _batches(n: int, size: int) -> Iterator[list[tuple[int, str, str, IndexedText]]]:
+    with multiprocessing.get_context("fork").Pool(2, initializer=_init) as pool:
+        batch = []
+        for row in pool.imap(_built, range(1, n + 1), chunksize=200):
+            batch.append(row)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def load(engine: Engine, n: int) -> float:
+    started = time.perf_counter()
+    sessions = db.session_factory(engine)
+    with sessions.begin() as s:
+        store.sync_feeds(s, [FeedSettings(name="bench", url="http://127.0.0.1:9/feed.rss",
+                                          interval=900)], NOW)
+        feed_id = s.execute(text("SELECT id FROM feeds")).scalar_one()
+    span = timedelta(days=90).total_seconds()
+    done = 0
+    for batch in _batches(n, 2000):
+        with sessions.begin() as s:
+            s.execute(insert(Item), [
+                {"id": i, "feed_id": feed_id, "guid": f"g{i}", "url": f"https://x.test/{i}",
+                 "canonical_url": f"https://x.test/{i}", "title": title, "text": body,
+                 "text_source": "page", "status": "new",
+                 "created_at": NOW - timedelta(seconds=span * (n - i) / n)}
+                for i, title, body, _ in batch])
+            store.index_texts(s, [(i, t) for i, _, _, t in batch])
+        done += len(batch)
+        if done % 100_000 < 2000:
+            print(f"  loaded {done:,} items in {time.perf_counter() - started:.0f}s",
+                  flush=True)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT setval(pg_get_serial_sequence('items', 'id'), :n)"),
+                         {"n": n})
+            conn.execute(text("ANALYZE"))
+        else:
+            conn.exec_driver_sql("ANALYZE")
+    return time.perf_counter() - started
+
+
+def index_bytes(engine: Engine, n: int) -> float:
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            total = conn.execute(text("SELECT pg_total_relation_size('item_search')")).scalar_one()
+        else:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            total = conn.exec_driver_sql(
+                "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'items_fts%'").scalar_one()
+    return float(total) / n
+
+
+def query_times(engine: Engine, runs: int) -> dict[str, tuple[float, int]]:
+    """Per query: the median seconds of ``runs`` searches, and how many results."""
+    sessions = db.session_factory(engine)
+    out = {}
+    for q in QUERIES:
+        query = parse(q)
+        took = []
+        for _ in range(runs):
+            with sessions() as s:
+                started = time.perf_counter()
+                r = search(s, query, store.SearchFilters(), limit=20)
+                took.append(time.perf_counter() - started)
+        out[q] = (statistics.median(took), len(r.matches))
+    return out
+
+
+def cli_times(url: str, workdir: Path) -> dict[str, float]:
+    config = workdir / "search-bench.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n[seeds]\npath = "{ROOT / "seeds"}"\n'
+                      '[[feeds]]\nname = "bench"\nurl = "http://127.0.0.1:9/feed.rss"\n',
+                      encoding="utf-8")
+    out = {}
+    for q in CLI_QUERIES:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "monitor", "--config", str(config), "search", q],
+                       check=True, capture_output=True)
+        out[q] = time.perf_counter() - started
+    return out
+
+
+def added_cost(backend: str, args: argparse.Namespace, workdir: Path) -> tuple[float, float]:
+    """Median seconds to store one item with and without the index write."""
+    import monitor.store.items as items_module
+
+    url = fresh(backend, args.pg, workdir, "monitor_bench_search_add")
+    engine = db.make_engine(url)
+    _init()
+    real = items_module.index_item
+    try:
+        db.upgrade(engine)
+        sessions = db.session_factory(engine)
+        with sessions.begin() as s:
+            store.sync_feeds(s, [FeedSettings(name="bench", url="http://127.0.0.1:9/f.rss",
+                                              interval=900)], NOW)
+            feed_id = s.execute(text("SELECT id FROM feeds")).scalar_one()
+        timed: dict[bool, list[float]] = {True: [], False: []}
+        for k in range(args.added):
+            indexed = (k // 100) % 2 == 0
+            items_module.index_item = real if indexed else (lambda *a, **kw: None)  # type: ignore[assignment]
+            title, body = document(5_000_000 + k)
+            new = store.NewItem(
+                feed_id=feed_id, guid=f"a{k}", url=f"https://y.test/{k}", final_url=None,
+                canonical_url=f"https://y.test/{k}", title=title, author=None,
+                published_at=None, fetched_at=NOW, language="en", site_name=None, text=body,
+                text_source="page", text_hash=None, page_status=200, page_error=None)
+            started = time.perf_counter()
+            with sessions.begin() as s:
+                store.add_item(s, new, NOW)
+            timed[indexed].append(time.perf_counter() - started)
+    finally:
+        items_module.index_item = real
+        engine.dispose()
+    return statistics.median(timed[True]), statistics.median(timed[False])
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--added", type=int, default=2000)
+    ap.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
+    args = ap.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, SQLite {__import__('sqlite3').sqlite_version}",
+          flush=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
+        workdir = Path(tmp)
+        for backend in args.backends.split(","):
+            with_index, without = added_cost(backend, args, workdir)
+            print(f"{backend}: storing an item {with_index * 1000:.2f} ms with the index "
+                  f"write, {without * 1000:.2f} ms without: {1000 * (with_index - without):.2f}"
+                  " ms added per stored item (median)", flush=True)
+            for n in (int(x) for x in args.sizes.split(",")):
+                url = fresh(backend, args.pg, workdir, "monitor_bench_search")
+                engine = db.make_engine(url)
+                try:
+                    db.upgrade(engine)
+                    took = load(engine, n)
+                    size = index_bytes(engine, n)
+                    times = query_times(engine, args.runs)
+                finally:
+                    engine.dispose()
+                cli = cli_times(url, workdir)
+                ms = [t * 1000 for t, _ in times.values()]
+                print(f"{backend} {n:>9,} items (loaded in {took:.0f}s): query p50 "
+                      f"{_pct(ms, 0.5):.1f} ms, p95 {_pct(ms, 0.95):.1f} ms, max "
+                      f"{max(ms):.1f} ms; index {size:,.0f} bytes per item; whole "
+                      "`monitor search` process: "
+                      + ", ".join(f"{q} {t:.2f}s" for q, t in cli.items()), flush=True)
+                for q, (t, found) in times.items():
+                    print(f"    {t * 1000:8.1f} ms  {found:>3} results  {q}")
+                results.append({"backend": backend, "items": n, "load_s": took,
+                                "index_bytes_per_item": size, "p50_ms": _pct(ms, 0.5),
+                                "p95_ms": _pct(ms, 0.95),
+                                "queries_ms": {q: t * 1000 for q, (t, _) in times.items()},
+                                "cli_s": cli, "add_ms": [with_index * 1000, without * 1000]})
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
