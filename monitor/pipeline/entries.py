@@ -39,7 +39,8 @@ from monitor.pipeline.context import (
     FeedReport,
     PageResult,
 )
-from monitor.rules import why_not
+from monitor.rules import Document, why_not
+from monitor.rules.fulltext import IndexedText
 from monitor.stories import signals
 from monitor.stories.joining import lock_terms
 
@@ -461,6 +462,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
     # A copy joins its original's story; so does a fuller copy that takes a story over.
     joined = ctx.stories.join(s, p.terms, title=title, language=language,
                               at=published or now, now=now, copy_of=v.ref or replaces)
+    doc = Document(title, text)  # split once: for the search index and the rules
     item_id = store.add_item(s, store.NewItem(
         feed_id=feed.id,
         guid=entry.guid,
@@ -483,6 +485,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
         similarity=v.similarity,
         backlog=c.backlog,
         story_id=joined.story_id,
+        words=IndexedText.of_document(doc),
     ), now)
     if fp is not None:
         ctx.dedup.index_item(s, item_id, fp)
@@ -496,7 +499,7 @@ def _store_candidate(ctx: Context, s: Session, feed: store.FeedState,
         store.promote(s, replaces.id, item_id, round(near.scores.similarity, 4))
         log.info("feed %r: entry <%s> is a fuller copy of item %d and becomes the "
                  "story's original", feed.name, entry.link, replaces.id)
-    alerted = alert(ctx, s, feed, item_id, title, text, published, entry.link,
+    alerted = alert(ctx, s, feed, item_id, title, text, published, entry.link, doc=doc,
                     story_alerted=replaces is not None,
                     backlog=c.backlog and not alerts_backlog(ctx, feed))
     return _Stored(store.Ref("item", item_id, canonical or entry.link), new=True,
@@ -515,12 +518,14 @@ class Alerted:
 
 def alert(ctx: Context, s: Session, feed: store.FeedState, item_id: int, title: str | None,
           text: str, published: datetime | None, link: str | None, *,
-          story_alerted: bool, backlog: bool) -> Alerted:
+          story_alerted: bool, backlog: bool, doc: Document | None = None) -> Alerted:
     """Match the rules on the original ``item_id`` and store their alerts, in the
     caller's transaction. ``story_alerted``: the story had an original before (a fuller
     copy took over, the item was fetched again), so a rule that alerted for it already
-    does not again; ``backlog``: found by a first poll whose backlog does not alert."""
-    hits = ctx.rules.matcher.match(title, text)
+    does not again; ``backlog``: found by a first poll whose backlog does not alert;
+    ``doc``: the title and text already split into words."""
+    hits = (ctx.rules.matcher.match(title, text) if doc is None
+            else ctx.rules.matcher.match_document(doc))
     if hits and story_alerted:
         done = store.rules_alerted(s, item_id)
         hits = [h for h in hits if ctx.rules.ids[h.rule] not in done]

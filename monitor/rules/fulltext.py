@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from monitor.rules.query import And, Node, Not, Or, Term
-from monitor.rules.text import words_of
+from monitor.rules.text import Document, words_of
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -36,10 +36,13 @@ Dialect = Literal["sqlite", "postgresql"]
 EMPTY_WORD = "\u00b7"
 
 # tsvector limits (PostgreSQL's documentation, "Text Search Limitations"): positions
-# run to 16,383, and a lexeme keeps at most 256 of them.
+# run to 16,383, and a lexeme keeps at most 256 of them. Fewer are kept: positions
+# serve only ts_rank_cd (which words of a query stand close together), for which a
+# word's first 16 occurrences in each field tell as much as all of them; the tsvector
+# of a corpus article is then a third smaller, and quicker to write.
 _MAX_POSITION = 16383
-_TITLE_POSITIONS = 128  # per lexeme: the title's first, then the text's
-_TEXT_POSITIONS = 127
+_TITLE_POSITIONS = 16  # per lexeme: the title's first, then the text's
+_TEXT_POSITIONS = 16
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class IndexedText:
     def of(cls, title: str | None, text: str | None) -> IndexedText:
         return cls(tuple(words_of(title or "")), tuple(words_of(text or "")))
 
+    @classmethod
+    def of_document(cls, doc: Document) -> IndexedText:
+        """The words a rule match already folded (the same as :meth:`of` the texts)."""
+        return cls(tuple(doc.title.words), tuple(doc.text.words))
+
     def fts5(self) -> tuple[str, str]:
         """The FTS5 row's two columns (title, body): the words, space-separated."""
         return _joined(self.title), _joined(self.text)
@@ -60,8 +68,8 @@ class IndexedText:
     def tsvector(self) -> str:
         """The PostgreSQL ``tsvector`` literal: every word with its positions, the
         title's at weight A. Positions past PostgreSQL's last are given its last one;
-        a word keeps at most 128 title and 127 text positions (256 is the limit), so
-        that a word in both fields keeps a position of each weight."""
+        a word keeps at most 16 positions in each field (see _TEXT_POSITIONS), so that
+        a word in both fields keeps a position of each weight."""
         spots: dict[str, list[str]] = {}
         title = len(self.title)
         for p, w in enumerate(self.title, 1):

@@ -67,7 +67,12 @@ class Matcher:
         """The rules that match, in rule order, each with its terms and a snippet."""
         if not self.rules:
             return []
-        doc = Document(title, text)
+        return self.match_document(Document(title, text))
+
+    def match_document(self, doc: Document) -> list[Hit]:
+        """:meth:`match` for a document already split into words."""
+        if not self.rules:
+            return []
         # Intersections cost the smaller set's size: the trigger words, for few rules.
         present = (self._trigger_words & doc.title.word_set) | (
             self._trigger_words & doc.text.word_set)

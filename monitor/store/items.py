@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -12,7 +12,8 @@ from sqlalchemy import bindparam, func, literal, null, or_, select, text, union_
 from sqlalchemy.orm import Session, aliased, defer
 
 from monitor.models import Alert, Feed, Item, Seed
-from monitor.store.search import index_item
+from monitor.rules.fulltext import IndexedText
+from monitor.store.search import index_texts
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class NewItem:
     similarity: float | None = None
     backlog: bool = False  # found by its feed's first parse
     story_id: int | None = None  # the story it reports (see monitor.stories.joining)
+    # Its title's and text's words as rules fold them, when the caller has them already
+    # (the pipeline matched rules on them): the search index takes them as they are.
+    words: IndexedText | None = field(default=None, compare=False, repr=False)
 
 
 def known_guids(session: Session, feed_id: int, guids: Iterable[str]) -> set[str]:
@@ -289,7 +293,9 @@ def add_item(session: Session, new: NewItem, now: datetime) -> int:
     )
     session.add(row)
     session.flush()
-    index_item(session, row.id, new.title, new.text)  # searchable once committed
+    # Searchable once committed.
+    index_texts(session, [(row.id, new.words or IndexedText.of(new.title, new.text))],
+                fresh=True)
     return row.id
 
 

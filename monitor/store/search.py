@@ -46,17 +46,21 @@ def index_item(session: Session, item_id: int, title: str | None, body: str | No
     index_texts(session, [(item_id, IndexedText.of(title, body))])
 
 
-def index_texts(session: Session, rows: Sequence[tuple[int, IndexedText]]) -> None:
-    """Index (or index again) items whose words are already folded."""
+def index_texts(session: Session, rows: Sequence[tuple[int, IndexedText]], *,
+                fresh: bool = False) -> None:
+    """Index (or index again) items whose words are already folded; ``fresh``: items
+    just inserted, never indexed (nothing to replace)."""
     if not rows:
         return
     if search_dialect(session) == "postgresql":
         session.execute(text(
-            "INSERT INTO item_search (item_id, doc) VALUES (:id, CAST(:doc AS tsvector)) "
-            "ON CONFLICT (item_id) DO UPDATE SET doc = excluded.doc"),
+            "INSERT INTO item_search (item_id, doc) VALUES (:id, CAST(:doc AS tsvector))"
+            + ("" if fresh else " ON CONFLICT (item_id) DO UPDATE SET doc = excluded.doc")),
             [{"id": i, "doc": t.tsvector()} for i, t in rows])
         return
-    session.execute(text("DELETE FROM items_fts WHERE rowid = :id"), [{"id": i} for i, _ in rows])
+    if not fresh:
+        session.execute(text("DELETE FROM items_fts WHERE rowid = :id"),
+                        [{"id": i} for i, _ in rows])
     params = []
     for i, t in rows:
         title, body = t.fts5()
@@ -215,11 +219,12 @@ def search_candidates(session: Session, expr: str, filters: SearchFilters, limit
             sql = ("SELECT s.item_id FROM item_search s JOIN items i ON i.id = s.item_id "
                    f"WHERE s.doc @@ CAST(:q AS tsquery){where} "
                    "ORDER BY s.item_id DESC LIMIT :limit")
+            found = _planned(session, _sql(sql, params), params)
         else:
             sql = ("SELECT i.id FROM items_fts JOIN items i ON i.id = items_fts.rowid "
                    f"WHERE items_fts MATCH :q{where} ORDER BY items_fts.rowid DESC LIMIT :limit")
-        return Candidates([(int(i), 0.0) for (i,) in session.execute(_sql(sql, params), params)],
-                          False)
+            found = list(session.execute(_sql(sql, params), params).all())
+        return Candidates([(int(r[0]), 0.0) for r in found], False)
     params.update(offset=offset, window=RANK_WINDOW)
     if pg:
         # The newest matches first (a GIN lookup for a rare word, the primary key walked
@@ -241,9 +246,27 @@ def search_candidates(session: Session, expr: str, filters: SearchFilters, limit
                "SELECT id, score, (SELECT count(*) FROM m) AS n FROM m "
                "ORDER BY score, id DESC LIMIT :limit OFFSET :offset")
         sign = -1.0  # bm25: lower is better
-    rows = session.execute(_sql(sql, params), params).all()
+    rows = _planned(session, _sql(sql, params), params) if pg else list(
+        session.execute(_sql(sql, params), params).all())
     return Candidates([(int(i), sign * float(score)) for i, score, _ in rows],
                       bool(rows) and rows[0][2] >= RANK_WINDOW)
+
+
+def _planned(session: Session, stmt: TextClause, params: dict[str, Any]) -> list[Any]:
+    """Run a PostgreSQL search through the GIN index, whatever the planner estimates.
+
+    The planner counts a tsvector kept out of line (TOAST) as nearly free to read, so
+    it prefers scanning the table, or walking the primary key backwards and testing
+    every document, to the GIN index: measured at 10k items, 70 ms where the index
+    takes 3.6 ms. Without plain and index scans for this statement, only bitmap scans
+    (the GIN index's way) are left."""
+    session.execute(text("SET LOCAL enable_seqscan = off"))
+    session.execute(text("SET LOCAL enable_indexscan = off"))
+    try:
+        return list(session.execute(stmt, params).all())
+    finally:
+        session.execute(text("RESET enable_seqscan"))
+        session.execute(text("RESET enable_indexscan"))
 
 
 def count_items(session: Session, filters: SearchFilters) -> int:
