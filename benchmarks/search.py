@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/search.py [--sizes 10000,100000,1000000]
         [--backends sqlite,postgresql] [--pg postgresql://postgres@127.0.0.1:5432/test]
-        [--runs 3] [--added 2000]
+        [--runs 3] [--added 2000] [--keep DIR]
 
 Items: real article text, scrambled the way the ingest benchmark scrambles pages, but
 by sentence, so that the index sees a real vocabulary with a real spread: every
@@ -10,8 +10,9 @@ stored item is 15 to 45 sentences drawn at random from the corpus pages' bodies
 (``../shared/corpus/pages``), each sentence left as written (70%) or with its letters
 permuted by one of 1,000 tables (30%: the long tail of rare words a real store
 grows); its title is another sentence's first 12 words. Stored times spread over
-the last 90 days. Loaded in bulk (items by batch insert, the index through
-``store.index_texts``: the same rows the pipeline writes).
+the last 90 days. Loaded in bulk: items by batch insert, the index rows that
+monitor writes (``IndexedText``, folded in two processes) by batch insert (SQLite) or
+COPY with the GIN index built after (PostgreSQL).
 
 Queries: 20 a user would type (names, phrases, prefixes, a field, NOT, OR; from rare
 to very common), each run ``--runs`` times through :func:`monitor.search.search` as
@@ -102,12 +103,20 @@ def document(i: int) -> tuple[str, str]:
     return title, " ".join(parts)
 
 
-def _built(i: int) -> tuple[int, str, str, IndexedText]:
+_DIALECT = "sqlite"
+
+
+def _built(i: int) -> tuple[int, str, str, tuple[str, ...]]:
+    """Item ``i`` and its index row as monitor writes it: FTS5 columns or a tsvector."""
     title, body = document(i)
-    return i, title, body, IndexedText.of(title, body)
+    words = IndexedText.of(title, body)
+    return i, title, body, (words.fts5() if _DIALECT == "sqlite" else (words.tsvector(),))
 
 
-def _batches(n: int, size: int) -> Iterator[list[tuple[int, str, str, IndexedText]]]:
+def _batches(n: int, size: int, dialect: str) -> Iterator[list[tuple[int, str, str,
+                                                                      tuple[str, ...]]]]:
+    global _DIALECT
+    _DIALECT = dialect
     with multiprocessing.get_context("fork").Pool(2, initializer=_init) as pool:
         batch = []
         for row in pool.imap(_built, range(1, n + 1), chunksize=200):
@@ -120,15 +129,20 @@ def _batches(n: int, size: int) -> Iterator[list[tuple[int, str, str, IndexedTex
 
 
 def load(engine: Engine, n: int) -> float:
+    """N items, indexed. On PostgreSQL the GIN index is built once at the end (as a
+    bulk load would), not item by item."""
     started = time.perf_counter()
     sessions = db.session_factory(engine)
+    pg = engine.dialect.name == "postgresql"
     with sessions.begin() as s:
         store.sync_feeds(s, [FeedSettings(name="bench", url="http://127.0.0.1:9/feed.rss",
                                           interval=900)], NOW)
         feed_id = s.execute(text("SELECT id FROM feeds")).scalar_one()
+        if pg:
+            s.execute(text("DROP INDEX ix_item_search_doc"))
     span = timedelta(days=90).total_seconds()
     done = 0
-    for batch in _batches(n, 2000):
+    for batch in _batches(n, 2000, engine.dialect.name):
         with sessions.begin() as s:
             s.execute(insert(Item), [
                 {"id": i, "feed_id": feed_id, "guid": f"g{i}", "url": f"https://x.test/{i}",
@@ -136,16 +150,28 @@ def load(engine: Engine, n: int) -> float:
                  "text_source": "page", "status": "new",
                  "created_at": NOW - timedelta(seconds=span * (n - i) / n)}
                 for i, title, body, _ in batch])
-            store.index_texts(s, [(i, t) for i, _, _, t in batch])
+            if pg:
+                raw = s.connection().connection.driver_connection
+                with raw.cursor().copy("COPY item_search (item_id, doc) FROM STDIN") as copy:
+                    for i, _, _, (vec,) in batch:
+                        copy.write_row((i, vec))
+            else:
+                s.execute(text("INSERT INTO items_fts (rowid, title, body) "
+                               "VALUES (:id, :title, :body)"),
+                          [{"id": i, "title": t, "body": b} for i, _, _, (t, b) in batch])
         done += len(batch)
         if done % 100_000 < 2000:
             print(f"  loaded {done:,} items in {time.perf_counter() - started:.0f}s",
                   flush=True)
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
+        if pg:
+            conn.execute(text("SET maintenance_work_mem = '1GB'"))
+            conn.execute(text("CREATE INDEX ix_item_search_doc ON item_search USING gin (doc)"))
             conn.execute(text("SELECT setval(pg_get_serial_sequence('items', 'id'), :n)"),
                          {"n": n})
-            conn.execute(text("ANALYZE"))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if pg:
+            conn.execute(text("VACUUM ANALYZE"))
         else:
             conn.exec_driver_sql("ANALYZE")
     return time.perf_counter() - started
@@ -192,14 +218,17 @@ def cli_times(url: str, workdir: Path) -> dict[str, float]:
     return out
 
 
-def added_cost(backend: str, args: argparse.Namespace, workdir: Path) -> tuple[float, float]:
-    """Median seconds to store one item with and without the index write."""
+def added_cost(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    """Median milliseconds to store one item: without the index write ("none"), with it
+    folding the words ("fold": a copy, which no rule reads), and with the words the
+    rules already folded ("given": an original, as the pipeline stores it)."""
     import monitor.store.items as items_module
 
     url = fresh(backend, args.pg, workdir, "monitor_bench_search_add")
     engine = db.make_engine(url)
     _init()
-    real = items_module.index_item
+    real = items_module.index_texts
+    modes = ("none", "fold", "given")
     try:
         db.upgrade(engine)
         sessions = db.session_factory(engine)
@@ -207,24 +236,46 @@ def added_cost(backend: str, args: argparse.Namespace, workdir: Path) -> tuple[f
             store.sync_feeds(s, [FeedSettings(name="bench", url="http://127.0.0.1:9/f.rss",
                                               interval=900)], NOW)
             feed_id = s.execute(text("SELECT id FROM feeds")).scalar_one()
-        timed: dict[bool, list[float]] = {True: [], False: []}
+        timed: dict[str, list[float]] = {m: [] for m in modes}
         for k in range(args.added):
-            indexed = (k // 100) % 2 == 0
-            items_module.index_item = real if indexed else (lambda *a, **kw: None)  # type: ignore[assignment]
+            mode = modes[(k // 50) % 3]
+            items_module.index_texts = (  # type: ignore[assignment]
+                real if mode != "none" else (lambda *a, **kw: None))
             title, body = document(5_000_000 + k)
+            words = IndexedText.of(title, body) if mode == "given" else None
             new = store.NewItem(
                 feed_id=feed_id, guid=f"a{k}", url=f"https://y.test/{k}", final_url=None,
                 canonical_url=f"https://y.test/{k}", title=title, author=None,
                 published_at=None, fetched_at=NOW, language="en", site_name=None, text=body,
-                text_source="page", text_hash=None, page_status=200, page_error=None)
+                text_source="page", text_hash=None, page_status=200, page_error=None,
+                words=words)
             started = time.perf_counter()
             with sessions.begin() as s:
                 store.add_item(s, new, NOW)
-            timed[indexed].append(time.perf_counter() - started)
+            timed[mode].append(time.perf_counter() - started)
     finally:
-        items_module.index_item = real
+        items_module.index_texts = real
         engine.dispose()
-    return statistics.median(timed[True]), statistics.median(timed[False])
+    return {m: 1000 * statistics.median(t) for m, t in timed.items()}
+
+
+def _kept(backend: str, args: argparse.Namespace, name: str) -> str | None:
+    """The URL of a database an earlier run with ``--keep`` left, if it is there."""
+    if backend == "sqlite":
+        path = args.keep / f"{name}.db"
+        return f"sqlite:///{path}" if path.exists() else None
+    import psycopg
+
+    with psycopg.connect(args.pg, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return args.pg.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://",
+                                                     1) + f"/{name}"
+    return None
+
+
+def _loaded(engine: Engine, n: int) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM items")).scalar_one() == n
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -240,6 +291,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--added", type=int, default=2000)
     ap.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="keep each size's database (SQLite files in DIR; PostgreSQL: "
+                         "monitor_bench_search_N) and, run again, measure it without "
+                         "loading it again")
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, SQLite {__import__('sqlite3').sqlite_version}",
@@ -248,16 +303,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
         workdir = Path(tmp)
         for backend in args.backends.split(","):
-            with_index, without = added_cost(backend, args, workdir)
-            print(f"{backend}: storing an item {with_index * 1000:.2f} ms with the index "
-                  f"write, {without * 1000:.2f} ms without: {1000 * (with_index - without):.2f}"
-                  " ms added per stored item (median)", flush=True)
-            for n in (int(x) for x in args.sizes.split(",")):
-                url = fresh(backend, args.pg, workdir, "monitor_bench_search")
+            if args.added <= 0:
+                add = {"none": 0.0, "given": 0.0, "fold": 0.0}
+            else:
+                add = added_cost(backend, args, workdir)
+            print(f"{backend}: storing an item (median of {args.added // 3}) {add['none']:.2f}"
+                  f" ms without the index; with it {add['given']:.2f} ms for an original "
+                  f"(the rules' words), {add['fold']:.2f} ms for a copy (folded for the "
+                  f"index): {add['given'] - add['none']:.2f} / {add['fold'] - add['none']:.2f}"
+                  " ms added per stored item", flush=True)
+            for n in (int(x) for x in args.sizes.split(",") if x):
+                name = f"monitor_bench_search_{n}"
+                url = _kept(backend, args, name) if args.keep else None
+                took = 0.0
+                if url is None:
+                    url = fresh(backend, args.pg, args.keep or workdir, name)
                 engine = db.make_engine(url)
                 try:
                     db.upgrade(engine)
-                    took = load(engine, n)
+                    if not _loaded(engine, n):
+                        took = load(engine, n)
                     size = index_bytes(engine, n)
                     times = query_times(engine, args.runs)
                 finally:
@@ -275,7 +340,7 @@ def main() -> None:
                                 "index_bytes_per_item": size, "p50_ms": _pct(ms, 0.5),
                                 "p95_ms": _pct(ms, 0.95),
                                 "queries_ms": {q: t * 1000 for q, (t, _) in times.items()},
-                                "cli_s": cli, "add_ms": [with_index * 1000, without * 1000]})
+                                "cli_s": cli, "add_ms": add})
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
 

@@ -268,7 +268,8 @@ class Settings:
                       "boilerplate": list(self.dedup.boilerplate)},
             "feeds": [_asdict(f) for f in self.feeds],
             "rules": [{"name": r.name, "query": r.query, "reads": str(r.parsed),
-                       "recipients": list(r.recipients)} for r in self.rules],
+                       "recipients": list(r.recipients), "backfill": r.backfill}
+                      for r in self.rules],
             "alerts": _asdict(self.alerts),
             "retention": _asdict(self.retention),
             "stories": _asdict(self.stories),

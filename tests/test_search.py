@@ -361,3 +361,63 @@ def test_a_rules_backfill_key_applies_once_across_workers_and_restarts(
     logs = run_once(1)
     assert any("backfilled 1 alerts" in log for log in logs), logs
     assert later["late"] in {a["item_id"] for a in _alerts(config)}
+
+
+# --- the index's own maintenance ---------------------------------------------------------------
+
+def test_stored_items_are_indexed_after_the_upgrade_resumably_and_reindexed(
+        tmp_path: Path, db_url: str) -> None:
+    config = _config(tmp_path, db_url, rules=[])
+    ids = store_stories(config, [
+        Story(f"s{i}", "Wire", f"Harbour report {i}", f"https://x.test/{i}",
+              f"The harbour of town {i} reopened.") for i in range(7)], NOW)
+    settings_ = load_settings(config)
+    engine = db.make_engine(settings_.database.url)
+    try:
+        sessions = db.session_factory(engine)
+        with sessions.begin() as s:  # as the upgrade leaves a database with items
+            assert store.mark_unindexed(s, drop=True) == 7
+        with sessions.begin() as s:
+            assert store.index_counts(s) == store.IndexCounts(0, 7, 7)
+        with sessions.begin() as s:  # a fill stopped after its first batch...
+            step = store.fill_index(s, batch=3)
+        assert step.indexed == 3 and step.left > 0
+        with sessions() as s:
+            assert store.index_counts(s) == store.IndexCounts(3, 7, 4)
+    finally:
+        engine.dispose()
+    code, out = cli(config, "status")
+    assert code == 0 and "search index: 3 of 7 stored items; 4 still to index" in out, out
+    code, out = cli(config, "db", "upgrade")  # ...resumes where it stopped
+    assert code == 0 and "4 stored items indexed for search" in out, out
+    assert _search_ids(config, "harbour")[0] == set(ids.values())
+    code, out = cli(config, "db", "reindex-search")
+    assert code == 0 and "7 items indexed; the index holds 7 of 7" in out, out
+    assert _search_ids(config, "harbour")[0] == set(ids.values())
+
+
+def test_compiled_queries_read_as_expected() -> None:
+    def both(q: str) -> tuple[str | None, str | None]:
+        node = parse(q).node
+        return (compile_query(node, "sqlite").expr, compile_query(node, "postgresql").expr)
+
+    assert both("Maduro") == ('"maduro"', "'maduro'")
+    assert both('"Delcy Rodríguez"') == ('"delcy" + "rodriguez"', "('delcy' & 'rodriguez')")
+    assert both("title:narco*") == ('title : ("narco" *)', "'narco':*A")
+    assert both("text:oil -title:gas") == ('(body : ("oil")) NOT (title : ("gas"))',
+                                           "('oil':D & !'gas':A)")
+    # NOT of a phrase is left to verification on PostgreSQL (phrases are not exact there).
+    assert both('oil -"natural gas"') == ('("oil") NOT ("natural" + "gas")', "('oil')")
+    assert compile_query(parse('oil -"natural gas"').node, "postgresql").exact is False
+    # De Morgan: NOT (NOT a AND NOT b) is a OR b.
+    assert both("-(-cuba -venezuela)") == ('("cuba") OR ("venezuela")', "('cuba' | 'venezuela')")
+    assert both("(cuba OR -havana) venezuela") == ('"venezuela"', "('venezuela')")
+
+
+def test_a_rules_backfill_must_be_a_duration(tmp_path: Path) -> None:
+    from monitor.errors import ConfigError
+
+    config = _config(tmp_path, f"sqlite:///{tmp_path}/m.db", rules=[
+        {"name": "Oil", "query": "oil", "recipients": ["a@example.org"], "backfill": "soon"}])
+    with pytest.raises(ConfigError, match=r"rules\[0\].*backfill"):
+        load_settings(config)
