@@ -132,16 +132,16 @@ def test_an_entry_that_cannot_be_stored_costs_only_itself(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # A bug met on one entry's odd input, stood in for by a matcher that fails on one
     # title (no real component fails on demand).
-    from monitor.rules import Matcher
+    from monitor.rules import Document, Matcher
 
-    real = Matcher.match
+    real = Matcher.match_document
 
-    def match(self: Matcher, title: str | None, text: str):  # type: ignore[no-untyped-def]
-        if title and "Boom" in title:
+    def match(self: Matcher, doc: Document):  # type: ignore[no-untyped-def]
+        if "Boom" in doc.title.source:
             raise RuntimeError("a bug met on odd input")
-        return real(self, title, text)
+        return real(self, doc)
 
-    monkeypatch.setattr(Matcher, "match", match)
+    monkeypatch.setattr(Matcher, "match_document", match)
     text = "Maduro spoke to the assembly in Caracas on Monday about the crisis. " * 5
     server.routes["/f.rss"] = Route(content_type="application/rss+xml", body=rss("F", [
         Entry("Before", None, guid="a", content="First. " + text),
