@@ -18,7 +18,8 @@ Queries: 20 a user would type (names, phrases, prefixes, a field, NOT, OR; from 
 to very common), each run ``--runs`` times through :func:`monitor.search.search` as
 ``monitor search`` runs it (ranked, 20 results, every result verified by the query);
 per query the median, then p50 and p95 over the 20. Plus the whole ``monitor search``
-process for two of them (start to exit).
+process for two of them (start to exit), and what ``monitor rules test`` runs for each
+(every match stored in the last 7 days, newest first, each verified).
 
 Size: the index's bytes per item (SQLite: the FTS5 tables from dbstat; PostgreSQL:
 ``item_search`` with its GIN and primary key). Added cost: on a fresh database,
@@ -188,8 +189,11 @@ def index_bytes(engine: Engine, n: int) -> float:
     return float(total) / n
 
 
-def query_times(engine: Engine, runs: int) -> dict[str, tuple[float, int]]:
-    """Per query: the median seconds of ``runs`` searches, and how many results."""
+def query_times(engine: Engine, runs: int, *, rules_test: bool = False,
+                ) -> dict[str, tuple[float, int]]:
+    """Per query: the median seconds of ``runs`` searches, and how many results. With
+    ``rules_test``: what `monitor rules test` runs instead (every match stored in the
+    last 7 days, newest first, each verified)."""
     sessions = db.session_factory(engine)
     out = {}
     for q in QUERIES:
@@ -198,7 +202,11 @@ def query_times(engine: Engine, runs: int) -> dict[str, tuple[float, int]]:
         for _ in range(runs):
             with sessions() as s:
                 started = time.perf_counter()
-                r = search(s, query, store.SearchFilters(), limit=20)
+                if rules_test:
+                    r = search(s, query, store.SearchFilters(since=NOW - timedelta(days=7)),
+                               limit=None, ranked=False, by_story=False)
+                else:
+                    r = search(s, query, store.SearchFilters(), limit=20)
                 took.append(time.perf_counter() - started)
         out[q] = (statistics.median(took), len(r.matches))
     return out
@@ -325,6 +333,7 @@ def main() -> None:
                         took = load(engine, n)
                     size = index_bytes(engine, n)
                     times = query_times(engine, args.runs)
+                    tests = query_times(engine, args.runs, rules_test=True)
                 finally:
                     engine.dispose()
                 cli = cli_times(url, workdir)
@@ -336,10 +345,16 @@ def main() -> None:
                       + ", ".join(f"{q} {t:.2f}s" for q, t in cli.items()), flush=True)
                 for q, (t, found) in times.items():
                     print(f"    {t * 1000:8.1f} ms  {found:>3} results  {q}")
+                rt = [t * 1000 for t, _ in tests.values()]
+                print(f"  rules test (last 7 days, every match verified): p50 "
+                      f"{_pct(rt, 0.5):.1f} ms, p95 {_pct(rt, 0.95):.1f} ms; matches "
+                      + ", ".join(f"{q} {found}" for q, (_, found) in tests.items()),
+                      flush=True)
                 results.append({"backend": backend, "items": n, "load_s": took,
                                 "index_bytes_per_item": size, "p50_ms": _pct(ms, 0.5),
                                 "p95_ms": _pct(ms, 0.95),
                                 "queries_ms": {q: t * 1000 for q, (t, _) in times.items()},
+                                "rules_test_ms": {q: t * 1000 for q, (t, _) in tests.items()},
                                 "cli_s": cli, "add_ms": add})
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")

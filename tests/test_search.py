@@ -9,21 +9,22 @@ finds exactly the items the Matcher matches when run over every stored item.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import FIXTURES, SEEDS, Story, cli, json_lines, store_stories, write_config
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
-from test_rules_properties import VOCAB, matches_nothing_empty, queries, written
+from test_rules_properties import PREFIXES, VOCAB, matches_nothing_empty, written
 
-from helpers import SEEDS, Story, cli, json_lines, store_stories, write_config
 from monitor import db, store
 from monitor.config import load_settings
-from monitor.rules import Document, Node, parse
+from monitor.rules import And, Document, Node, Not, Or, Term, Word, parse
 from monitor.rules.fulltext import IndexedText, compile_query
 from monitor.search import search
 
@@ -40,8 +41,32 @@ def _config(tmp_path: Path, db_url: str, name: str = "monitor.toml", **kw: objec
                         **kw)  # type: ignore[arg-type]
 
 
+# Query words: the rule language's property-test words, the seeds' and the fixture
+# pages' common words, so that random queries meet real texts.
+REAL_WORDS = [*VOCAB, *SEED_WORDS, "the", "said", "president", "trump", "government",
+              "new", "people", "year", "police", "company"]
+_words = st.one_of(st.builds(Word, st.sampled_from(REAL_WORDS)),
+                   st.builds(Word, st.sampled_from([*PREFIXES, "pre", "gov", "th", "ru"]),
+                             st.just(True)))
+
+
+def _trees(scope: str | None) -> st.SearchStrategy[Node]:
+    return st.recursive(
+        st.builds(Term, st.lists(_words, min_size=1, max_size=3).map(tuple), st.just(scope)),
+        lambda kids: st.one_of(
+            st.builds(Not, kids),
+            st.builds(And, st.lists(kids, min_size=2, max_size=3).map(tuple)),
+            st.builds(Or, st.lists(kids, min_size=2, max_size=3).map(tuple))),
+        max_leaves=6)
+
+
+queries = st.one_of(_trees(None), st.builds(And, st.tuples(_trees("title"), _trees(None))),
+                    st.builds(Or, st.tuples(_trees("text"), _trees("title"))))
+
+
 def _docs() -> list[tuple[str, str]]:
-    """Titles and texts: generated ones, written as publishers print, and the seeds."""
+    """Titles and texts: generated ones, written as publishers print; the seeds; and
+    real article bodies (the fixture pages' ground truth)."""
     rnd = random.Random(7)
     out = []
     for _ in range(70):
@@ -51,6 +76,10 @@ def _docs() -> list[tuple[str, str]]:
     for f in sorted(SEEDS.glob("*.txt")):
         lines = f.read_text(encoding="utf-8").splitlines()
         out.append((lines[0], "\n".join(lines[1:])))
+    truth = json.loads((FIXTURES / "pages" / "ground-truth.json").read_text(encoding="utf-8"))
+    for page in list(truth.values())[:15]:
+        body = page["articleBody"]
+        out.append((" ".join(body.split()[:10]), body))
     return out
 
 
