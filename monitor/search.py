@@ -112,6 +112,17 @@ def search(session: Session, query: Query, filters: store.SearchFilters, *,
     return Result(query, compiled, list(groups.values()), more, read, scanned, any(windowed))
 
 
+def count_matches(session: Session, query: Query, filters: store.SearchFilters) -> int:
+    """How many items within ``filters`` ``query`` matches. Where the index answers the
+    query exactly (:attr:`Compiled.exact`; the property tests hold it to that), the
+    index counts; else every candidate is verified."""
+    compiled = compile_query(query.node, store.search_dialect(session))
+    if compiled.expr is not None and compiled.exact:
+        return store.count_candidates(session, compiled.expr, filters)
+    return len(search(session, query, filters, limit=None, ranked=False,
+                      by_story=False).matches)
+
+
 def _pages(session: Session, expr: str, filters: store.SearchFilters, ranked: bool,
            size: int, windowed: list[bool]) -> Iterator[list[tuple[int, float]]]:
     """Candidates a page at a time: ``size`` first (what a limit needs, so that a

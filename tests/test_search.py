@@ -128,7 +128,32 @@ def test_search_finds_exactly_what_the_matcher_matches(
     config, _ = corpus
     query = str(parse(str(node)))
     found, _ = _search_ids(config, query)
-    assert found == _matcher_ids(config, query)
+    expected = _matcher_ids(config, query)
+    assert found == expected
+    # Where the compiled query claims to be exact, the index alone gives the answer
+    # (`rules test` counts with it): no candidate for verification to drop.
+    indexed, exact = _index_ids(config, query)
+    assert expected <= indexed
+    if exact:
+        assert indexed == expected
+
+
+def _index_ids(config: Path, query: str) -> tuple[set[int], bool]:
+    """What the index alone finds for ``query`` (no verification), and whether its
+    compiled form claims to be exact."""
+    settings_ = load_settings(config)
+    engine = db.make_engine(settings_.database.url)
+    try:
+        with db.session_factory(engine)() as s:
+            compiled = compile_query(parse(query).node, store.search_dialect(s))
+            assert compiled.expr is not None
+            found = store.search_candidates(s, compiled.expr, store.SearchFilters(), 10_000,
+                                            ranked=False)
+            assert store.count_candidates(s, compiled.expr, store.SearchFilters()) \
+                == len(found.ids)
+            return {i for i, _ in found.ids}, compiled.exact
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.parametrize("query", [

@@ -11,7 +11,7 @@ from monitor.cli.common import EXIT_OK, at, dump, feed_named, pick_name, since_a
 from monitor.config import Settings
 from monitor.errors import UsageError
 from monitor.rules import Query, highlight, parse, terms_labelled, why_not
-from monitor.search import Match, Result, backfill, search
+from monitor.search import Match, Result, backfill, count_matches, search
 
 
 def one_query(args: argparse.Namespace, command: str) -> Query:
@@ -103,9 +103,11 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
     now = utcnow()
     since = since_arg(args.since, now)
     muted = {f.url for f in settings.feeds if not f.alert_backlog}
+    limit = args.limit if args.limit is not None else (0 if args.json else 20)
     with stored(settings) as s:
         filters = store.SearchFilters(since=since)
-        result = search(s, query, filters, limit=None, ranked=False, by_story=False)
+        result = search(s, query, filters, limit=limit or None, ranked=False, by_story=False)
+        total = len(result.matches) if not result.more else count_matches(s, query, filters)
         checked = store.count_items(s, filters)
     matched: list[dict[str, Any]] = []
     for m in result.matches:
@@ -114,8 +116,7 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
         old = why_not(it.published_at, now, settings.alerts.max_age,
                       muted_backlog=it.backlog and it.feed_url in muted)
         matched.append({**_match_json(m), "would_alert": old is None, "why_not": old})
-    limit = args.limit if args.limit is not None else (0 if args.json else 20)
-    shown = matched if limit <= 0 else matched[:limit]
+    shown = matched
     if args.json:
         for d in shown:
             d.pop("score")
@@ -126,15 +127,15 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
     how = "" if result.scanned is None else (
         f"; the index cannot narrow this query: the newest {result.scanned} were read")
     out.write(f"query: {args.query[0]}\nreads: {query}\n"
-              f"{len(matched)} of {checked} {window} match (duplicates are never "
+              f"{total} of {checked} {window} match (duplicates are never "
               f"matched{how})\n")
     for d, m in zip(shown, result.matches, strict=False):
         out.write(f"\n{d['item_id']:>6} {at(d['created_at'])} {d['feed']}: "
                   f"{d['title'] or '(untitled)'}\n       {d['url'] or '(no link)'}\n"
                   f"       terms: {', '.join(d['terms'])}\n       {m.snippet}\n"
                   + ("" if d["would_alert"] else f"       would alert: no, {d['why_not']}\n"))
-    if len(shown) < len(matched):
-        out.write(f"\n... and {len(matched) - len(shown)} more (--limit 0 shows all)\n")
+    if len(shown) < total:
+        out.write(f"\n... and {total - len(shown)} more (--limit 0 shows all)\n")
     return EXIT_OK
 
 

@@ -252,6 +252,19 @@ def search_candidates(session: Session, expr: str, filters: SearchFilters, limit
                       bool(rows) and rows[0][2] >= RANK_WINDOW)
 
 
+def count_candidates(session: Session, expr: str, filters: SearchFilters) -> int:
+    """How many items within ``filters`` the index finds for ``expr``."""
+    params: dict[str, Any] = {"q": expr}
+    where = _where(filters, params)
+    if search_dialect(session) == "postgresql":
+        sql = ("SELECT count(*) FROM item_search s JOIN items i ON i.id = s.item_id "
+               f"WHERE s.doc @@ CAST(:q AS tsquery){where}")
+        return int(_planned(session, _sql(sql, params), params)[0][0])
+    sql = ("SELECT count(*) FROM items_fts JOIN items i ON i.id = items_fts.rowid "
+           f"WHERE items_fts MATCH :q{where}")
+    return int(session.execute(_sql(sql, params), params).scalar_one())
+
+
 def _planned(session: Session, stmt: TextClause, params: dict[str, Any]) -> list[Any]:
     """Run a PostgreSQL search through the GIN index, whatever the planner estimates.
 
