@@ -330,6 +330,11 @@ def test_rules_test_answers_like_search(corpus: tuple[Path, dict[str, int]]) -> 
     assert {r["item_id"] for r in rows} == _matcher_ids(config, "russia OR kremlin")
     ids = [r["item_id"] for r in rows]
     assert ids == sorted(ids, reverse=True)  # newest first, as alerts arrive
+    # Shown: one; counted: all (by the index, the query being exact), in a window.
+    code, out = cli(config, "rules", "test", "russia OR kremlin", "--since", "30d",
+                    "--limit", "1")
+    assert code == 0 and f"{len(rows)} of 90 items stored since" in out, out
+    assert f"... and {len(rows) - 1} more" in out, out
 
 
 def _alerts(config: Path) -> list[dict[str, object]]:

@@ -260,8 +260,17 @@ def count_candidates(session: Session, expr: str, filters: SearchFilters) -> int
         sql = ("SELECT count(*) FROM item_search s JOIN items i ON i.id = s.item_id "
                f"WHERE s.doc @@ CAST(:q AS tsquery){where}")
         return int(_planned(session, _sql(sql, params), params)[0][0])
-    sql = ("SELECT count(*) FROM items_fts JOIN items i ON i.id = items_fts.rowid "
-           f"WHERE items_fts MATCH :q{where}")
+    if filters.status != "all" and filters.since is not None and not filters.feeds \
+            and filters.story_id is None:
+        # `rules test`'s count: the items of the window from the covering index on
+        # (status, created_at), each looked up in the set of matches. Joining each
+        # match to its row instead reads past the row's text to its status (SQLite
+        # keeps a row's columns in order): 2 s for a common word at 1M items, 0.2 s so.
+        sql = ("SELECT count(*) FROM items i INDEXED BY ix_items_status_created_at "
+               f"WHERE i.id IN (SELECT rowid FROM items_fts WHERE items_fts MATCH :q){where}")
+    else:
+        sql = ("SELECT count(*) FROM items_fts JOIN items i ON i.id = items_fts.rowid "
+               f"WHERE items_fts MATCH :q{where}")
     return int(session.execute(_sql(sql, params), params).scalar_one())
 
 
