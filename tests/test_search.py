@@ -313,13 +313,19 @@ def test_a_query_the_index_cannot_narrow_is_scanned_and_says_so(
 
 def test_tsvector_positions_stay_within_postgresql_limits() -> None:
     words = " ".join(["oil"] * 400 + ["gas"] * 17000 + ["late"])
-    vec = IndexedText.of("oil oil", words).tsvector()
-    lexemes = {p.split(":", 1)[0]: p.split(":", 1)[1].split(",") for p in vec.split(" ")}
-    # A word in both fields keeps positions of both weights, 16 of each at most.
+    vec = IndexedText.of("oil oil", words + " price").tsvector()
+    lexemes = {p.split(":", 1)[0]: p.split(":", 1)[1].split(",") if ":" in p else []
+               for p in vec.split(" ")}
+    # A word in both fields keeps positions of both weights, 16 of each at most; the
+    # title's words again as ^word, unweighted.
     assert lexemes["'oil'"][:3] == ["1A", "2A", "4"] and len(lexemes["'oil'"]) == 18
+    assert lexemes["'^oil'"] == ["1", "2"]
     assert lexemes["'gas'"] == [str(p) for p in range(404, 420)]
     # A word only past PostgreSQL's last position is kept, at that position.
-    assert lexemes["'late'"] == ["16383"]
+    assert lexemes["'late'"] == ["16383"] and lexemes["'price'"] == ["16383"]
+    # Words whose positions were cut short are marked (phrases cannot trust them).
+    assert {w for w, spots in lexemes.items() if not spots} == {
+        "'\u00b7oil'", "'\u00b7gas'", "'\u00b7late'", "'\u00b7price'"}
 
 
 # --- rules test and rules backfill ------------------------------------------------------------
@@ -462,10 +468,14 @@ def test_compiled_queries_read_as_expected() -> None:
         return (compile_query(node, "sqlite").expr, compile_query(node, "postgresql").expr)
 
     assert both("Maduro") == ('"maduro"', "'maduro'")
-    assert both('"Delcy Rodríguez"') == ('"delcy" + "rodriguez"', "('delcy' & 'rodriguez')")
-    assert both("title:narco*") == ('title : ("narco" *)', "'narco':*A")
+    assert both('"Delcy Rodríguez"')[0] == '"delcy" + "rodriguez"'
+    assert both("title:narco*") == ('title : ("narco" *)', "'^narco':*")
     assert both("text:oil -title:gas") == ('(body : ("oil")) NOT (title : ("gas"))',
-                                           "('oil':D & !'gas':A)")
+                                           "('oil':D & !'^gas')")
+    # A phrase: adjacent where positions are whole, else all its words.
+    assert both('"Delcy Rodríguez"')[1] == (
+        "(('delcy' <-> 'rodriguez') | ('delcy' & 'rodriguez' & ('\u00b7delcy' | "
+        "'\u00b7rodriguez')))")
     # NOT of a phrase is left to verification on PostgreSQL (phrases are not exact there).
     assert both('oil -"natural gas"') == ('("oil") NOT ("natural" + "gas")', "('oil')")
     assert compile_query(parse('oil -"natural gas"').node, "postgresql").exact is False

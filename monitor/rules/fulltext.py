@@ -41,6 +41,8 @@ EMPTY_WORD = "\u00b7"
 # word's first 16 occurrences in each field tell as much as all of them; the tsvector
 # of a corpus article is then a third smaller, and quicker to write.
 _MAX_POSITION = 16383
+TITLE = "^"  # a title word again, unweighted (see IndexedText.tsvector)
+CUT = "\u00b7"  # a word whose positions were cut short (neither is a folded word's letter)
 _TITLE_POSITIONS = 16  # per lexeme: the title's first, then the text's
 _TEXT_POSITIONS = 16
 
@@ -66,44 +68,60 @@ class IndexedText:
         return _joined(self.title), _joined(self.text)
 
     def tsvector(self) -> str:
-        """The PostgreSQL ``tsvector`` literal: every word with its positions, the
-        title's at weight A. Positions past PostgreSQL's last are given its last one;
-        a word keeps at most 16 positions in each field (see _TEXT_POSITIONS), so that
-        a word in both fields keeps a position of each weight."""
-        spots: dict[str, list[str]] = {}
-        title = len(self.title)
+        """The PostgreSQL ``tsvector`` literal.
+
+        Every word with its positions (the title's at weight A, numbered first; the
+        text's after a gap, so that no phrase runs from one into the other), at most
+        16 per field (see _TEXT_POSITIONS); then each title word again as ``^word``
+        (so that ``title:`` needs no weight, which GIN cannot check without reading
+        every candidate's vector); then ``·word`` for each word whose positions were
+        cut short (more than 16 in a field, or past PostgreSQL's last position), which
+        tells a phrase query that this document's positions cannot be trusted for it.
+        """
+        title: dict[str, list[int]] = {}
         for p, w in enumerate(self.title, 1):
             if w:
-                at = spots.get(w)
+                at = title.get(w)
                 if at is None:
-                    spots[w] = [f"{min(p, _MAX_POSITION)}A"]
-                elif len(at) < _TITLE_POSITIONS:
-                    at.append(f"{min(p, _MAX_POSITION)}A")
-        in_title = {w: len(at) for w, at in spots.items()}
-        start = title + 2  # no phrase runs from the title into the text
-        if start + len(self.text) > _MAX_POSITION:
-            return self._clamped(spots, in_title, start)
-        for p, w in enumerate(self.text, start):
-            at = spots.get(w)
-            if at is None:
-                if w:
-                    spots[w] = [str(p)]
-            elif len(at) - in_title.get(w, 0) < _TEXT_POSITIONS:
-                at.append(str(p))
-        return " ".join([f"{_quote(w)}:{','.join(at)}" for w, at in spots.items()])
+                    title[w] = [p]
+                else:
+                    at.append(p)
+        text: dict[str, list[int]] = {}
+        for p, w in enumerate(self.text, len(self.title) + 2):
+            if w:
+                at = text.get(w)
+                if at is None:
+                    text[w] = [p]
+                else:
+                    at.append(p)
+        out = []
+        for w, spots in text.items():
+            kept = ",".join(map(str, _positions(spots, _TEXT_POSITIONS)))
+            in_title = title.get(w)
+            if in_title:
+                head = ",".join(f"{p}A" for p in _positions(in_title, _TITLE_POSITIONS))
+                out.append(f"{_quote(w)}:{head},{kept}")
+            else:
+                out.append(f"{_quote(w)}:{kept}")
+            if len(spots) > _TEXT_POSITIONS or spots[-1] > _MAX_POSITION:
+                out.append(_quote(CUT + w))
+        for w, spots in title.items():
+            kept = ",".join(map(str, _positions(spots, _TITLE_POSITIONS)))
+            if w not in text:
+                out.append(f"{_quote(w)}:{','.join(p + 'A' for p in kept.split(','))}")
+            out.append(f"{_quote(TITLE + w)}:{kept}")
+            if (len(spots) > _TITLE_POSITIONS or spots[-1] > _MAX_POSITION) \
+                    and not (w in text and (len(text[w]) > _TEXT_POSITIONS
+                                            or text[w][-1] > _MAX_POSITION)):
+                out.append(_quote(CUT + w))
+        return " ".join(out)
 
-    def _clamped(self, spots: dict[str, list[str]], in_title: dict[str, int],
-                 start: int) -> str:
-        """:meth:`tsvector` for a text running past PostgreSQL's last position: each
-        word's positions there become that position, once."""
-        for p, w in enumerate(self.text, start):
-            if not w:
-                continue
-            at = spots.setdefault(w, [])
-            spot = str(min(p, _MAX_POSITION))
-            if len(at) - in_title.get(w, 0) < _TEXT_POSITIONS and (not at or at[-1] != spot):
-                at.append(spot)
-        return " ".join([f"{_quote(w)}:{','.join(at)}" for w, at in spots.items()])
+
+def _positions(spots: list[int], cap: int) -> list[int]:
+    """The first ``cap`` of ``spots``, none past PostgreSQL's last position."""
+    kept = spots[:cap]
+    return kept if kept[-1] <= _MAX_POSITION else sorted({min(p, _MAX_POSITION)
+                                                         for p in kept})
 
 
 def _joined(words: tuple[str, ...]) -> str:
@@ -221,16 +239,26 @@ def _fts5_string(word: str) -> str:
 
 
 class _TsQuery(_Emitter):
-    """tsquery syntax: 'lexeme', :* a prefix, :A / :D the title's / the text's weight,
-    & | ! and parentheses."""
+    """tsquery syntax: 'lexeme', :* a prefix, :D the text's weight, ``^word`` a title
+    word (see IndexedText.tsvector), <-> adjacent, & | ! and parentheses."""
 
     def term(self, term: Term) -> Compiled:
-        weight = {"title": "A", "text": "D"}.get(term.scope or "", "")
-        words = [f"{_quote(w.text)}:{'*' if w.prefix else ''}{weight}".rstrip(":")
-                 for w in term.words]
+        def lexeme(word: str, prefix: bool) -> str:
+            star = "*" if prefix else ""
+            if term.scope == "title":
+                return _quote(TITLE + word) + (":*" if prefix else "")
+            if term.scope == "text":
+                return f"{_quote(word)}:{star}D"
+            return _quote(word) + (":*" if prefix else "")
+
+        words = [lexeme(w.text, w.prefix) for w in term.words]
         if len(words) == 1:
             return Compiled(words[0], True)
-        return Compiled("(" + " & ".join(words) + ")", False)
+        # The words in a row where the document's positions are whole; all of them
+        # where a word's positions were cut short (verification decides there).
+        cut = " | ".join(_quote(CUT + w.text) + (":*" if w.prefix else "")
+                         for w in term.words)
+        return Compiled(f"(({' <-> '.join(words)}) | ({' & '.join(words)} & ({cut})))", False)
 
     def and_(self, parts: list[str], negated: list[str]) -> str:
         return "(" + " & ".join([*parts, *(f"!{n}" for n in negated)]) + ")"
