@@ -491,3 +491,36 @@ def test_a_rules_backfill_must_be_a_duration(tmp_path: Path) -> None:
         {"name": "Oil", "query": "oil", "recipients": ["a@example.org"], "backfill": "soon"}])
     with pytest.raises(ConfigError, match=r"rules\[0\].*backfill"):
         load_settings(config)
+
+
+def test_an_upgraded_database_indexes_what_it_stored_before(db_url: str, tmp_path: Path) -> None:
+    """Items stored at the revision before the index are searchable after `db upgrade`."""
+    from sqlalchemy import MetaData, Table, insert
+
+    from alembic import command
+    from monitor.models import Feed
+
+    engine = db.make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            cfg = db.alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "a28e7b761bf6")  # stories: the revision before the index
+            conn.commit()
+        with engine.begin() as c:
+            c.execute(insert(Feed).values(id=1, url="http://x/f", name="F", enabled=True,
+                                          interval_seconds=900, consecutive_failures=0,
+                                          created_at=NOW))
+            items = Table("items", MetaData(), autoload_with=c)
+            c.execute(insert(items), [
+                {"id": i, "feed_id": 1, "guid": f"g{i}", "created_at": NOW, "status": "new",
+                 "text_source": "page", "title": f"Refinery {i}",
+                 "text": f"Workers at the São Tomé refinery number {i} went on strike."}
+                for i in (1, 2, 3)])
+    finally:
+        engine.dispose()
+    config = _config(tmp_path, db_url, rules=[])
+    code, out = cli(config, "db", "upgrade")
+    assert code == 0 and "3 stored items indexed for search" in out, out
+    assert _search_ids(config, "sao tome strike")[0] == {1, 2, 3}
+    assert _search_ids(config, "title:refinery -title:2")[0] == {1, 3}
