@@ -160,9 +160,10 @@ def load(engine: Engine, n: int) -> float:
                 for i, title, body, _ in batch])
             if pg:
                 raw = s.connection().connection.driver_connection
-                with raw.cursor().copy("COPY item_search (item_id, doc) FROM STDIN") as copy:
+                with raw.cursor().copy(
+                        "COPY item_search (item_id, status, doc) FROM STDIN") as copy:
                     for i, _, _, (vec,) in batch:
-                        copy.write_row((i, vec))
+                        copy.write_row((i, "new", vec))
             else:
                 s.execute(text("INSERT INTO items_fts (rowid, title, body) "
                                "VALUES (:id, :title, :body)"),

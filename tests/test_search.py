@@ -225,6 +225,19 @@ def test_the_index_follows_a_deleted_a_retexted_and_a_pruned_item(
     assert _search_ids(config, "grain OR kyiv")[0] == set()
     assert _search_ids(config, "rotterdam")[0] == set()  # its text is gone
     assert _search_ids(config, "title:harbour")[0] == {ids["c"]}  # its title stays
+    # An original made a copy (and back), as refetch and fuller copies do: the status
+    # filter follows (PostgreSQL's index repeats the status).
+    engine = db.make_engine(settings_.database.url)
+    try:
+        with db.session_factory(engine).begin() as s:
+            store.make_copy(s, ids["a"], store.Ref("item", ids["c"], None), "near", 0.9)
+        assert _search_ids(config, "refinery")[0] == set()
+        assert _search_ids(config, "refinery", status="duplicate")[0] == {ids["a"]}
+        with db.session_factory(engine).begin() as s:
+            store.make_original(s, ids["a"])
+    finally:
+        engine.dispose()
+    assert _search_ids(config, "refinery")[0] == {ids["a"]}
     code, out = cli(config, "status")
     assert code == 0 and "search index: 2 of 2 stored items" in out, out
 

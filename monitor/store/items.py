@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, aliased, defer
 
 from monitor.models import Alert, Feed, Item, Seed
 from monitor.rules.fulltext import IndexedText
-from monitor.store.search import index_texts
+from monitor.store.search import index_status, index_texts
 
 
 @dataclass(frozen=True)
@@ -263,6 +263,7 @@ def promote(session: Session, old_id: int, new_id: int, similarity: float) -> No
     session.execute(update(Item).where(Item.id == old_id).values(
         status="duplicate", duplicate_of_item_id=new_id, dedup_method="near",
         similarity=similarity))
+    index_status(session, [old_id])
 
 
 def rules_alerted(session: Session, original_id: int) -> set[int]:

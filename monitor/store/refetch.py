@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from monitor.models import Feed, Item, ItemBand, ItemSketch
 from monitor.store.items import Ref
-from monitor.store.search import reindex_items
+from monitor.store.search import index_status, reindex_items
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,7 @@ def make_original(session: Session, item_id: int) -> None:
     session.execute(update(Item).where(Item.id == item_id).values(
         status="new", duplicate_of_item_id=None, duplicate_of_seed_id=None,
         dedup_method=None, similarity=None))
+    index_status(session, [item_id])
 
 
 def make_copy(session: Session, item_id: int, of: Ref, method: str,
@@ -143,3 +144,4 @@ def make_copy(session: Session, item_id: int, of: Ref, method: str,
     session.execute(update(Item).where(Item.id == item_id).values(
         status="duplicate", dedup_method=method, similarity=similarity, **target))
     session.execute(update(Item).where(Item.duplicate_of_item_id == item_id).values(**target))
+    index_status(session, [item_id])

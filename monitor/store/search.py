@@ -54,8 +54,10 @@ def index_texts(session: Session, rows: Sequence[tuple[int, IndexedText]], *,
         return
     if search_dialect(session) == "postgresql":
         session.execute(text(
-            "INSERT INTO item_search (item_id, doc) VALUES (:id, CAST(:doc AS tsvector))"
-            + ("" if fresh else " ON CONFLICT (item_id) DO UPDATE SET doc = excluded.doc")),
+            "INSERT INTO item_search (item_id, status, doc) "
+            "SELECT id, status, CAST(:doc AS tsvector) FROM items WHERE id = :id"
+            + ("" if fresh else " ON CONFLICT (item_id) DO UPDATE SET doc = excluded.doc, "
+               "status = excluded.status")),
             [{"id": i, "doc": t.tsvector()} for i, t in rows])
         return
     if not fresh:
@@ -67,6 +69,16 @@ def index_texts(session: Session, rows: Sequence[tuple[int, IndexedText]], *,
         params.append({"id": i, "title": title, "body": body})
     session.execute(text("INSERT INTO items_fts (rowid, title, body) "
                          "VALUES (:id, :title, :body)"), params)
+
+
+def index_status(session: Session, ids: Iterable[int]) -> None:
+    """The items ``ids`` changed status (an original became a copy, or one): PostgreSQL's
+    index repeats it (SQLite's reads it from items)."""
+    wanted = list(dict.fromkeys(ids))
+    if wanted and search_dialect(session) == "postgresql":
+        session.execute(text("UPDATE item_search s SET status = i.status FROM items i "
+                             "WHERE i.id = s.item_id AND s.item_id = ANY(CAST(:ids AS bigint[])) "
+                             "AND s.status <> i.status"), {"ids": wanted})
 
 
 def reindex_items(session: Session, ids: Iterable[int]) -> int:
@@ -159,11 +171,12 @@ class SearchFilters:
     status: Status = "new"
 
 
-def _where(f: SearchFilters, params: dict[str, Any]) -> str:
-    """The filters as SQL conditions on ``items i``, their values added to ``params``."""
+def _where(f: SearchFilters, params: dict[str, Any], status: str = "i.status") -> str:
+    """The filters as SQL conditions on ``items i`` (the status on ``status``), their
+    values added to ``params``."""
     parts = []
     if f.status != "all":
-        parts.append("i.status = :status")
+        parts.append(f"{status} = :status")
         params["status"] = f.status
     if f.since is not None:
         parts.append("i.created_at >= :since")
@@ -209,14 +222,14 @@ def search_candidates(session: Session, expr: str, filters: SearchFilters, limit
     ``offset`` of them. Else every match, newest first, unscored, the page below the
     item id ``offset`` (0: from the newest)."""
     params: dict[str, Any] = {"q": expr, "limit": limit}
-    where = _where(filters, params)
     pg = search_dialect(session) == "postgresql"
+    where = _where(filters, params, "s.status" if pg else "i.status")
     if not ranked:
         if offset:
-            where += " AND i.id < :before"
+            where += f" AND {'s.item_id' if pg else 'i.id'} < :before"
             params["before"] = offset
         if pg:
-            sql = ("SELECT s.item_id FROM item_search s JOIN items i ON i.id = s.item_id "
+            sql = (f"SELECT s.item_id FROM {_pg_tables(filters)} "
                    f"WHERE s.doc @@ CAST(:q AS tsquery){where} "
                    "ORDER BY s.item_id DESC LIMIT :limit")
             found = _planned(session, _sql(sql, params), params)
@@ -227,39 +240,70 @@ def search_candidates(session: Session, expr: str, filters: SearchFilters, limit
         return Candidates([(int(r[0]), 0.0) for r in found], False)
     params.update(offset=offset, window=RANK_WINDOW)
     if pg:
-        # The newest matches first (a GIN lookup for a rare word, the primary key walked
-        # backwards for a common one: the planner picks), then only they are scored.
-        sql = ("WITH m AS MATERIALIZED (SELECT s.item_id AS id, s.doc AS doc "
-               "FROM item_search s JOIN items i ON i.id = s.item_id "
-               f"WHERE s.doc @@ CAST(:q AS tsquery){where} "
-               "ORDER BY s.item_id DESC LIMIT :window) "
-               "SELECT id, ts_rank_cd(doc, CAST(:q AS tsquery)) AS score, "
-               "(SELECT count(*) FROM m) AS n FROM m "
-               "ORDER BY score DESC, id DESC LIMIT :limit OFFSET :offset")
-        sign = 1.0
-    else:
-        # FTS5 yields matches newest first natively; bm25 is computed for those read.
-        sql = ("WITH m AS MATERIALIZED (SELECT i.id AS id, bm25(items_fts, 4.0, 1.0) AS score "
-               "FROM items_fts JOIN items i ON i.id = items_fts.rowid "
-               f"WHERE items_fts MATCH :q{where} "
-               "ORDER BY items_fts.rowid DESC LIMIT :window) "
-               "SELECT id, score, (SELECT count(*) FROM m) AS n FROM m "
-               "ORDER BY score, id DESC LIMIT :limit OFFSET :offset")
-        sign = -1.0  # bm25: lower is better
-    rows = _planned(session, _sql(sql, params), params) if pg else list(
-        session.execute(_sql(sql, params), params).all())
-    return Candidates([(int(i), sign * float(score)) for i, score, _ in rows],
+        return _ranked_postgresql(session, _pg_tables(filters), where, params)
+    # FTS5 yields matches newest first natively; bm25 is computed for those read.
+    sql = ("WITH m AS MATERIALIZED (SELECT i.id AS id, bm25(items_fts, 4.0, 1.0) AS score "
+           "FROM items_fts JOIN items i ON i.id = items_fts.rowid "
+           f"WHERE items_fts MATCH :q{where} "
+           "ORDER BY items_fts.rowid DESC LIMIT :window) "
+           "SELECT id, score, (SELECT count(*) FROM m) AS n FROM m "
+           "ORDER BY score, id DESC LIMIT :limit OFFSET :offset")
+    rows = list(session.execute(_sql(sql, params), params).all())
+    return Candidates([(int(i), -float(score)) for i, score, _ in rows],  # bm25: lower wins
                       bool(rows) and rows[0][2] >= RANK_WINDOW)
+
+
+# PostgreSQL looks for the newest matches among the newest this many item ids first,
+# then among 4 times as many, and so on, until it has RANK_WINDOW of them.
+RANK_SPAN = 50_000
+
+
+def _pg_tables(filters: SearchFilters) -> str:
+    """``item_search s``, joined to ``items i`` only where a filter needs more than the
+    status it repeats: at 1M items the join cost more than the search."""
+    if (filters.since, filters.until, filters.feeds, filters.story_id) == (None, None, (), None):
+        return "item_search s"
+    return "item_search s JOIN items i ON i.id = s.item_id"
+
+
+def _ranked_postgresql(session: Session, tables: str, where: str,
+                       params: dict[str, Any]) -> Candidates:
+    """The ranked page on PostgreSQL. A GIN index yields matches in no order: taking
+    the newest RANK_WINDOW means reading every match (a word in a third of 1M articles:
+    340k rows), and a phrase's matches are each read again to check positions. So the
+    newest ids are searched first (the GIN index's bitmap ANDed with the primary key's
+    range), widening the range only while it holds too few matches."""
+    top = session.scalar(text("SELECT max(item_id) FROM item_search"))
+    if top is None:
+        return Candidates([], False)
+    # One row at least: the number of matches in the range (n), with the page's rows.
+    sql = (f"WITH m AS MATERIALIZED (SELECT s.item_id AS id, s.doc AS doc FROM {tables} "
+           f"WHERE s.doc @@ CAST(:q AS tsquery) AND s.item_id > :low{where} "
+           "ORDER BY s.item_id DESC LIMIT :window) "
+           "SELECT p.id, p.score, c.n FROM (SELECT count(*) AS n FROM m) AS c "
+           "LEFT JOIN LATERAL (SELECT id, ts_rank_cd(doc, CAST(:q AS tsquery)) AS score "
+           "FROM m ORDER BY score DESC, id DESC LIMIT :limit OFFSET :offset) AS p ON true")
+    span = RANK_SPAN
+    while True:
+        params["low"] = max(0, int(top) - span)
+        rows = _planned(session, _sql(sql, params), params)
+        found = int(rows[0][2])
+        if found >= RANK_WINDOW or params["low"] == 0:
+            break
+        span *= 4
+    return Candidates([(int(i), float(score)) for i, score, _ in rows if i is not None],
+                      found >= RANK_WINDOW)
 
 
 def count_candidates(session: Session, expr: str, filters: SearchFilters) -> int:
     """How many items within ``filters`` the index finds for ``expr``."""
     params: dict[str, Any] = {"q": expr}
-    where = _where(filters, params)
     if search_dialect(session) == "postgresql":
-        sql = ("SELECT count(*) FROM item_search s JOIN items i ON i.id = s.item_id "
+        where = _where(filters, params, "s.status")
+        sql = (f"SELECT count(*) FROM {_pg_tables(filters)} "
                f"WHERE s.doc @@ CAST(:q AS tsquery){where}")
         return int(_planned(session, _sql(sql, params), params)[0][0])
+    where = _where(filters, params)
     if filters.status != "all" and filters.since is not None and not filters.feeds \
             and filters.story_id is None:
         # `rules test`'s count: the items of the window from the covering index on
