@@ -149,21 +149,25 @@ def load(engine: Engine, n: int) -> float:
         if pg:
             s.execute(text("DROP INDEX IF EXISTS ix_item_search_doc"))
     span = timedelta(days=90).total_seconds()
+
+    def at(i: int) -> datetime:
+        return NOW - timedelta(seconds=span * (n - i) / n)
+
     done = have
     for batch in _batches(have + 1, n, 2000, engine.dialect.name):
         with sessions.begin() as s:
             s.execute(insert(Item), [
                 {"id": i, "feed_id": feed_id, "guid": f"g{i}", "url": f"https://x.test/{i}",
                  "canonical_url": f"https://x.test/{i}", "title": title, "text": body,
-                 "text_source": "page", "status": "new",
-                 "created_at": NOW - timedelta(seconds=span * (n - i) / n)}
+                 "text_source": "page", "status": "new", "created_at": at(i)}
                 for i, title, body, _ in batch])
             if pg:
                 raw = s.connection().connection.driver_connection
                 with raw.cursor().copy(
-                        "COPY item_search (item_id, status, doc) FROM STDIN") as copy:
+                        "COPY item_search (item_id, status, created_at, doc) FROM STDIN",
+                ) as copy:
                     for i, _, _, (vec,) in batch:
-                        copy.write_row((i, "new", vec))
+                        copy.write_row((i, "new", at(i), vec))
             else:
                 s.execute(text("INSERT INTO items_fts (rowid, title, body) "
                                "VALUES (:id, :title, :body)"),

@@ -87,7 +87,7 @@ def search(session: Session, query: Query, filters: store.SearchFilters, *,
             [(i, 0.0) for i in ids[at:at + _PAGE]] for at in range(0, len(ids), _PAGE))
     else:
         first = _PAGE if limit is None else min(_PAGE, limit + 5)
-        pages = _pages(session, compiled.expr, filters, ranked, first, windowed)
+        pages = _pages(session, compiled, filters, ranked, first, windowed)
     for page in pages:
         items = store.found_items(session, [i for i, _ in page])
         for item_id, score in page:
@@ -118,19 +118,21 @@ def count_matches(session: Session, query: Query, filters: store.SearchFilters) 
     index counts; else every candidate is verified."""
     compiled = compile_query(query.node, store.search_dialect(session))
     if compiled.expr is not None and compiled.exact:
-        return store.count_candidates(session, compiled.expr, filters)
+        return store.count_candidates(session, compiled.expr, filters, compiled.lookup)
     return len(search(session, query, filters, limit=None, ranked=False,
                       by_story=False).matches)
 
 
-def _pages(session: Session, expr: str, filters: store.SearchFilters, ranked: bool,
+def _pages(session: Session, compiled: Compiled, filters: store.SearchFilters, ranked: bool,
            size: int, windowed: list[bool]) -> Iterator[list[tuple[int, float]]]:
     """Candidates a page at a time: ``size`` first (what a limit needs, so that a
     search for 20 reads about 20 texts), then larger pages up to :data:`_PAGE`.
     Appends to ``windowed`` whether ranking met the window."""
     offset = 0  # ranked: candidates read so far; else the last id read
     while True:
-        found = store.search_candidates(session, expr, filters, size, offset, ranked=ranked)
+        assert compiled.expr is not None
+        found = store.search_candidates(session, compiled.expr, filters, size, offset,
+                                        ranked=ranked, lookup=compiled.lookup)
         windowed.append(found.windowed)
         page = found.ids
         if not page:

@@ -1,7 +1,7 @@
 """search: a full-text index of items; backfilled alerts; a rule's backfill applied
 
 SQLite: the FTS5 table items_fts (rowid = item id) and a trigger that drops a deleted
-item's row. PostgreSQL: item_search (item id, its status, tsvector) with a GIN index,
+item's row. PostgreSQL: item_search (item id, its status and time, tsvector) with a GIN index,
 deleted with its item. Neither is a model (see monitor.store.search): alembic/env.py leaves them out
 of `alembic check`. The items already stored are indexed at the next start (or
 `monitor db upgrade`), in batches that resume where an interrupted fill stopped:
@@ -29,13 +29,16 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
-        # status repeats items.status (kept by monitor.store): search filters originals
-        # without a join to items, which at 1M items cost more than the search.
+        # status and created_at repeat the item's (kept by monitor.store): search
+        # filters originals and a time window without a join to items, which at 1M
+        # items cost more than the search.
         op.execute("CREATE TABLE item_search ("
                    " item_id BIGINT PRIMARY KEY REFERENCES items (id) ON DELETE CASCADE,"
                    " status VARCHAR(16) NOT NULL,"
+                   " created_at TIMESTAMP WITH TIME ZONE NOT NULL,"
                    " doc tsvector NOT NULL)")
         op.execute("CREATE INDEX ix_item_search_doc ON item_search USING gin (doc)")
+        op.execute("CREATE INDEX ix_item_search_created_at ON item_search (created_at)")
     else:
         # The ascii tokenizer keeps each folded word whole (every non-ASCII character is
         # a word character there; "_" is made one): the words are folded by monitor.

@@ -144,6 +144,10 @@ class Compiled:
 
     expr: str | None
     exact: bool
+    # PostgreSQL: the same query without what GIN must recheck by reading each
+    # candidate (phrases, weights): the index lookup; ``expr`` then filters what it
+    # found in the range searched. None where it is ``expr`` itself.
+    lookup: str | None = None
 
 
 def compile_query(node: Node, dialect: Dialect) -> Compiled:
@@ -157,8 +161,14 @@ def compile_query(node: Node, dialect: Dialect) -> Compiled:
     and fields exactly; a ``tsquery`` holds words, prefixes and fields exactly but a
     phrase only as all of its words (positions there are capped).
     """
-    emit = _Fts5() if dialect == "sqlite" else _TsQuery()
-    return _compile(_push_not(node, False), emit)
+    pushed = _push_not(node, False)
+    if dialect == "sqlite":
+        return _compile(pushed, _Fts5())
+    full = _compile(pushed, _TsQuery())
+    lookup = _compile(pushed, _TsLookup())
+    if full.expr is None or lookup.expr is None or lookup.expr == full.expr:
+        return full
+    return Compiled(full.expr, full.exact, lookup.expr)
 
 
 def _push_not(node: Node, negate: bool) -> Node:
@@ -265,3 +275,16 @@ class _TsQuery(_Emitter):
 
     def or_(self, parts: list[str]) -> str:
         return "(" + " | ".join(parts) + ")"
+
+
+class _TsLookup(_TsQuery):
+    """:class:`_TsQuery` without positions or weights, which the GIN index cannot check
+    itself: a phrase as all of its words, ``text:`` as the word anywhere (both a
+    superset, so never negated)."""
+
+    def term(self, term: Term) -> Compiled:
+        words = [(_quote(TITLE + w.text) if term.scope == "title" else _quote(w.text))
+                 + (":*" if w.prefix else "") for w in term.words]
+        if len(words) == 1:
+            return Compiled(words[0], term.scope != "text")
+        return Compiled("(" + " & ".join(words) + ")", False)

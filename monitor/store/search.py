@@ -54,8 +54,8 @@ def index_texts(session: Session, rows: Sequence[tuple[int, IndexedText]], *,
         return
     if search_dialect(session) == "postgresql":
         session.execute(text(
-            "INSERT INTO item_search (item_id, status, doc) "
-            "SELECT id, status, CAST(:doc AS tsvector) FROM items WHERE id = :id"
+            "INSERT INTO item_search (item_id, status, created_at, doc) "
+            "SELECT id, status, created_at, CAST(:doc AS tsvector) FROM items WHERE id = :id"
             + ("" if fresh else " ON CONFLICT (item_id) DO UPDATE SET doc = excluded.doc, "
                "status = excluded.status")),
             [{"id": i, "doc": t.tsvector()} for i, t in rows])
@@ -75,7 +75,7 @@ def index_status(session: Session, ids: Iterable[int]) -> None:
     """The items ``ids`` changed status (an original became a copy, or one): PostgreSQL's
     index repeats it (SQLite's reads it from items)."""
     wanted = list(dict.fromkeys(ids))
-    if wanted and search_dialect(session) == "postgresql":
+    if wanted and search_dialect(session) == "postgresql":  # created_at never changes
         session.execute(text("UPDATE item_search s SET status = i.status FROM items i "
                              "WHERE i.id = s.item_id AND s.item_id = ANY(CAST(:ids AS bigint[])) "
                              "AND s.status <> i.status"), {"ids": wanted})
@@ -171,18 +171,19 @@ class SearchFilters:
     status: Status = "new"
 
 
-def _where(f: SearchFilters, params: dict[str, Any], status: str = "i.status") -> str:
-    """The filters as SQL conditions on ``items i`` (the status on ``status``), their
-    values added to ``params``."""
+def _where(f: SearchFilters, params: dict[str, Any], at: str = "i") -> str:
+    """The filters as SQL conditions on ``items i`` (the status and time on the table
+    ``at``: PostgreSQL's ``item_search s`` repeats them), their values added to
+    ``params``."""
     parts = []
     if f.status != "all":
-        parts.append(f"{status} = :status")
+        parts.append(f"{at}.status = :status")
         params["status"] = f.status
     if f.since is not None:
-        parts.append("i.created_at >= :since")
+        parts.append(f"{at}.created_at >= :since")
         params["since"] = f.since
     if f.until is not None:
-        parts.append("i.created_at < :until")
+        parts.append(f"{at}.created_at < :until")
         params["until"] = f.until
     if f.feeds:
         names = [f"feed{k}" for k in range(len(f.feeds))]
@@ -202,7 +203,7 @@ def _sql(sql: str, params: dict[str, Any]) -> TextClause:
 
 # Ranked search scores the newest this many matches within the filters (and takes the
 # best of them), so that a word in every third article costs what a rare one costs.
-RANK_WINDOW = 2000
+RANK_WINDOW = 1000
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,8 @@ class Candidates:
 
 
 def search_candidates(session: Session, expr: str, filters: SearchFilters, limit: int,
-                      offset: int = 0, *, ranked: bool = True) -> Candidates:
+                      offset: int = 0, *, ranked: bool = True,
+                      lookup: str | None = None) -> Candidates:
     """Item ids the index finds for ``expr`` (an FTS5 MATCH expression or a tsquery,
     see :func:`monitor.rules.fulltext.compile_query`) within ``filters``.
 
@@ -220,17 +222,19 @@ def search_candidates(session: Session, expr: str, filters: SearchFilters, limit
     title words weighing 4 times the text's; ``ts_rank_cd`` on PostgreSQL, where the
     title's weight A counts 10 times the text's D), newest first on ties; the page at
     ``offset`` of them. Else every match, newest first, unscored, the page below the
-    item id ``offset`` (0: from the newest)."""
-    params: dict[str, Any] = {"q": expr, "limit": limit}
+    item id ``offset`` (0: from the newest). PostgreSQL: ``lookup`` (see
+    :attr:`monitor.rules.fulltext.Compiled.lookup`) asks the GIN index, ``expr``
+    filters what it found."""
+    params: dict[str, Any] = {"q": expr, "limit": limit, "lookup": lookup or expr}
     pg = search_dialect(session) == "postgresql"
-    where = _where(filters, params, "s.status" if pg else "i.status")
+    where = _where(filters, params, "s" if pg else "i")
     if not ranked:
         if offset:
             where += f" AND {'s.item_id' if pg else 'i.id'} < :before"
             params["before"] = offset
         if pg:
             sql = (f"SELECT s.item_id FROM {_pg_tables(filters)} "
-                   f"WHERE s.doc @@ CAST(:q AS tsquery){where} "
+                   f"WHERE {_pg_match(lookup)}{where} "
                    "ORDER BY s.item_id DESC LIMIT :limit")
             found = _planned(session, _sql(sql, params), params)
         else:
@@ -240,7 +244,7 @@ def search_candidates(session: Session, expr: str, filters: SearchFilters, limit
         return Candidates([(int(r[0]), 0.0) for r in found], False)
     params.update(offset=offset, window=RANK_WINDOW)
     if pg:
-        return _ranked_postgresql(session, _pg_tables(filters), where, params)
+        return _ranked_postgresql(session, _pg_tables(filters), where, params, lookup)
     # FTS5 yields matches newest first natively; bm25 is computed for those read.
     sql = ("WITH m AS MATERIALIZED (SELECT i.id AS id, bm25(items_fts, 4.0, 1.0) AS score "
            "FROM items_fts JOIN items i ON i.id = items_fts.rowid "
@@ -255,30 +259,41 @@ def search_candidates(session: Session, expr: str, filters: SearchFilters, limit
 
 # PostgreSQL looks for the newest matches among the newest this many item ids first,
 # then among 4 times as many, and so on, until it has RANK_WINDOW of them.
-RANK_SPAN = 50_000
+RANK_SPAN = 20_000
 
 
 def _pg_tables(filters: SearchFilters) -> str:
     """``item_search s``, joined to ``items i`` only where a filter needs more than the
-    status it repeats: at 1M items the join cost more than the search."""
-    if (filters.since, filters.until, filters.feeds, filters.story_id) == (None, None, (), None):
+    status and time it repeats: at 1M items the join cost more than the search."""
+    if not filters.feeds and filters.story_id is None:
         return "item_search s"
     return "item_search s JOIN items i ON i.id = s.item_id"
 
 
+def _pg_match(lookup: str | None) -> str:
+    """The match condition: the GIN lookup, then (where the query has phrases or
+    weights) the whole query on each row the lookup found, after the cheaper filters
+    (as COALESCE, so that the planner does not take it to the index, which would
+    read every candidate's vector to recheck it)."""
+    if lookup is None:
+        return "s.doc @@ CAST(:q AS tsquery)"
+    return ("s.doc @@ CAST(:lookup AS tsquery)"
+            " AND COALESCE(s.doc @@ CAST(:q AS tsquery), false)")
+
+
 def _ranked_postgresql(session: Session, tables: str, where: str,
-                       params: dict[str, Any]) -> Candidates:
+                       params: dict[str, Any], lookup: str | None) -> Candidates:
     """The ranked page on PostgreSQL. A GIN index yields matches in no order: taking
     the newest RANK_WINDOW means reading every match (a word in a third of 1M articles:
     340k rows), and a phrase's matches are each read again to check positions. So the
-    newest ids are searched first (the GIN index's bitmap ANDed with the primary key's
-    range), widening the range only while it holds too few matches."""
+    newest ids are searched first, widening the range only while it holds too few
+    matches: what is read again is the range's."""
     top = session.scalar(text("SELECT max(item_id) FROM item_search"))
     if top is None:
         return Candidates([], False)
     # One row at least: the number of matches in the range (n), with the page's rows.
     sql = (f"WITH m AS MATERIALIZED (SELECT s.item_id AS id, s.doc AS doc FROM {tables} "
-           f"WHERE s.doc @@ CAST(:q AS tsquery) AND s.item_id > :low{where} "
+           f"WHERE s.item_id > :low{where} AND {_pg_match(lookup)} "
            "ORDER BY s.item_id DESC LIMIT :window) "
            "SELECT p.id, p.score, c.n FROM (SELECT count(*) AS n FROM m) AS c "
            "LEFT JOIN LATERAL (SELECT id, ts_rank_cd(doc, CAST(:q AS tsquery)) AS score "
@@ -295,13 +310,15 @@ def _ranked_postgresql(session: Session, tables: str, where: str,
                       found >= RANK_WINDOW)
 
 
-def count_candidates(session: Session, expr: str, filters: SearchFilters) -> int:
-    """How many items within ``filters`` the index finds for ``expr``."""
-    params: dict[str, Any] = {"q": expr}
+def count_candidates(session: Session, expr: str, filters: SearchFilters,
+                     lookup: str | None = None) -> int:
+    """How many items within ``filters`` the index finds for ``expr`` (``lookup``: see
+    :func:`search_candidates`)."""
+    params: dict[str, Any] = {"q": expr, "lookup": lookup or expr}
     if search_dialect(session) == "postgresql":
-        where = _where(filters, params, "s.status")
+        where = _where(filters, params, "s")
         sql = (f"SELECT count(*) FROM {_pg_tables(filters)} "
-               f"WHERE s.doc @@ CAST(:q AS tsquery){where}")
+               f"WHERE {_pg_match(lookup)}{where}")
         return int(_planned(session, _sql(sql, params), params)[0][0])
     where = _where(filters, params)
     if filters.status != "all" and filters.since is not None and not filters.feeds \
