@@ -78,22 +78,8 @@ class IndexedText:
         cut short (more than 16 in a field, or past PostgreSQL's last position), which
         tells a phrase query that this document's positions cannot be trusted for it.
         """
-        title: dict[str, list[int]] = {}
-        for p, w in enumerate(self.title, 1):
-            if w:
-                at = title.get(w)
-                if at is None:
-                    title[w] = [p]
-                else:
-                    at.append(p)
-        text: dict[str, list[int]] = {}
-        for p, w in enumerate(self.text, len(self.title) + 2):
-            if w:
-                at = text.get(w)
-                if at is None:
-                    text[w] = [p]
-                else:
-                    at.append(p)
+        title = _spots(self.title, 1)
+        text = _spots(self.text, len(self.title) + 2)
         out = []
         for w, spots in text.items():
             kept = ",".join(map(str, _positions(spots, _TEXT_POSITIONS)))
@@ -115,6 +101,20 @@ class IndexedText:
                                             or text[w][-1] > _MAX_POSITION)):
                 out.append(_quote(CUT + w))
         return " ".join(out)
+
+
+def _spots(words: tuple[str, ...], first: int) -> dict[str, list[int]]:
+    """Each word's positions, numbered from ``first`` ("" words take a position but
+    are not indexed)."""
+    spots: dict[str, list[int]] = {}
+    for p, w in enumerate(words, first):
+        if w:
+            at = spots.get(w)
+            if at is None:
+                spots[w] = [p]
+            else:
+                at.append(p)
+    return spots
 
 
 def _positions(spots: list[int], cap: int) -> list[int]:
