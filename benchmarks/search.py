@@ -326,15 +326,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
         workdir = Path(tmp)
         for backend in args.backends.split(","):
-            if args.added <= 0:
-                add = {"none": 0.0, "given": 0.0, "fold": 0.0}
-            else:
+            add = {"none": 0.0, "given": 0.0, "fold": 0.0}
+            if args.added > 0:
                 add = added_cost(backend, args, workdir)
-            print(f"{backend}: storing an item (median of {args.added // 3}) {add['none']:.2f}"
-                  f" ms without the index; with it {add['given']:.2f} ms for an original "
-                  f"(the rules' words), {add['fold']:.2f} ms for a copy (folded for the "
-                  f"index): {add['given'] - add['none']:.2f} / {add['fold'] - add['none']:.2f}"
-                  " ms added per stored item", flush=True)
+                print(f"{backend}: storing an item (median of {args.added // 3}) "
+                      f"{add['none']:.2f} ms without the index; with it {add['given']:.2f} ms "
+                      f"for an original (the rules' words), {add['fold']:.2f} ms for a copy "
+                      f"(folded for the index): {add['given'] - add['none']:.2f} / "
+                      f"{add['fold'] - add['none']:.2f} ms added per stored item", flush=True)
             for n in (int(x) for x in args.sizes.split(",") if x):
                 name = f"monitor_bench_search_{n}"
                 url = _kept(backend, args, name) if args.keep else None
