@@ -60,7 +60,6 @@ class Result:
     compiled: Compiled
     groups: list[Group]  # in rank order (newest first when ``ranked`` is False)
     more: bool  # stopped at the limit: further candidates were not read
-    read: int  # candidates verified
     scanned: int | None  # the index could not narrow the query: items verified instead
     windowed: bool = False  # ranked among the newest store.RANK_WINDOW matches only
 
@@ -77,7 +76,6 @@ def search(session: Session, query: Query, filters: store.SearchFilters, *,
     compiled = compile_query(query.node, store.search_dialect(session))
     groups: dict[int, Group] = {}
     more = False
-    read = 0
     scanned: int | None = None
     windowed: list[bool] = []
     if compiled.expr is None:
@@ -94,7 +92,6 @@ def search(session: Session, query: Query, filters: store.SearchFilters, *,
             item = items.get(item_id)
             if item is None:  # deleted since the index was read
                 continue
-            read += 1
             doc = Document(item.title, item.text)
             if not query.matches(doc):
                 continue
@@ -109,7 +106,7 @@ def search(session: Session, query: Query, filters: store.SearchFilters, *,
             group.matches.append(Match(item, score, h.terms, h.snippet))
         if more:
             break
-    return Result(query, compiled, list(groups.values()), more, read, scanned, any(windowed))
+    return Result(query, compiled, list(groups.values()), more, scanned, any(windowed))
 
 
 def count_matches(session: Session, query: Query, filters: store.SearchFilters) -> int:

@@ -41,11 +41,6 @@ def search_dialect(session: Session) -> Dialect:
     return "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
 
 
-def index_item(session: Session, item_id: int, title: str | None, body: str | None) -> None:
-    """Index (or index again) one item's title and text."""
-    index_texts(session, [(item_id, IndexedText.of(title, body))])
-
-
 def index_texts(session: Session, rows: Sequence[tuple[int, IndexedText]], *,
                 fresh: bool = False) -> None:
     """Index (or index again) items whose words are already folded; ``fresh``: items
