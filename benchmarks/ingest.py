@@ -15,6 +15,20 @@ Prints articles/s for both, their ratio, and the peak RSS of each process tree
 (the daemon and its workers; the bound's workers).
 
     .venv/bin/python benchmarks/ingest.py [--feeds 50] [--per-feed 40] [--workers 0]
+
+**Cold mode** (``--cold 500,2000``) measures as a user meets it: both sides timed from
+exec to exit, on the same pages in the same run, alternating.
+
+1. The bound: ``plain_trafilatura.py``, plain ``trafilatura.extract(html,
+   with_metadata=True)`` in as many spawned processes as ``[extract] workers``, over
+   the pages written to a folder. Not monitor's code.
+2. ``monitor run --once`` on a fresh SQLite file (or --postgres), from exec to exit,
+   with a timeline sampled every 0.25 s (pages served, items stored, CPU of the daemon
+   and of its workers) written to ``timeline-N-R.csv`` in the work directory, and its
+   milestones printed: first feed request, first page, first item stored, last page,
+   last item, exit.
+
+    .venv/bin/python benchmarks/ingest.py --cold 500,2000 --rounds 3 [--keep]
 """
 
 from __future__ import annotations
@@ -166,6 +180,172 @@ def stored(url: str) -> dict[str, int]:
     return counts
 
 
+def timed(cmd: list[str], log: Path, sample: Callable[[int, float], None] | None = None,
+          exclude: int | None = None) -> tuple[float, float, float, float, float, int]:
+    """Run ``cmd`` from exec to exit: (seconds, CPU of the process itself, CPU of it
+    and its children, peak RSS of itself, peak RSS with its children, exit code).
+    ``sample(pid, t)`` is called every 0.25 s while it runs."""
+    own_cpu = 0.0
+    with log.open("w") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+
+        def measure() -> tuple[float, float]:
+            nonlocal own_cpu
+            own_cpu = max(own_cpu, cpu_seconds(proc.pid))
+            return tree_rss_mb(proc.pid, exclude=exclude)
+
+        stop = threading.Event()
+
+        def sampler() -> None:
+            while not stop.wait(0.25):
+                if sample is not None:
+                    sample(proc.pid, time.monotonic() - started)
+
+        t = threading.Thread(target=sampler, daemon=True)
+        t.start()
+        with Sampler(measure) as s:
+            _, status, usage = os.wait4(proc.pid, 0)
+            seconds = time.monotonic() - started
+        stop.set()
+        t.join()
+    code = os.waitstatus_to_exitcode(status)
+    return (seconds, own_cpu, usage.ru_utime + usage.ru_stime, s.peak_own, s.peak_total,
+            code)
+
+
+def _tree_cpu(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in _tree_pids(pid))
+
+
+def _tree_pids(pid: int) -> list[int]:
+    from benchsite import _tree
+
+    return list(_tree(pid))
+
+
+class Timeline:
+    """Samples of one cold run: (seconds since exec, pages served, items stored, CPU
+    seconds of the daemon, CPU seconds of the daemon and its workers)."""
+
+    def __init__(self, site: Site, url: str) -> None:
+        self.site = site
+        self.site.restart_timing()
+        self.pages_before = int(site.stats()["pages"])
+        self.reader = create_engine(url) if url.startswith("sqlite") else None
+        self.rows: list[tuple[float, int, int, float, float]] = []
+
+    def sample(self, pid: int, t: float) -> None:
+        served = int(self.site.stats()["pages"]) - self.pages_before
+        items = 0
+        if self.reader is not None:
+            try:
+                with self.reader.connect() as c:
+                    items = int(c.execute(text("SELECT count(*) FROM items")).scalar_one())
+            except Exception:  # the schema is not there yet
+                items = 0
+        self.rows.append((t, served, items, cpu_seconds(pid), _tree_cpu(pid)))
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.dispose()
+
+    def first(self, column: int, at_least: int) -> str:
+        """When ``column`` first reached ``at_least``."""
+        return next((f"{row[0]:.2f}s" for row in self.rows if row[column] >= at_least), "-")
+
+    def write(self, path: Path) -> None:
+        with path.open("w") as f:
+            f.write("seconds,pages_served,items_stored,daemon_cpu,tree_cpu\n")
+            f.writelines(f"{t:.2f},{p},{i},{d:.2f},{c:.2f}\n" for t, p, i, d, c in self.rows)
+
+
+def cold(args: argparse.Namespace, workers: int) -> int:
+    """Cold mode: see the module's docstring."""
+    sizes = [int(n) for n in args.cold.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="monitor-cold-"))
+    pages_src = Pages()
+    per_feed = args.per_feed if args.per_feed != 40 else 20
+    results: dict[int, list[float]] = {}
+    print(f"cold mode: {sizes} pages, {per_feed} per feed, {args.hosts} hosts, {workers} "
+          f"extraction processes on {os.cpu_count()} cores; database: "
+          f"{'PostgreSQL' if args.postgres else 'SQLite'}; work directory {work}", flush=True)
+    for n in sizes:
+        folder = work / f"pages-{n}"
+        folder.mkdir()
+        for j in range(n):
+            (folder / f"{j}.html").write_bytes(pages_src.get(j))
+        spec = Spec(feeds=max(1, n // per_feed), per_feed=per_feed, hosts=args.hosts,
+                    pregenerate=n)
+        with Site(spec) as site:
+            for round_ in range(1, args.rounds + 1):
+                b = timed([sys.executable, str(ROOT / "benchmarks" / "plain_trafilatura.py"),
+                           str(folder), str(workers)], work / f"bound-{n}-{round_}.log",
+                          exclude=site.pid)
+                if b[5] != 0:
+                    print(f"the bound failed; see {work}/bound-{n}-{round_}.log",
+                          file=sys.stderr)
+                    return 1
+                print(f"[{n} pages, round {round_}] plain trafilatura, {workers} processes: "
+                      f"{b[0]:.2f}s exec to exit = {n / b[0]:.1f} pages/s; CPU {b[2]:.1f}s "
+                      f"({b[2] / n * 1000:.1f} ms/page); peak RSS {b[4]:.0f} MB", flush=True)
+
+                url = fresh_database(args.postgres, work, round_)
+                cfg = work / f"cold-{n}-{round_}.toml"
+                write_config(
+                    cfg, url, site.feed_urls(), interval="1h", level="INFO",
+                    fetch={"concurrency": args.concurrency, "per_host": args.per_host,
+                           "allow_private": ["127.0.0.0/8"]},
+                    extract={"workers": workers, "worker_max_tasks": args.max_tasks,
+                             **({"mode": args.mode} if args.mode else {})},
+                    rules={"Venezuela leadership": 'Maduro OR "Delcy Rodriguez"',
+                           "Russia": "Russia OR Moscow OR Kremlin"},
+                    stories={"enabled": args.stories == "on"})
+                prefix = ["py-spy", "record", "--nonblocking", "--format", "raw", "--rate",
+                          "100", "-o", f"{args.py_spy}.{n}.{round_}", "--"] \
+                    if args.py_spy else []
+                tl = Timeline(site, url)
+                started = time.time()
+                m = timed([*prefix, sys.executable, "-m", "monitor", "--config", str(cfg),
+                           "run", "--once"], work / f"cold-{n}-{round_}.log", tl.sample,
+                          exclude=site.pid)
+                tl.close()
+                st = site.stats()
+                fetched = st["pages"] - tl.pages_before
+                if m[5] != 0:
+                    print(f"monitor run --once exited {m[5]}; see {work}/cold-{n}-{round_}.log",
+                          file=sys.stderr)
+                    return 1
+                counts = stored(url)
+                tl.write(work / f"timeline-{n}-{round_}.csv")
+                total = sum(counts.values())
+                first_feed = (st["first_feed_request"] or started) - started
+                cpu_daemon = max(m[1], max((r[3] for r in tl.rows), default=0.0))
+                busy = (m[2] - cpu_daemon) / (workers * m[0])
+                ratio = b[0] / m[0]
+                results.setdefault(n, []).append(ratio)
+                print(f"[{n} pages, round {round_}] monitor run --once: {m[0]:.2f}s exec to "
+                      f"exit = {fetched / m[0]:.1f} articles/s ({fetched} pages, "
+                      f"{sum(counts.values())} items {counts}); ratio to the bound "
+                      f"{ratio:.3f}; CPU: daemon {cpu_daemon:.1f}s "
+                      f"({cpu_daemon / max(1, fetched) * 1000:.1f} ms/article), its "
+                      f"workers {m[2] - cpu_daemon:.1f}s (busy {busy:.0%} of {workers} x "
+                      f"{m[0]:.1f}s); peak RSS daemon {m[3]:.0f} MB, with its workers "
+                      f"{m[4]:.0f} MB", flush=True)
+                print(f"    timeline: first feed request {first_feed:.2f}s, first page "
+                      f"{tl.first(1, 1)}, first item stored {tl.first(2, 1)}, last page "
+                      f"{tl.first(1, fetched)}, last item {tl.first(2, total)}, exit "
+                      f"{m[0]:.2f}s", flush=True)
+    for n, ratios in results.items():
+        print(f"{n} pages: ratio to plain trafilatura over {len(ratios)} rounds: median "
+              f"{statistics.median(ratios):.3f}, min {min(ratios):.3f}, max {max(ratios):.3f}")
+    if args.keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--feeds", type=int, default=50)
@@ -185,7 +365,12 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--py-spy", metavar="FILE", help="profile the end-to-end runs with py-spy "
                     "(collapsed stacks of the daemon process into FILE)")
+    ap.add_argument("--cold", metavar="N,N", help="cold mode at these page counts (see "
+                    "the docstring), e.g. 500,2000")
+    ap.add_argument("--mode", choices=("default", "fast"), help="[extract] mode")
     args = ap.parse_args()
+    if args.cold:
+        return cold(args, args.workers or os.cpu_count() or 1)
 
     n = args.feeds * args.per_feed
     workers = args.workers or os.cpu_count() or 1

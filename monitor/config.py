@@ -207,6 +207,7 @@ class ExtractSettings:
     min_text_chars: int = 250  # shorter page text counts as a failed extraction
     worker_max_tasks: int = 2000  # replace the workers after this many pages each (memory)
     timeout: int = 60  # seconds one page's extraction or one feed's parse may take
+    mode: str = "default"  # EXTRACT_MODES: "fast" skips trafilatura's fallback extractors
 
 
 @dataclass(frozen=True)
@@ -583,6 +584,8 @@ def _extract(doc: _Table) -> ExtractSettings:
         min_text_chars=_positive(t, "min_text_chars", d.min_text_chars, 0),
         worker_max_tasks=_positive(t, "worker_max_tasks", d.worker_max_tasks),
         timeout=_duration(t, "timeout", d.timeout),
+        mode=t.check("mode", t.get("mode", str, d.mode), lambda v: v in EXTRACT_MODES,
+                     f"must be one of: {', '.join(EXTRACT_MODES)}"),
     )
     t.finish()
     return s
@@ -835,6 +838,7 @@ def _smtp(doc: _Table, environ: Mapping[str, str], base: Path) -> SmtpSettings:
     return s
 
 
+EXTRACT_MODES = ("default", "fast")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 

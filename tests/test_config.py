@@ -58,6 +58,7 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     assert s.fetch.per_host == 2
     assert s.fetch.default_interval == 900
     assert s.extract.min_text_chars == 250
+    assert s.extract.mode == "default"
     assert s.database.is_sqlite
     # No [seeds] path: the corpus that comes with monitor (the checkout's, here).
     assert s.seeds_path == ROOT / "seeds"
@@ -221,6 +222,8 @@ BAD_CONFIGS = [
     pytest.param('[[rules]]\nname = "Empty"\nquery = "  "\nrecipients = ["a@example.org"]\n',
                  "rules[0].query", "the query is empty", id="rule-empty-query"),
     pytest.param('[logging]\nlevel = "LOUD"\n', "logging.level", "must be one of", id="bad-log-level"),
+    pytest.param('[extract]\nmode = "quick"\n', "extract.mode", "must be one of: default, fast",
+                 id="bad-extract-mode"),
     pytest.param('[database]\nurl = "mysql://u:p@h/db"\n', "database.url", "unsupported database 'mysql'",
                  id="mysql"),
     pytest.param('[database]\nurl = "not a url"\n', "database.url", "not a database URL", id="not-a-url"),

@@ -4,11 +4,17 @@ hanging work; a task bounded in time; a dead worker failing only its own task.""
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import os
+import re
 import time
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
+from monitor.config import load_settings
 from monitor.errors import ExtractionError
 from monitor.ingest.extract_pool import Processor, WorkerDied
 
@@ -101,3 +107,42 @@ def test_a_worker_that_dies_fails_only_its_own_task() -> None:
         assert asyncio.run(run()) == [f"Article {i}" for i in range(6)]
     finally:
         processor.close()
+
+
+MODES = Path(__file__).parent / "fixtures" / "extract_modes"
+
+
+def _f1(truth: str, got: str) -> float:
+    want, have = Counter(re.findall(r"\w+", truth.lower())), Counter(re.findall(r"\w+", got.lower()))
+    common = sum(min(n, have[t]) for t, n in want.items())
+    if not common:
+        return 0.0
+    precision, recall = common / sum(have.values()), common / sum(want.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+@pytest.mark.parametrize(("key", "better"), [
+    # trafilatura's fallback extractors find this page's article; its own does not
+    ("f6ac15a4d98511396da23e4428deb5605422b1c8bbc8284e771f6896bdccf57f", "default"),
+    # here the fallback's longer text is mostly the page's chrome
+    ("b3c19dd5f0612d098788fa5173e491b3280da6226b492f8fe110f4ab1896cca8", "fast"),
+])
+def test_extract_mode_reaches_the_workers(tmp_path: Path, key: str, better: str) -> None:
+    """``[extract] mode`` is what the worker processes run: the two pages where the
+    modes differ most on the corpus (benchmarks/extract_quality.py) come out of each
+    as they do there."""
+    truth = json.loads((MODES / "ground-truth.json").read_text(encoding="utf-8"))[key]
+    html = gzip.decompress((MODES / f"{key}.html.gz").read_bytes())
+    scores = {}
+    for mode in ("default", "fast"):
+        config = tmp_path / f"{mode}.toml"
+        config.write_text(f'[extract]\nworkers = 1\nmode = "{mode}"\n')
+        processor = Processor.of(load_settings(config, environ={}, base_dir=tmp_path).extract)
+        try:
+            article = asyncio.run(processor.extract(html, truth["url"]))
+        finally:
+            processor.close()
+        scores[mode] = _f1(truth["articleBody"], article.text)
+    worse = "fast" if better == "default" else "default"
+    assert scores[better] > 0.8
+    assert scores[better] - scores[worse] > 0.3, scores

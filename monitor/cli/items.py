@@ -117,8 +117,7 @@ def _refetch(settings: Settings, args: argparse.Namespace,
             return []
 
         async def run() -> list[Refetched]:
-            processor = Processor(settings.extract.workers, settings.extract.worker_max_tasks,
-                                  settings.extract.timeout)
+            processor = Processor.of(settings.extract)
             try:
                 async with Fetcher(settings.fetch) as fetcher:
                     ctx = Context(settings, sessions, fetcher, processor, utcnow,

@@ -63,11 +63,14 @@ def _parse_date(value: str | None) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def extract_article(html: bytes, url: str) -> Article:
+def extract_article(html: bytes, url: str, *, fast: bool = False) -> Article:
     """Extract the main text and metadata of the page at ``url``.
 
-    Returns an :class:`Article` (its text may be short; judging that is the
-    caller's policy). Raises :class:`ExtractionError` when nothing is found.
+    ``fast``: trafilatura without its fallback extractors (readability, jusText), which
+    it otherwise runs on every page and keeps where they find more (``[extract] mode``;
+    docs/performance.md has both modes' speed and F1). Returns an :class:`Article` (its
+    text may be short; judging that is the caller's policy). Raises
+    :class:`ExtractionError` when nothing is found.
     """
     import trafilatura
 
@@ -75,6 +78,7 @@ def extract_article(html: bytes, url: str) -> Article:
         doc = trafilatura.bare_extraction(
             html,
             url=url,
+            fast=fast,
             with_metadata=True,
             include_comments=False,
             include_tables=True,

@@ -27,13 +27,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pebble import ProcessExpired, ProcessPool
 
 from monitor.errors import ExtractionError, FeedParseError
 from monitor.ingest.articles import Article, extract_article, reset_caches
 from monitor.ingest.feeds import ParsedFeed, parse_feed
+
+if TYPE_CHECKING:  # the workers import this module: not the config, nor SQLAlchemy with it
+    from monitor.config import ExtractSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +46,10 @@ _RESET_EVERY = 25
 _done_in_this_worker = 0
 
 
-def _extract_task(html: bytes, url: str) -> Article:
+def _extract_task(html: bytes, url: str, fast: bool) -> Article:
     global _done_in_this_worker
     try:
-        return extract_article(html, url)
+        return extract_article(html, url, fast=fast)
     finally:
         _done_in_this_worker += 1
         if _done_in_this_worker % _RESET_EVERY == 0:
@@ -110,13 +113,20 @@ class Processor:
     """
 
     def __init__(self, workers: int = 0, max_tasks_per_worker: int = 2000,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, *, fast: bool = False) -> None:
         self.workers = workers or os.cpu_count() or 1
         self.max_tasks = max_tasks_per_worker
         self.timeout = timeout
+        self.fast = fast  # [extract] mode = "fast"
         self._pool: ProcessPool | None = None
         # When a task last ended (done, failed or timed out), for /healthz: monotonic.
         self.last_done: float | None = None
+
+    @classmethod
+    def of(cls, settings: ExtractSettings) -> Processor:
+        """The processor ``[extract]`` describes."""
+        return cls(settings.workers, settings.worker_max_tasks, settings.timeout,
+                   fast=settings.mode == "fast")
 
     def _executor(self) -> ProcessPool:
         if self._pool is None:
@@ -156,7 +166,7 @@ class Processor:
         """:func:`monitor.ingest.articles.extract_article` in a worker. Raises
         ExtractionError."""
         try:
-            return await self.call(_extract_task, html, url)
+            return await self.call(_extract_task, html, url, self.fast)
         except TimeoutError as exc:
             raise ExtractionError(url, f"extraction took longer than {self.timeout:g}s; "
                                        "the extractor was stopped", transient=True) from exc

@@ -128,9 +128,7 @@ class Daemon:
         synced = await asyncio.to_thread(self._sync, self.settings)
         rules = synced.rules
         endpoints = await self._start_endpoints()
-        processor = Processor(self.settings.extract.workers,
-                              self.settings.extract.worker_max_tasks,
-                              self.settings.extract.timeout)
+        processor = Processor.of(self.settings.extract)
         try:
             async with Fetcher(self.settings.fetch) as fetcher:
                 ctx = Context(self.settings, self.sessions, fetcher, processor, self.clock,

@@ -75,8 +75,7 @@ async def run_once(settings: Settings, engine: Engine, clock: Clock,
     if skipped > 0:
         log.info("%d feeds are disabled or being polled by a running daemon: not polled now",
                  skipped)
-    processor = Processor(settings.extract.workers, settings.extract.worker_max_tasks,
-                          settings.extract.timeout)
+    processor = Processor.of(settings.extract)
     renewing = asyncio.create_task(renew_forever(sessions, owner, settings, clock))
     try:
         async with Fetcher(settings.fetch) as fetcher:
