@@ -11,23 +11,26 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError as AlembicError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from alembic import command
 from monitor import shipped
 from monitor.errors import DaemonRunning, MigrationError, StoreError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
+# Alembic is imported only where a schema is changed or its migrations are read in
+# full: importing it and loading every migration took ~0.15 s of every start, and a
+# start whose schema is current needs neither (see :func:`upgrade`).
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +133,8 @@ def migrations_dir() -> Path:
 
 def alembic_config(engine: Engine | None = None) -> AlembicConfig:
     """Raises MigrationError when the migrations cannot be found."""
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(migrations_dir()))
     if engine is not None:
@@ -140,15 +145,64 @@ def alembic_config(engine: Engine | None = None) -> AlembicConfig:
 def head_revision() -> str | None:
     """The newest revision the migrations know. Raises MigrationError when they cannot
     be read."""
+    plain = _plain_head()
+    if plain is not None:
+        return plain
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError as AlembicError
+
     try:
         return ScriptDirectory.from_config(alembic_config()).get_current_head()
     except AlembicError as exc:
         raise MigrationError(f"the database migrations cannot be read: {exc}") from exc
 
 
+_REVISION_LINE = re.compile(
+    r"^(down_revision|revision)\b[^=\n]*=\s*(?:None|(['\"])([0-9A-Za-z_]+)\2)\s*$", re.M)
+
+
+def _plain_head() -> str | None:
+    """The newest revision, read from the ``revision`` and ``down_revision`` lines of
+    the migration files without Alembic: the one revision no other file follows.
+    None when the files do not say it plainly (a merge, branches, a line written
+    another way): then Alembic reads them."""
+    try:
+        files = list((migrations_dir() / "versions").glob("*.py"))
+        revisions: set[str] = set()
+        parents: set[str] = set()
+        for f in files:
+            found = dict((m.group(1), m.group(3)) for m in _REVISION_LINE.finditer(
+                f.read_text(encoding="utf-8")))
+            if "revision" not in found or "down_revision" not in found \
+                    or found["revision"] is None:
+                return None
+            revisions.add(found["revision"])
+            if found["down_revision"] is not None:
+                parents.add(found["down_revision"])
+    except (OSError, UnicodeDecodeError, MigrationError):
+        return None
+    heads = revisions - parents
+    if len(revisions) != len(files) or len(heads) != 1 or not parents <= revisions:
+        return None
+    return heads.pop()
+
+
 def current_revision(engine: Engine) -> str | None:
+    """The schema's revision: None for an empty database. Raises SQLAlchemyError."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return _revision_of(conn)
+
+
+def _revision_of(conn: Any) -> str | None:
+    from sqlalchemy import inspect
+
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    if len(rows) > 1:
+        raise MigrationError(f"the database has several schema revisions ({', '.join(rows)}): "
+                             "it was upgraded by a migration history with branches")
+    return str(rows[0]) if rows else None
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str | None]:
@@ -158,6 +212,20 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     take turns. Raises :class:`MigrationError`.
     """
     check_connection(engine)
+    head = _plain_head()
+    if head is not None:
+        try:
+            current = current_revision(engine)
+        except SQLAlchemyError as exc:
+            raise MigrationError(f"{describe(engine)}: reading the schema revision failed: "
+                                 f"{reason(exc)}") from exc
+        if current == head:  # the usual start: nothing to migrate, Alembic not loaded
+            return head, head
+    from alembic.runtime.migration import MigrationContext
+    from alembic.util.exc import CommandError as AlembicError
+
+    from alembic import command
+
     try:
         with engine.connect() as conn:
             if conn.dialect.name == "postgresql":

@@ -67,6 +67,25 @@ def test_seeds_load_and_db_upgrade_are_idempotent(db_url: str, tmp_path: Path) -
     assert code == EXIT_OK and "0 added, 0 updated, 5 unchanged" in out
 
 
+def test_a_current_schema_is_checked_without_loading_alembic(db_url: str, tmp_path: Path) -> None:
+    """Every start checks the schema; when it is current, Alembic (~0.15 s to import and
+    load every migration) is not loaded: the head comes from the migration files'
+    revision lines, and must be the one Alembic finds."""
+    from alembic.script import ScriptDirectory
+
+    from monitor import db
+
+    assert db._plain_head() == ScriptDirectory.from_config(db.alembic_config()).get_current_head()
+    config = write_config(tmp_path / "m.toml", db_url=db_url, feeds=[])
+    assert cli("--config", str(config), "db", "upgrade")[0] == EXIT_OK
+    probe = ("import sys; from monitor import db; e = db.make_engine(sys.argv[1]); "
+             "print(db.upgrade(e)); print('alembic' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe, db_url], capture_output=True, text=True,
+                          check=True)
+    head = db._plain_head()
+    assert done.stdout.split("\n")[:2] == [f"('{head}', '{head}')", "False"], done.stdout
+
+
 def test_changed_seed_file_is_refreshed(tmp_path: Path) -> None:
     seeds = tmp_path / "seeds"
     seeds.mkdir()
