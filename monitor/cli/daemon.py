@@ -14,15 +14,23 @@ from monitor.config import Settings
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    # aiohttp, APScheduler and the pipeline: imported only for this command.
-    from monitor.service.daemon import run
+    # aiohttp and the pipeline: imported only for this command; the daemon's own parts
+    # (APScheduler, the HTTP endpoints, the mailer) only without --once.
     from monitor.service.startup import prepare
 
     engine = db.make_engine(settings.database.url)
     try:
         with db.hold_sqlite_lock(settings.database.url):
             prepare(settings, engine)
-            summary = asyncio.run(run(settings, engine, once=args.once, listen=args.listen))
+            if args.once:
+                from monitor.clock import utcnow
+                from monitor.service.once import run_once
+
+                summary = asyncio.run(run_once(settings, engine, utcnow))
+            else:
+                from monitor.service.daemon import run
+
+                summary = asyncio.run(run(settings, engine, once=False, listen=args.listen))
     finally:
         engine.dispose()
     if args.once:

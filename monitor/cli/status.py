@@ -11,13 +11,13 @@ from monitor import store
 from monitor.cli.common import EXIT_OK, ago, dump, stored
 from monitor.cli.feeds import feed_text
 from monitor.config import Settings
-from monitor.digest import delivery
 
 # Workers seen this recently are listed (running, stopped or lost).
 WORKERS_SINCE = timedelta(days=1)
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from monitor.digest import delivery  # Jinja2, through the renderer: only here
     from monitor.service import retention  # numpy, through the fingerprints: only here
 
     now = datetime.now(UTC)

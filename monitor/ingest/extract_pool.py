@@ -29,13 +29,13 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pebble import ProcessExpired, ProcessPool
-
 from monitor.errors import ExtractionError, FeedParseError
 from monitor.ingest.articles import Article, extract_article, reset_caches
 from monitor.ingest.feeds import ParsedFeed, parse_feed
 
 if TYPE_CHECKING:  # the workers import this module: not the config, nor SQLAlchemy with it
+    from pebble import ProcessPool
+
     from monitor.config import ExtractSettings
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,8 @@ class Processor:
 
     def _executor(self) -> ProcessPool:
         if self._pool is None:
+            from pebble import ProcessPool  # not on the way to the first request
+
             # spawn: a forked child would inherit the parent's sockets and DB connections.
             self._pool = ProcessPool(max_workers=self.workers, max_tasks=self.max_tasks,
                                      initializer=_start_worker, context=_SpawnContext())
@@ -139,6 +141,8 @@ class Processor:
         """``fn(*args)`` in a worker. Raises TimeoutError when it runs past the timeout
         (its worker is killed and replaced), WorkerDied when its worker died, and
         whatever ``fn`` raises."""
+        from pebble import ProcessExpired
+
         future = self._executor().schedule(fn, args, timeout=self.timeout)
         try:
             return await asyncio.wrap_future(future)

@@ -15,11 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import feedparser
-from feedparser.exceptions import NonXMLContentType
-
 from monitor.errors import FeedParseError
-from monitor.ingest.html_text import html_to_text
 
 
 @dataclass(frozen=True)
@@ -65,6 +61,8 @@ def _text(value: Any) -> str | None:
     plain = _plain(value)
     if plain is None:
         return None
+    from monitor.ingest.html_text import html_to_text  # lxml: in the workers only
+
     text = html_to_text(plain)
     return text or None
 
@@ -205,6 +203,11 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
+    # feedparser and lxml are imported where feeds are parsed, in the worker processes:
+    # the daemon uses this module's dataclasses alone.
+    import feedparser
+    from feedparser.exceptions import NonXMLContentType
+
     try:
         parsed = feedparser.parse(body, response_headers=headers, sanitize_html=True)
     except Exception as exc:  # feedparser promises not to raise; wrap if it ever does
