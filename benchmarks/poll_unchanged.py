@@ -1,17 +1,22 @@
 """Polling feeds that have not changed: every request answered 304 Not Modified.
 
 A local server (benchsite.py, its own process) serves FEEDS feeds on HOSTS loopback
-addresses. A first ``monitor run --once`` stores each feed's ETag; then:
+addresses. A first ``monitor run --once`` stores each feed's ETag, and a first run of
+the naive poller (naive_poll.py: feedparser over 16 threads, validators in SQLite)
+stores its own; then, alternating for ROUNDS rounds:
 
 1. ``monitor run --once`` again: every feed is fetched with If-None-Match, answered
-   304, and its next poll recorded. Timed from the server's first feed request to
-   the process's exit.
-2. ``monitor run`` (the daemon): every feed is made due at once, and the daemon is
-   timed from its first feed request until every feed's poll is recorded.
+   304, and its next poll recorded. Timed from exec to exit (and from the server's
+   first feed request to exit), with the CPU seconds of the whole process.
+2. The naive poller again, the same way.
 
-Prints feeds/s for both, the daemon's CPU seconds and peak RSS.
+Then once, 3. ``monitor run`` (the daemon): every feed is made due at once, and the
+daemon is timed from its first feed request until every feed's poll is recorded.
 
-    .venv/bin/python benchmarks/poll_unchanged.py [--feeds 5000] [--hosts 50]
+Prints feeds/s, start-up (exec to the first feed request), CPU seconds per 1,000
+feeds and peak RSS for each.
+
+    .venv/bin/python benchmarks/poll_unchanged.py [--feeds 2000] [--hosts 50] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +44,26 @@ def monitor(cfg: Path, *args: str, log: Path, prefix: tuple[str, ...] = ()
         return subprocess.Popen(
             [*prefix, sys.executable, "-m", "monitor", "--config", str(cfg), *args],
             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def exec_to_exit(cmd: list[str], log: Path) -> tuple[float, float, float]:
+    """Run ``cmd``: (seconds from exec to exit, CPU seconds of it and its children,
+    peak RSS MB of the process itself)."""
+    with log.open("ab") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        peak = 0.0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak = max(peak, rss_mb(proc.pid))
+            time.sleep(0.02)
+        seconds = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[:4]} exited {proc.returncode}; see {log}")
+    return seconds, usage.ru_utime + usage.ru_stime, peak
 
 
 def polled_since(url: str, since: datetime) -> int:
@@ -60,7 +86,8 @@ def make_all_due(url: str) -> datetime:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--feeds", type=int, default=5000)
+    ap.add_argument("--feeds", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--hosts", type=int, default=50)
     ap.add_argument("--concurrency", type=int, default=FetchSettings().concurrency)
     ap.add_argument("--per-host", type=int, default=FetchSettings().per_host)
@@ -89,23 +116,39 @@ def main() -> int:
         print(f"first run (parse every feed, store its ETag and entry): "
               f"{time.monotonic() - t0:.1f}s", flush=True)
 
-        # 1. run --once: all 304.
-        before = site.stats()
-        site.restart_timing()
-        started = time.time()
-        proc = monitor(cfg, "run", "--once", log=log, prefix=prefix)
-        peak = cpu = 0.0
-        while proc.poll() is None:
-            peak, cpu = max(peak, rss_mb(proc.pid)), max(cpu, cpu_seconds(proc.pid))
-            time.sleep(0.1)
-        ended = time.time()
-        after = site.stats()
-        n304 = after["not_modified"] - before["not_modified"]
-        first = after["first_feed_request"] or ended
-        print(f"run --once: {n304} of {args.feeds} answered 304 in {ended - first:.2f}s from "
-              f"the first request to exit = {n304 / (ended - first):.0f} feeds/s (start-up "
-              f"before it: {first - started:.2f}s, config of {args.feeds} feeds included); "
-              f"CPU {cpu:.1f}s in all; peak RSS {peak:.0f} MB", flush=True)
+        urls = work / "urls.txt"
+        urls.write_text("\n".join(site.feed_urls()) + "\n")
+        naive = [sys.executable, str(ROOT / "benchmarks" / "naive_poll.py"), str(urls),
+                 str(work / "naive.sqlite")]
+        t0 = time.monotonic()
+        subprocess.run(naive, check=True, capture_output=True)
+        print(f"naive poller's first run: {time.monotonic() - t0:.1f}s", flush=True)
+
+        # 1. and 2., alternating: every feed answered 304.
+        rows: dict[str, list[tuple[float, float, float, float]]] = {"monitor": [], "naive": []}
+        for round_ in range(1, args.rounds + 1):
+            for name, cmd in (("monitor", [sys.executable, "-m", "monitor", "--config",
+                                           str(cfg), "run", "--once"]), ("naive", naive)):
+                before = site.stats()
+                site.restart_timing()
+                launched = time.time()
+                seconds, cpu, peak = exec_to_exit(
+                    [*(prefix if name == "monitor" else ()), *cmd], log)
+                after = site.stats()
+                n304 = after["not_modified"] - before["not_modified"]
+                startup = (after["first_feed_request"] or launched) - launched
+                rows[name].append((seconds, startup, cpu, peak))
+                print(f"[{round_}] {name}: {n304} of {args.feeds} answered 304; exec to exit "
+                      f"{seconds:.2f}s = {args.feeds / seconds:.0f} feeds/s; start-up to the "
+                      f"first request {startup:.2f}s; first request to exit "
+                      f"{args.feeds / (seconds - startup):.0f} feeds/s; CPU {cpu:.2f}s = "
+                      f"{cpu / args.feeds * 1000:.2f} CPU s per 1,000 feeds; peak RSS "
+                      f"{peak:.0f} MB", flush=True)
+        for name, runs in rows.items():
+            sec, up, cpu, _ = (statistics.median(col) for col in zip(*runs, strict=True))
+            print(f"{name}, median of {len(runs)}: {args.feeds / sec:.0f} feeds/s exec to exit, "
+                  f"start-up {up:.2f}s, {cpu / args.feeds * 1000:.2f} CPU s per 1,000 feeds",
+                  flush=True)
 
         # 2. the daemon, every feed due at once.
         since = make_all_due(db_url)

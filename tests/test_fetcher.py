@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
+import socketserver
+import threading
 
 import pytest
 from conftest import LocalServer, Route
@@ -108,3 +111,55 @@ def test_refused_connection_and_bad_host() -> None:
     assert info.value.reason == "cannot connect to 127.0.0.1:1: connection refused"
     with pytest.raises(NetworkError, match="DNS"):
         fetch("http://no-such-host.invalid/feed")
+
+
+class _Proxy(socketserver.ThreadingTCPServer):
+    """A forward HTTP proxy stand-in on 127.0.0.1 that answers every request itself and
+    keeps each request's line and Proxy-Authorization header."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+        seen = self.seen
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                line = self.rfile.readline().decode("latin-1").strip()
+                auth = None
+                while (header := self.rfile.readline().decode("latin-1").strip()):
+                    name, _, value = header.partition(":")
+                    if name.lower() == "proxy-authorization":
+                        auth = value.strip()
+                seen.append((line, auth))
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n"
+                                 b"Connection: close\r\n\r\nvia proxy")
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_the_environment_proxy_is_used_unless_no_proxy_names_the_host(
+        server: LocalServer, monkeypatch: pytest.MonkeyPatch, bypass: bool) -> None:
+    """HTTP_PROXY (with credentials in its URL) and NO_PROXY are honoured, read once when
+    the fetcher starts rather than at every request."""
+    server.routes["/f"] = Route(body=b"direct")
+    proxy = _Proxy()
+    try:
+        for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy",
+                     "NO_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", f"http://desk:s3cret@127.0.0.1:{proxy.server_address[1]}")
+        monkeypatch.setenv("no_proxy", "127.0.0.1" if bypass else "example.org")
+        res = fetch(server.url("/f"))
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    if bypass:
+        assert res.body == b"direct" and proxy.seen == []
+    else:
+        assert res.body == b"via proxy"
+        assert proxy.seen == [(f"GET {server.url('/f')} HTTP/1.1",
+                               "Basic " + base64.b64encode(b"desk:s3cret").decode())]
