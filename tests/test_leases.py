@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 from helpers import Story, store_stories, write_config
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import db, store
 from monitor.config import FeedSettings, load_settings
 from monitor.digest import delivery
+from monitor.models import Feed
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
@@ -232,3 +234,28 @@ def test_an_entry_is_claimed_by_one_worker_until_it_waits_is_released_or_lapses(
     with sessions.begin() as s:
         assert store.release_leases(s, "poller") == (0, 1, 0)
     assert claim_entries(sessions, "fourth", NOW + 2 * LEASE) == ["b"]
+
+
+def test_a_sync_that_changes_nothing_writes_nothing_and_one_that_does_writes_it(
+        sessions: sessionmaker[Session]) -> None:
+    """sync_feeds reads plain columns first and loads rows only to change them: the same
+    config again is no change; any difference (an interval, a name, a feed gone from the
+    config, a row enabled behind its back) is still found."""
+    feeds = [FeedSettings(f"f{i}", f"http://127.0.0.1/{i}.rss", 60) for i in range(3)]
+    with sessions.begin() as s:
+        assert store.sync_feeds(s, feeds, NOW).added == ["f0", "f1", "f2"]
+    with sessions.begin() as s:
+        assert store.sync_feeds(s, feeds, NOW) == store.SyncResult()
+    changed = [feeds[0], FeedSettings("f1", feeds[1].url, 120), FeedSettings("F2", feeds[2].url, 60)]
+    with sessions.begin() as s:
+        result = store.sync_feeds(s, changed, NOW)
+    assert sorted(result.changed) == ["F2", "f1"]
+    with sessions.begin() as s:
+        assert store.sync_feeds(s, changed[:2], NOW).disabled == ["F2"]
+    with sessions.begin() as s:  # enabled again behind the config's back
+        s.execute(update(Feed).where(Feed.name == "F2").values(enabled=True))
+    with sessions.begin() as s:
+        assert store.sync_feeds(s, changed[:2], NOW).disabled == ["F2"]
+    with sessions() as s:
+        assert {f.name: (f.enabled, f.interval_seconds) for f in s.scalars(select(Feed))} == \
+            {"f0": (True, 60), "f1": (True, 120), "F2": (False, 60)}

@@ -16,7 +16,7 @@ from helpers import Entry, atom, cli, json_lines, page_html, pages, rss, write_c
 from sqlalchemy import create_engine, event, update
 from sqlalchemy.engine import Engine
 
-from benchmarks.extract_quality import token_recall
+from benchmarks.extract_quality import scores
 
 SEED_URL = ("https://www.themoscowtimes.com/2026/01/06/"
             "russia-backs-venezuelas-interim-leader-after-us-ousts-maduro-a91620")
@@ -82,7 +82,7 @@ def test_twenty_real_pages_end_to_end(server: LocalServer, db_url: str, tmp_path
         assert i["language"] == py3langid.classify(truth[i["canonical_url"]])[0], i["url"]
     assert {i["language"] for i in new} == {"en", "ko", "pt", "it", "id"}
     assert {i["feed"] for i in new} == {"Wire", "Desk"}
-    recalls = [token_recall(truth[i["canonical_url"]], i["text"]) for i in new]
+    recalls = [scores(truth[i["canonical_url"]], i["text"])[1] for i in new]
     print(f"\nmean token recall over {len(recalls)} pages: {mean(recalls):.4f} "
           f"(min {min(recalls):.4f})")
     assert mean(recalls) >= 0.95

@@ -14,6 +14,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -78,6 +79,8 @@ def sync_feeds(session: Session, feeds: Sequence[FeedSettings], now: datetime) -
     take turns (an advisory lock held until the transaction ends), so they never insert
     the same feed twice."""
     lock_config_sync(session)
+    if _in_sync(session, feeds):
+        return SyncResult()
     rows = {f.url: f for f in session.scalars(select(Feed))}
     result = SyncResult()
     wanted = {fs.url for fs in feeds}
@@ -122,6 +125,20 @@ def sync_feeds(session: Session, feeds: Sequence[FeedSettings], now: datetime) -
         row.enabled = False
     session.flush()
     return result
+
+
+def _in_sync(session: Session, feeds: Sequence[FeedSettings]) -> bool:
+    """Whether the feeds table already says what ``feeds`` say (the usual start): every
+    feed there, unforgotten, with its name, state and intervals, and no other feed
+    enabled. Read as plain columns; :func:`sync_feeds` loads rows only to change them."""
+    rows = {url: rest for url, *rest in session.execute(select(
+        Feed.url, Feed.name, Feed.enabled, Feed.interval_seconds, Feed.max_interval_seconds,
+        Feed.forgotten_at))}
+    for fs in feeds:
+        if rows.pop(fs.url, None) != [fs.name, fs.enabled, fs.interval,
+                                      max(fs.max_interval, fs.interval), None]:
+            return False
+    return not any(enabled for _name, enabled, *_ in rows.values())
 
 
 def _start_afresh(row: Feed, url: str) -> None:
@@ -207,7 +224,15 @@ def make_due(session: Session, url: str, now: datetime) -> datetime | None:
     return row.last_attempt_at
 
 
-def _feed_state(f: Feed) -> FeedState:
+# What a FeedState holds: selected as columns, not as ORM objects (loading 2,000 Feed
+# objects into a session took 0.1 s of a start).
+_STATE_COLUMNS = (Feed.id, Feed.name, Feed.url, Feed.fetch_url, Feed.enabled,
+                  Feed.interval_seconds, Feed.etag, Feed.last_modified, Feed.body_hash,
+                  Feed.consecutive_failures, Feed.next_poll_at, Feed.poll_interval_seconds,
+                  Feed.max_interval_seconds, Feed.fetch_url_checked_at, Feed.entries_retry_at)
+
+
+def _feed_state(f: Any) -> FeedState:  # a Feed, or a row of _STATE_COLUMNS
     return FeedState(
         id=f.id, name=f.name, url=f.url, fetch_url=f.fetch_url, enabled=f.enabled,
         interval_seconds=f.interval_seconds, etag=f.etag, last_modified=f.last_modified,
@@ -239,10 +264,10 @@ def claim_feeds(session: Session, owner: str, now: datetime, lease_until: dateti
             .order_by(Feed.next_poll_at.asc().nulls_first(), Feed.id)
             .limit(limit)
             .with_for_update(skip_locked=True))
-    claimed = session.scalars(
+    claimed = session.execute(
         update(Feed).where(Feed.id.in_(pick.scalar_subquery()), _unclaimed(now))
         .values(lease_owner=owner, lease_until=lease_until)
-        .returning(Feed)
+        .returning(*_STATE_COLUMNS)
         .execution_options(synchronize_session=False))
     return sorted((_feed_state(f) for f in claimed), key=lambda f: f.id)
 
@@ -250,7 +275,8 @@ def claim_feeds(session: Session, owner: str, now: datetime, lease_until: dateti
 def feed_states(session: Session, ids: Iterable[int]) -> dict[int, FeedState]:
     """The feeds ``ids``, by id (for the entries a worker claimed of any feed)."""
     wanted = list(set(ids))
-    return {f.id: _feed_state(f) for f in session.scalars(select(Feed).where(Feed.id.in_(wanted)))}
+    return {f.id: _feed_state(f)
+            for f in session.execute(select(*_STATE_COLUMNS).where(Feed.id.in_(wanted)))}
 
 
 def next_due_at(session: Session, now: datetime) -> datetime | None:
