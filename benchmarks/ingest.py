@@ -301,8 +301,9 @@ def cold(args: argparse.Namespace, workers: int) -> int:
                     rules={"Venezuela leadership": 'Maduro OR "Delcy Rodriguez"',
                            "Russia": "Russia OR Moscow OR Kremlin"},
                     stories={"enabled": args.stories == "on"})
-                prefix = ["py-spy", "record", "--nonblocking", "--format", "raw", "--rate",
-                          "100", "-o", f"{args.py_spy}.{n}.{round_}", "--"] \
+                # --gil: samples of the thread holding the GIL, the daemon's CPU work
+                prefix = ["py-spy", "record", "--nonblocking", "--gil", "--format", "raw",
+                          "--rate", "100", "-o", f"{args.py_spy}.{n}.{round_}", "--"] \
                     if args.py_spy else []
                 tl = Timeline(site, url)
                 started = time.time()

@@ -8,34 +8,59 @@ import asyncio
 import json
 from typing import TextIO
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
 from monitor import db, store
 from monitor.cli.common import EXIT_OK
 from monitor.config import Settings
+from monitor.errors import MonitorError
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
-    # aiohttp and the pipeline: imported only for this command; the daemon's own parts
-    # (APScheduler, the HTTP endpoints, the mailer) only without --once.
-    from monitor.service.startup import prepare
+    from monitor.ingest.extract_pool import Processor
 
     engine = db.make_engine(settings.database.url)
+    processor = Processor.of(settings.extract)
     try:
         with db.hold_sqlite_lock(settings.database.url):
+            if _work_waiting(engine):
+                # Pages to extract soon: the workers start (and import trafilatura) on
+                # the other cores while this process imports and prepares.
+                processor.start()
+            # aiohttp and the pipeline: imported only for this command; the daemon's
+            # own parts (APScheduler, the endpoints, the mailer) only without --once.
+            from monitor.service.startup import prepare
+
             prepare(settings, engine)
             if args.once:
                 from monitor.clock import utcnow
                 from monitor.service.once import run_once
 
-                summary = asyncio.run(run_once(settings, engine, utcnow))
+                summary = asyncio.run(run_once(settings, engine, utcnow, processor=processor))
             else:
                 from monitor.service.daemon import run
 
-                summary = asyncio.run(run(settings, engine, once=False, listen=args.listen))
+                summary = asyncio.run(run(settings, engine, once=False, listen=args.listen,
+                                          processor=processor))
     finally:
+        processor.close()
         engine.dispose()
     if args.once:
         out.write(summary.render() + "\n")
     return EXIT_OK
+
+
+def _work_waiting(engine: Engine) -> bool:
+    """Whether this start will likely extract pages: a new database, a feed never
+    parsed (its first poll lists its backlog) or entries waiting for their pages."""
+    try:
+        if db.current_revision(engine) is None:
+            return True
+        with db.session_factory(engine)() as s:
+            return store.work_waiting(s)
+    except (SQLAlchemyError, MonitorError):
+        return False  # the start itself reports what is wrong
 
 
 def cmd_seeds_load(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:

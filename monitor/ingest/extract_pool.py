@@ -18,6 +18,7 @@ its limit while work is queued (``tests/test_workers.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.context
@@ -54,6 +55,17 @@ def _extract_task(html: bytes, url: str, fast: bool) -> Article:
         _done_in_this_worker += 1
         if _done_in_this_worker % _RESET_EVERY == 0:
             reset_caches()
+
+
+_WARM_PAGE = (b"<html lang=en><head><title>Warm</title></head><body><article><h1>Warm</h1>"
+              + b"<p>A paragraph long enough to be taken for an article's text.</p>" * 8
+              + b"</article></body></html>")
+
+
+def _warm_up() -> None:
+    """Import trafilatura and fill its lazy tables, before the first page comes."""
+    with contextlib.suppress(ExtractionError):
+        extract_article(_WARM_PAGE, "http://warm.invalid/")
 
 
 def _start_worker() -> None:
@@ -136,6 +148,14 @@ class Processor:
             self._pool = ProcessPool(max_workers=self.workers, max_tasks=self.max_tasks,
                                      initializer=_start_worker, context=_SpawnContext())
         return self._pool
+
+    def start(self) -> None:
+        """Start the workers now, each importing trafilatura, rather than at the first
+        task: called at start-up when work is waiting, so that they get ready while the
+        daemon itself starts."""
+        pool = self._executor()
+        for _ in range(self.workers):
+            pool.schedule(_warm_up, timeout=self.timeout)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker. Raises TimeoutError when it runs past the timeout

@@ -74,15 +74,18 @@ async def run(
     install_signal_handlers: bool = True,
     mailer: Mailer | None = None,
     listen: str | None = None,
+    processor: Processor | None = None,
 ) -> RunSummary:
     """Poll every enabled feed once (``once``), or serve until ``stop`` is set
-    (SIGINT/SIGTERM set it). ``listen`` overrides ``[daemon] listen``.
+    (SIGINT/SIGTERM set it). ``listen`` overrides ``[daemon] listen``; ``processor``:
+    an extraction pool started early (closed here), else one is made.
     Raises ConfigError (an SMTP password missing, an address that cannot be bound)."""
     if once:
-        return await run_once(settings, engine, clock)
+        return await run_once(settings, engine, clock, processor=processor)
     daemon = Daemon(settings, engine, clock=clock,
                     mailer=mailer or SmtpMailer(settings.smtp, str(settings.path)),
-                    listen=settings.daemon.listen if listen is None else listen)
+                    listen=settings.daemon.listen if listen is None else listen,
+                    processor=processor)
     await daemon.serve(stop or asyncio.Event(), install_signal_handlers)
     return RunSummary()
 
@@ -98,8 +101,9 @@ class Daemon:
     """``monitor run``: one worker. See the module docstring for its parts and jobs."""
 
     def __init__(self, settings: Settings, engine: Engine, *, clock: Clock,
-                 mailer: Mailer, listen: str) -> None:
+                 mailer: Mailer, listen: str, processor: Processor | None = None) -> None:
         self.settings = settings
+        self._processor = processor
         self.sessions = db.session_factory(engine)
         self.clock = clock
         self._own_mailer = isinstance(mailer, SmtpMailer)  # rebuilt when [smtp] changes
@@ -128,7 +132,7 @@ class Daemon:
         synced = await asyncio.to_thread(self._sync, self.settings)
         rules = synced.rules
         endpoints = await self._start_endpoints()
-        processor = Processor.of(self.settings.extract)
+        processor = self._processor or Processor.of(self.settings.extract)
         try:
             async with Fetcher(self.settings.fetch) as fetcher:
                 ctx = Context(self.settings, self.sessions, fetcher, processor, self.clock,

@@ -56,10 +56,12 @@ class RunSummary:
 
 
 async def run_once(settings: Settings, engine: Engine, clock: Clock,
-                   urls: Sequence[str] | None = None) -> RunSummary:
+                   urls: Sequence[str] | None = None,
+                   processor: Processor | None = None) -> RunSummary:
     """Poll every enabled feed that no running daemon holds (of them, those at ``urls``
-    when given), once; returns what each poll did. Raises StoreError when the feeds
-    cannot be claimed."""
+    when given), once; returns what each poll did. ``processor``: the extraction pool
+    to use (one started early), closed here; else one is made. Raises StoreError when
+    the feeds cannot be claimed."""
     sessions = db.session_factory(engine)
     owner = worker_id("once")
     lease = timedelta(seconds=settings.daemon.lease)
@@ -75,7 +77,7 @@ async def run_once(settings: Settings, engine: Engine, clock: Clock,
     if skipped > 0:
         log.info("%d feeds are disabled or being polled by a running daemon: not polled now",
                  skipped)
-    processor = Processor.of(settings.extract)
+    processor = processor or Processor.of(settings.extract)
     renewing = asyncio.create_task(renew_forever(sessions, owner, settings, clock))
     try:
         async with Fetcher(settings.fetch) as fetcher:

@@ -69,6 +69,7 @@ from monitor.store.feeds import (
     record_feed_failure,
     record_feed_success,
     sync_feeds,
+    work_waiting,
 )
 from monitor.store.items import (
     Copy,
@@ -354,5 +355,6 @@ __all__ = [
     "upsert_seed",
     "wait_entry",
     "waiting_entries",
+    "work_waiting",
     "worker_stopped",
 ]

@@ -279,6 +279,14 @@ def feed_states(session: Session, ids: Iterable[int]) -> dict[int, FeedState]:
             for f in session.execute(select(*_STATE_COLUMNS).where(Feed.id.in_(wanted)))}
 
 
+def work_waiting(session: Session) -> bool:
+    """Whether an enabled feed was never parsed (its first poll lists its backlog) or
+    an entry waits for its page: what makes a start extract pages soon."""
+    return session.scalar(select(
+        select(Feed.id).where(Feed.enabled.is_(True), Feed.body_hash.is_(None)).exists()
+        | select(Entry.guid).exists())) or False
+
+
 def next_due_at(session: Session, now: datetime) -> datetime | None:
     """When the next enabled feed that no live lease holds falls due (None if none)."""
     return session.scalar(select(func.min(Feed.next_poll_at))
