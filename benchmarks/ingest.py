@@ -156,7 +156,7 @@ def end_to_end(site: Site, cfg: Path, log: Path, prefix: list[str]) -> Run:
                usage.ru_utime + usage.ru_stime, proc.returncode)
 
 
-def fresh_database(url: str | None, work: Path, round_: int) -> str:
+def fresh_database(url: str | None, work: Path, round_: int | str) -> str:
     """A new, empty database for one end-to-end round: a SQLite file, or a database
     created on the PostgreSQL server ``url`` names."""
     if url is None:
@@ -290,7 +290,7 @@ def cold(args: argparse.Namespace, workers: int) -> int:
                       f"{b[0]:.2f}s exec to exit = {n / b[0]:.1f} pages/s; CPU {b[2]:.1f}s "
                       f"({b[2] / n * 1000:.1f} ms/page); peak RSS {b[4]:.0f} MB", flush=True)
 
-                url = fresh_database(args.postgres, work, round_)
+                url = fresh_database(args.postgres, work, f"{n}_{round_}")
                 cfg = work / f"cold-{n}-{round_}.toml"
                 write_config(
                     cfg, url, site.feed_urls(), interval="1h", level="INFO",

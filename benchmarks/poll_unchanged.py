@@ -88,6 +88,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--feeds", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--log-level", default="INFO", help="[logging] level (INFO: the default "
+                    "config's, one or two lines per poll)")
     ap.add_argument("--hosts", type=int, default=50)
     ap.add_argument("--concurrency", type=int, default=FetchSettings().concurrency)
     ap.add_argument("--per-host", type=int, default=FetchSettings().per_host)
@@ -107,6 +109,7 @@ def main() -> int:
           flush=True)
     with Site(spec) as site:
         write_config(cfg, db_url, site.feed_urls(), interval="1h", poll={"jitter": 0},
+                     level=args.log_level,
                      fetch={"concurrency": args.concurrency, "per_host": args.per_host})
         t0 = time.monotonic()
         first = monitor(cfg, "run", "--once", log=log)

@@ -26,9 +26,15 @@ import unicodedata
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+# numpy is imported by the functions that use it: a daemon whose polls find nothing new
+# never needs it, and importing it took 0.05 s of the way to the first request.
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -193,17 +199,21 @@ def words_of(text: str | Normalized, boilerplate: Boilerplate,
 # Multiply-shift hashing (Dietzfelbinger): h_i(x) = (a_i * x + b_i) mod 2^64, top 32 bits.
 # Fixed seeds: the stored band keys must come out the same in every process and release.
 def _coefficients(n: int, seed: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     a = rng.integers(1, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd
     b = rng.integers(0, 2**63, size=n, dtype=np.uint64)
     return a, b
 
 
-_MIX = np.uint64(0x9E3779B97F4A7C15)
+_MIX = 0x9E3779B97F4A7C15
 
 
 def shingle_hashes(words: Sequence[str], k: int) -> npt.NDArray[np.uint64]:
     """Sorted unique 64-bit hashes of the k-word shingles (one shingle if fewer words)."""
+    import numpy as np
+
     if not words:
         return np.empty(0, dtype=np.uint64)
     tokens = np.fromiter((zlib.crc32(w.encode("utf-8")) for w in words), dtype=np.uint64,
@@ -213,7 +223,7 @@ def shingle_hashes(words: Sequence[str], k: int) -> npt.NDArray[np.uint64]:
     h = np.zeros(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j in range(k):  # polynomial hash of the window, wrapping mod 2^64
-            h = h * _MIX + tokens[j:j + n] + np.uint64(j + 1)
+            h = h * np.uint64(_MIX) + tokens[j:j + n] + np.uint64(j + 1)
         h ^= h >> np.uint64(29)
         h *= np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(32)
@@ -222,6 +232,8 @@ def shingle_hashes(words: Sequence[str], k: int) -> npt.NDArray[np.uint64]:
 
 def _signature(shingles: npt.NDArray[np.uint64], a: npt.NDArray[np.uint64],
                b: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    import numpy as np
+
     with np.errstate(over="ignore"):
         perm = (shingles[:, None] * a[None, :] + b[None, :]) >> np.uint64(32)
     result: npt.NDArray[np.uint64] = perm.min(axis=0)
@@ -243,8 +255,14 @@ class Fingerprinter:
     def __init__(self, boilerplate: Boilerplate | None = None, params: LshParams = LSH) -> None:
         self.boilerplate = boilerplate or Boilerplate()
         self.params = params
-        self._full = _coefficients(params.bands * params.rows, 0x6D6F6E69)
-        self._lead = _coefficients(params.lead_bands * params.lead_rows, 0x6C656164)
+
+    @cached_property
+    def _full(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+        return _coefficients(self.params.bands * self.params.rows, 0x6D6F6E69)
+
+    @cached_property
+    def _lead(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+        return _coefficients(self.params.lead_bands * self.params.lead_rows, 0x6C656164)
 
     @property
     def version(self) -> str:
@@ -253,6 +271,8 @@ class Fingerprinter:
         return f"{self.params.version}:boilerplate={patterns[:12]}"
 
     def fingerprint(self, text: str | Normalized) -> Fingerprint:
+        import numpy as np
+
         p = self.params
         words = words_of(text, self.boilerplate, p.first_line_words)
         ordered = shingle_hashes(words, p.shingle_words)
@@ -267,12 +287,14 @@ class Fingerprinter:
 
 # --- what is kept of a text that is pruned ---------------------------------------------------
 
-SKETCH_SHIFT = np.uint64(32)  # a sketch keeps the top 32 bits of each shingle hash
+SKETCH_SHIFT = 32  # a sketch keeps the top 32 bits of each shingle hash
 
 
 def narrowed(fp: Fingerprint) -> Fingerprint:
     """``fp`` with its shingles in a sketch's 32-bit space, to be compared with one."""
-    return Fingerprint(fp.words, np.unique(fp.shingles >> SKETCH_SHIFT), ())
+    import numpy as np
+
+    return Fingerprint(fp.words, np.unique(fp.shingles >> np.uint64(SKETCH_SHIFT)), ())
 
 
 def sketch(fp: Fingerprint) -> bytes:
@@ -281,6 +303,8 @@ def sketch(fp: Fingerprint) -> bytes:
     the deltas' high bytes do). Comparing sketches gives the exact scores but for collisions of 32-bit
     hashes, 2^-32 per pair of shingles (for two 1,000-shingle texts, one spurious shared
     shingle in about 4,300 comparisons)."""
+    import numpy as np
+
     narrow = narrowed(fp).shingles.astype(np.uint32)
     deltas = np.diff(narrow, prepend=np.uint32(0)).astype("<u4")
     return zlib.compress(deltas.tobytes(), 9)
@@ -289,6 +313,8 @@ def sketch(fp: Fingerprint) -> bytes:
 def from_sketch(words: int, data: bytes) -> Fingerprint:
     """The fingerprint a :func:`sketch` keeps (narrowed: compare it with
     :func:`narrowed` ones). Raises ValueError for bytes that are no sketch."""
+    import numpy as np
+
     try:
         raw = zlib.decompress(data)
     except zlib.error as exc:

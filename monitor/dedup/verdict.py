@@ -12,8 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-import numpy as np
-
 from monitor.config import Thresholds
 from monitor.dedup.fingerprint import Fingerprint
 
@@ -35,6 +33,8 @@ def compare(a: Fingerprint, b: Fingerprint) -> Scores:
     """Exact resemblance and containment of two texts' shingle sets."""
     if not len(a.shingles) or not len(b.shingles):
         return Scores(0.0, 0.0, 0, 0)
+    import numpy as np  # imported where texts are compared (see fingerprint.py)
+
     shared = int(np.intersect1d(a.shingles, b.shingles, assume_unique=True).size)
     union = len(a.shingles) + len(b.shingles) - shared
     smaller = min(len(a.shingles), len(b.shingles))
