@@ -259,3 +259,23 @@ def test_a_sync_that_changes_nothing_writes_nothing_and_one_that_does_writes_it(
     with sessions() as s:
         assert {f.name: (f.enabled, f.interval_seconds) for f in s.scalars(select(Feed))} == \
             {"f0": (True, 60), "f1": (True, 120), "F2": (False, 60)}
+
+
+def test_work_waits_while_a_feed_was_never_parsed_or_an_entry_waits(
+        sessions: sessionmaker[Session]) -> None:
+    """What makes a start launch the extraction workers at once (store.work_waiting)."""
+    add_feeds(sessions, 2)
+    with sessions() as s:
+        assert store.work_waiting(s)  # never parsed: their first polls list a backlog
+    with sessions.begin() as s:
+        s.execute(update(Feed).values(body_hash="0" * 64))
+    with sessions() as s:
+        assert not store.work_waiting(s)
+    with sessions.begin() as s:
+        feed = s.scalars(select(Feed)).first()
+        assert feed is not None
+        store.record_entries(s, feed.id, [store.WaitingEntry(
+            "g1", "http://127.0.0.1/a", "A", None, None, None, None, None, 0, NOW, None)],
+            now=NOW)
+    with sessions() as s:
+        assert store.work_waiting(s)

@@ -146,3 +146,22 @@ def test_extract_mode_reaches_the_workers(tmp_path: Path, key: str, better: str)
     worse = "fast" if better == "default" else "default"
     assert scores[better] > 0.8
     assert scores[better] - scores[worse] > 0.3, scores
+
+
+def _imported(name: str) -> bool:
+    import sys
+
+    return name in sys.modules
+
+
+@pytest.mark.parametrize("started", [True, False])
+def test_a_started_pool_has_trafilatura_imported_before_its_first_task(started: bool) -> None:
+    """Processor.start (called at start-up when pages wait) makes the workers import
+    trafilatura at once; without it, nothing is imported until a page comes."""
+    processor = Processor(workers=1)
+    try:
+        if started:
+            processor.start()
+        assert asyncio.run(processor.call(_imported, "trafilatura")) is started
+    finally:
+        processor.close()
