@@ -180,6 +180,15 @@ def stored(url: str) -> dict[str, int]:
     return counts
 
 
+def finish(work: Path, *, keep: bool) -> int:
+    """Keep the work directory (saying where) or remove it."""
+    if keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work)
+    return 0
+
+
 def timed(cmd: list[str], log: Path, sample: Callable[[int, float], None] | None = None,
           exclude: int | None = None) -> tuple[float, float, float, float, float, int]:
     """Run ``cmd`` from exec to exit: (seconds, CPU of the process itself, CPU of it
@@ -340,11 +349,7 @@ def cold(args: argparse.Namespace, workers: int) -> int:
     for n, ratios in results.items():
         print(f"{n} pages: ratio to plain trafilatura over {len(ratios)} rounds: median "
               f"{statistics.median(ratios):.3f}, min {min(ratios):.3f}, max {max(ratios):.3f}")
-    if args.keep:
-        print(f"kept {work}")
-    else:
-        shutil.rmtree(work)
-    return 0
+    return finish(work, keep=args.keep)
 
 
 def main() -> int:
@@ -429,11 +434,7 @@ def main() -> int:
             print(f"[{round_}] ratio end-to-end / extraction-only = {ratios[-1]:.3f}", flush=True)
     print(f"ratio over {len(ratios)} rounds: median {statistics.median(ratios):.3f}, "
           f"min {min(ratios):.3f}, max {max(ratios):.3f}")
-    if args.keep:
-        print(f"kept {work}")
-    else:
-        shutil.rmtree(work)
-    return 0
+    return finish(work, keep=args.keep)
 
 
 if __name__ == "__main__":
