@@ -121,8 +121,11 @@ def test_three_workers_share_200_feeds_and_survive_a_kill(
     taken_over = {int(name.split()[1]) for name in held}
     assert len(hits) == FEEDS
     # Hits are timed when they reach the server, polls are scheduled from when they
-    # began: up to a second apart when requests queue for a connection.
-    low, high = INTERVAL * (1 - JITTER) - 1.5, INTERVAL * (1 + JITTER) + 3.0
+    # began: up to a second apart when requests queue for a connection; and a due feed
+    # waits for the dispatcher's next claim. Alone the longest gap is 34.7-35.0 s (this
+    # code and the code before issue 22 alike); under the suite's load (2 cores, 4 test
+    # processes) once 36.04 s. Still far from a missed round (60 s) or a double fetch.
+    low, high = INTERVAL * (1 - JITTER) - 1.5, INTERVAL * (1 + JITTER) + 5.0
     # The first round reaches every feed before the first poll's next one can come due
     # (an interval, less its jitter): no feed waits a round. Counted from the first
     # poll, not the launch: starting three interpreters takes what the machine gives.
