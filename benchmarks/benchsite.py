@@ -383,6 +383,11 @@ def _tree(pid: int) -> Iterator[int]:
         todo.extend(kids.get(p, []))
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants."""
+    return sum(cpu_seconds(p) for p in _tree(pid))
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of one process, MB."""
     try:

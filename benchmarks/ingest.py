@@ -48,7 +48,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchsite import ROOT, Pages, Site, Spec, cpu_seconds, tree_rss_mb, write_config
+from benchsite import (
+    ROOT,
+    Pages,
+    Site,
+    Spec,
+    cpu_seconds,
+    tree_cpu_seconds,
+    tree_rss_mb,
+    write_config,
+)
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -223,16 +232,6 @@ def timed(cmd: list[str], log: Path, sample: Callable[[int, float], None] | None
             code)
 
 
-def _tree_cpu(pid: int) -> float:
-    return sum(cpu_seconds(p) for p in _tree_pids(pid))
-
-
-def _tree_pids(pid: int) -> list[int]:
-    from benchsite import _tree
-
-    return list(_tree(pid))
-
-
 class Timeline:
     """Samples of one cold run: (seconds since exec, pages served, items stored, CPU
     seconds of the daemon, CPU seconds of the daemon and its workers)."""
@@ -253,7 +252,7 @@ class Timeline:
                     items = int(c.execute(text("SELECT count(*) FROM items")).scalar_one())
             except Exception:  # the schema is not there yet
                 items = 0
-        self.rows.append((t, served, items, cpu_seconds(pid), _tree_cpu(pid)))
+        self.rows.append((t, served, items, cpu_seconds(pid), tree_cpu_seconds(pid)))
 
     def close(self) -> None:
         if self.reader is not None:
@@ -274,7 +273,7 @@ def cold(args: argparse.Namespace, workers: int) -> int:
     sizes = [int(n) for n in args.cold.split(",")]
     work = Path(tempfile.mkdtemp(prefix="monitor-cold-"))
     pages_src = Pages()
-    per_feed = args.per_feed if args.per_feed != 40 else 20
+    per_feed = args.per_feed or 20
     results: dict[int, list[float]] = {}
     print(f"cold mode: {sizes} pages, {per_feed} per feed, {args.hosts} hosts, {workers} "
           f"extraction processes on {os.cpu_count()} cores; database: "
@@ -355,7 +354,8 @@ def cold(args: argparse.Namespace, workers: int) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--feeds", type=int, default=50)
-    ap.add_argument("--per-feed", type=int, default=40)
+    ap.add_argument("--per-feed", type=int, help="entries per feed (default 40; 20 in "
+                    "cold mode)")
     ap.add_argument("--hosts", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2,
                     help="alternate the two measurements this many times (the machine is shared)")
@@ -378,6 +378,7 @@ def main() -> int:
     if args.cold:
         return cold(args, args.workers or os.cpu_count() or 1)
 
+    args.per_feed = args.per_feed or 40
     n = args.feeds * args.per_feed
     workers = args.workers or os.cpu_count() or 1
     pages_src = Pages()

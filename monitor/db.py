@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -193,9 +193,9 @@ def current_revision(engine: Engine) -> str | None:
         return _revision_of(conn)
 
 
-def _revision_of(conn: Any) -> str | None:
-    from sqlalchemy import inspect
-
+def _revision_of(conn: Connection) -> str | None:
+    """The revision ``alembic_version`` holds, read on ``conn`` (in its transaction):
+    what Alembic's MigrationContext reads, without importing Alembic."""
     if not inspect(conn).has_table("alembic_version"):
         return None
     rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
@@ -221,7 +221,6 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
                                  f"{reason(exc)}") from exc
         if current == head:  # the usual start: nothing to migrate, Alembic not loaded
             return head, head
-    from alembic.runtime.migration import MigrationContext
     from alembic.util.exc import CommandError as AlembicError
 
     from alembic import command
@@ -240,12 +239,12 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
                 # takes the write lock first, so two processes upgrading take turns.
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
-                before = MigrationContext.configure(conn).get_current_revision()
+                before = _revision_of(conn)
                 cfg = alembic_config()
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
                 conn.commit()
-                after = MigrationContext.configure(conn).get_current_revision()
+                after = _revision_of(conn)
             finally:
                 if conn.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import Story, store_stories, write_config
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import db, store
@@ -236,7 +236,7 @@ def test_an_entry_is_claimed_by_one_worker_until_it_waits_is_released_or_lapses(
     assert claim_entries(sessions, "fourth", NOW + 2 * LEASE) == ["b"]
 
 
-def test_a_sync_that_changes_nothing_writes_nothing_and_one_that_does_writes_it(
+def test_a_sync_that_changes_nothing_loads_no_row_and_every_difference_is_found(
         sessions: sessionmaker[Session]) -> None:
     """sync_feeds reads plain columns first and loads rows only to change them: the same
     config again is no change; any difference (an interval, a name, a feed gone from the
@@ -244,11 +244,23 @@ def test_a_sync_that_changes_nothing_writes_nothing_and_one_that_does_writes_it(
     feeds = [FeedSettings(f"f{i}", f"http://127.0.0.1/{i}.rss", 60) for i in range(3)]
     with sessions.begin() as s:
         assert store.sync_feeds(s, feeds, NOW).added == ["f0", "f1", "f2"]
-    with sessions.begin() as s:
-        assert store.sync_feeds(s, feeds, NOW) == store.SyncResult()
-    changed = [feeds[0], FeedSettings("f1", feeds[1].url, 120), FeedSettings("F2", feeds[2].url, 60)]
-    with sessions.begin() as s:
-        result = store.sync_feeds(s, changed, NOW)
+    loaded: list[str] = []
+
+    def on_load(feed: Feed, _context: object) -> None:
+        loaded.append(feed.name)
+
+    event.listen(Feed, "load", on_load)
+    try:
+        with sessions.begin() as s:
+            assert store.sync_feeds(s, feeds, NOW) == store.SyncResult()
+        assert loaded == []  # not one Feed row loaded into the session
+        changed = [feeds[0], FeedSettings("f1", feeds[1].url, 120),
+                   FeedSettings("F2", feeds[2].url, 60)]
+        with sessions.begin() as s:
+            result = store.sync_feeds(s, changed, NOW)
+        assert sorted(loaded) == ["f0", "f1", "f2"]  # a change loads the rows to change
+    finally:
+        event.remove(Feed, "load", on_load)
     assert sorted(result.changed) == ["F2", "f1"]
     with sessions.begin() as s:
         assert store.sync_feeds(s, changed[:2], NOW).disabled == ["F2"]

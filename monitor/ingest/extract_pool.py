@@ -150,9 +150,9 @@ class Processor:
         return self._pool
 
     def start(self) -> None:
-        """Start the workers now, each importing trafilatura, rather than at the first
-        task: called at start-up when work is waiting, so that they get ready while the
-        daemon itself starts."""
+        """Start the workers now, rather than at the first task, with a warm-up task per
+        worker (each idle worker takes one) that imports trafilatura: called at start-up
+        when pages are waiting, so that they get ready while the daemon itself starts."""
         pool = self._executor()
         for _ in range(self.workers):
             pool.schedule(_warm_up, timeout=self.timeout)

@@ -87,6 +87,13 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 _CHUNK = 64 * 1024
 
 
+def _proxy_and_auth(proxy: str) -> tuple[URL, aiohttp.BasicAuth | None]:
+    """A proxy setting's URL, and the credentials it carries."""
+    where = URL(proxy if "://" in proxy else f"http://{proxy}")
+    auth = aiohttp.BasicAuth(where.user, where.password or "") if where.user else None
+    return where.with_user(None), auth
+
+
 class Fetcher:
     """An HTTP client with the limits from ``[fetch]``. Use as an async context manager
     (the client session needs a running event loop).
@@ -105,8 +112,10 @@ class Fetcher:
         # (aiohttp's trust_env read them, and ~/.netrc, again for every request: a
         # quarter of the CPU of polling unchanged feeds.)
         self._proxies = urllib.request.getproxies()
+        self._proxy_of_scheme = {scheme: _proxy_and_auth(self._proxies[scheme])
+                                 for scheme in ("http", "https") if self._proxies.get(scheme)}
         # Behind a proxy the proxy resolves names: the guard then looks them up itself.
-        self._proxied = any(k in ("http", "https") for k in self._proxies)
+        self._proxied = bool(self._proxy_of_scheme)
         self._all = asyncio.Semaphore(settings.concurrency)
         # When a request last ended (answered or failed), for /healthz: monotonic time.
         self.last_done: float | None = None
@@ -194,16 +203,12 @@ class Fetcher:
     def _proxy(self, url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
         """The proxy for ``url`` from the environment, with the credentials its URL
         carries; (None, None) when none is set or NO_PROXY names the host."""
-        if not self._proxied:
-            return None, None
-        proxy = self._proxies.get(url.scheme)
+        proxy = self._proxy_of_scheme.get(url.scheme)
         # NO_PROXY, as urllib reads it (the function is in urllib, not in its stubs)
         bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-        if not proxy or bypass(url.host or "", self._proxies):
+        if proxy is None or bypass(url.host or "", self._proxies):
             return None, None
-        where = URL(proxy if "://" in proxy else f"http://{proxy}")
-        auth = aiohttp.BasicAuth(where.user, where.password or "") if where.user else None
-        return where.with_user(None), auth
+        return proxy
 
     async def _check_hop(self, url: URL) -> None:
         """Before the first request of an untrusted fetch and before each redirect: an

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Row,
     Table,
     Update,
     bindparam,
@@ -224,23 +225,14 @@ def make_due(session: Session, url: str, now: datetime) -> datetime | None:
     return row.last_attempt_at
 
 
-# What a FeedState holds: selected as columns, not as ORM objects (loading 2,000 Feed
-# objects into a session took 0.1 s of a start).
-_STATE_COLUMNS = (Feed.id, Feed.name, Feed.url, Feed.fetch_url, Feed.enabled,
-                  Feed.interval_seconds, Feed.etag, Feed.last_modified, Feed.body_hash,
-                  Feed.consecutive_failures, Feed.next_poll_at, Feed.poll_interval_seconds,
-                  Feed.max_interval_seconds, Feed.fetch_url_checked_at, Feed.entries_retry_at)
+# A FeedState's fields, selected as columns of the same names rather than as ORM
+# objects (loading 2,000 Feed objects into a session took 0.1 s of a start).
+_STATE_COLUMNS = tuple(getattr(Feed, f.name) for f in fields(FeedState))
 
 
-def _feed_state(f: Any) -> FeedState:  # a Feed, or a row of _STATE_COLUMNS
-    return FeedState(
-        id=f.id, name=f.name, url=f.url, fetch_url=f.fetch_url, enabled=f.enabled,
-        interval_seconds=f.interval_seconds, etag=f.etag, last_modified=f.last_modified,
-        body_hash=f.body_hash, consecutive_failures=f.consecutive_failures,
-        next_poll_at=f.next_poll_at, poll_interval_seconds=f.poll_interval_seconds,
-        max_interval_seconds=f.max_interval_seconds, fetch_url_checked_at=f.fetch_url_checked_at,
-        entries_retry_at=f.entries_retry_at,
-    )
+def _feed_state(row: Row[Any]) -> FeedState:
+    """The FeedState of a row of ``_STATE_COLUMNS``."""
+    return FeedState(**row._mapping)
 
 
 def _unclaimed(now: datetime) -> ColumnElement[bool]:
