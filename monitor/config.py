@@ -202,6 +202,26 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """``[web]``: who may use the review page and its API (monitor.web). ``auth`` as
+    written: "" (nobody signs in: only on a loopback address), "env:NAME" (a token, read
+    from that environment variable into ``token``) or an argon2/bcrypt password hash."""
+
+    auth: str = ""
+    token: str = field(default="", repr=False)
+
+    @property
+    def kind(self) -> str:
+        """"none", "token" or "password"."""
+        return "none" if not self.auth else "token" if self.auth.startswith("env:") else "password"
+
+
+WEB_TOKEN_MIN_CHARS = 16
+_PASSWORD_HASH = re.compile(r"^(\$argon2(id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+"
+                            r"|\$2[aby]\$\d\d\$[./A-Za-z0-9]{53})$")
+
+
+@dataclass(frozen=True)
 class ExtractSettings:
     workers: int = 0  # 0 = one per CPU core
     min_text_chars: int = 250  # shorter page text counts as a failed extraction
@@ -250,6 +270,7 @@ class Settings:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     stories: StorySettings = field(default_factory=StorySettings)
+    web: WebSettings = field(default_factory=WebSettings)
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
 
@@ -277,6 +298,8 @@ class Settings:
             "digest": _asdict(self.digest),
             "smtp": {**_asdict(self.smtp),
                      "password": "(hidden)" if self.smtp.password else "(not set)"},
+            "web": {"auth": self.web.kind if self.web.kind != "token" else self.web.auth,
+                    "token": "(hidden)" if self.web.token else "(not set)"},
         }
 
 
@@ -707,10 +730,51 @@ def listen_problem(listen: str) -> str | None:
     return None
 
 
+def public_listen_problem(listen: str, web: WebSettings) -> str | None:
+    """Why the review page may not be served on ``listen``: an address other machines
+    can reach, with no ``[web] auth`` to keep strangers out. None when it may."""
+    if not listen or web.kind != "none":
+        return None
+    host, _ = split_listen(listen)
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return (f"{listen} can be reached from other machines, and the review page and its API "
+            "would be open to anyone there: set [web] auth (a token: auth = \"env:NAME\", "
+            "or a password hash from `monitor web --hash-password`), or listen on "
+            "127.0.0.1")
+
+
 def split_listen(listen: str) -> tuple[str, int]:
     """``"127.0.0.1:9464"`` -> ("127.0.0.1", 9464); ``"[::1]:9464"`` -> ("::1", 9464)."""
     host, _, port = listen.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+def _web(doc: _Table, environ: Mapping[str, str]) -> WebSettings:
+    t = doc.section("web")
+    auth = t.get("auth", str, "").strip()
+    token = ""
+    if auth.startswith("env:"):
+        name = auth[4:]
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise t.fail("auth", f"{auth!r}: {name!r} is not the name of an environment variable")
+        token = environ.get(name, "")
+        if len(token) < WEB_TOKEN_MIN_CHARS:
+            raise t.fail("auth", f"the environment variable {name} is "
+                         + ("not set" if not token else f"only {len(token)} characters long")
+                         + f": set it to a random token of at least {WEB_TOKEN_MIN_CHARS} "
+                         "characters (python3 -c 'import secrets; print(secrets.token_urlsafe())')")
+    elif auth and not _PASSWORD_HASH.match(auth):
+        raise t.fail("auth", "must be \"\" (no sign-in, loopback only), \"env:NAME\" (a token "
+                     "from an environment variable) or an argon2 or bcrypt password hash "
+                     "(`monitor web --hash-password` makes one); never the password itself")
+    t.finish()
+    return WebSettings(auth=auth, token=token)
 
 
 def _feeds(doc: _Table, default_interval: int,
@@ -879,10 +943,14 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
         daemon=_daemon(doc),
         retention=_retention(doc, stories),
         stories=stories,
+        web=_web(doc, environ),
         log_level=level,
         log_format=log_format,
     )
     doc.finish()
+    problem = public_listen_problem(settings.daemon.listen, settings.web)
+    if problem:
+        raise ConfigError(file, "daemon.listen", problem)
     return settings
 
 

@@ -353,6 +353,19 @@ class Alert(Base):
     backfilled: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
 
+class AlertFeedback(Base):
+    """A reviewer's verdict on an alert (the review page, or its API): relevant or not,
+    who said so and when. One per alert: a later verdict replaces the earlier one."""
+
+    __tablename__ = "alert_feedback"
+
+    alert_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    relevant: Mapped[bool] = mapped_column(Boolean)
+    by: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
 class Digest(Base):
     """One digest email to one recipient. Composed once and stored whole, so every
     attempt sends the same bytes with the same Message-ID; pending until the SMTP

@@ -120,6 +120,25 @@ def count_matches(session: Session, query: Query, filters: store.SearchFilters) 
                       by_story=False).matches)
 
 
+@dataclass(frozen=True)
+class Tested:
+    """What a rule with a query would match: the newest ``result``, ``total`` matches of
+    the ``checked`` items within the filters."""
+
+    result: Result
+    total: int
+    checked: int
+
+
+def test_rule(session: Session, query: Query, filters: store.SearchFilters,
+              limit: int | None) -> Tested:
+    """The stored originals within ``filters`` a rule with ``query`` would alert for
+    (``limit`` of them, newest first; None: all), and how many in all."""
+    result = search(session, query, filters, limit=limit, ranked=False, by_story=False)
+    total = len(result.matches) if not result.more else count_matches(session, query, filters)
+    return Tested(result, total, store.count_items(session, filters))
+
+
 def _pages(session: Session, compiled: Compiled, filters: store.SearchFilters, ranked: bool,
            size: int, windowed: list[bool]) -> Iterator[list[tuple[int, float]]]:
     """Candidates a page at a time: ``size`` first (what a limit needs, so that a

@@ -6,6 +6,7 @@ could not be sent (it stays pending and is retried).
 
     __init__.py   the parser, logging, dispatch and error handling
     common.py     exit codes, JSON output, opening a database whose schema is current
+    web.py        web (the review page alone), web --hash-password
     daemon.py     run, seeds load, db upgrade, db backup, db prune, db reindex-search,
                   config show
     status.py     status
@@ -54,6 +55,7 @@ from monitor.cli.items import cmd_items_list, cmd_items_refetch
 from monitor.cli.search import cmd_rules_backfill, cmd_rules_test, cmd_search
 from monitor.cli.status import cmd_status
 from monitor.cli.stories import cmd_stories_check, cmd_stories_list, cmd_stories_show
+from monitor.cli.web import cmd_web
 from monitor.config import config_path, load_settings
 from monitor.errors import (
     ConfigError,
@@ -88,9 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true",
                      help="poll every enabled feed now, print a summary and exit")
     run.add_argument("--listen", metavar="HOST:PORT",
-                     help="serve /healthz and /metrics here instead of [daemon] listen "
-                          "(port 0: any free port; \"\": none), e.g. for a second worker "
-                          "on the same machine")
+                     help="serve the review page, /healthz and /metrics here instead of "
+                          "[daemon] listen (port 0: any free port; \"\": none), e.g. for a "
+                          "second worker on the same machine")
+
+    wp = sub.add_parser("web", help="serve the review page and its JSON API alone (no "
+                                    "polling), on [daemon] listen")
+    wp.add_argument("--listen", metavar="HOST:PORT",
+                    help="serve here instead of [daemon] listen (port 0: any free port)")
+    wp.add_argument("--hash-password", action="store_true",
+                    help="print an argon2 hash of a password (asked for, or read from "
+                         "standard input) for [web] auth, and exit")
 
     st = sub.add_parser("status", help="workers, backlog, failing feeds and digests at a glance")
     st.add_argument("--json", action="store_true", help="print one JSON object")
@@ -264,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     ("run", None): cmd_run,
+    ("web", None): cmd_web,
     ("status", None): cmd_status,
     ("seeds", "load"): cmd_seeds_load,
     ("db", "upgrade"): cmd_db_upgrade,

@@ -13,13 +13,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import db, store
 from monitor.cli.common import EXIT_OK
-from monitor.config import Settings
-from monitor.errors import MonitorError
+from monitor.config import Settings, listen_problem, public_listen_problem
+from monitor.errors import MonitorError, UsageError
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     from monitor.ingest.extract_pool import Processor
 
+    if args.listen and not args.once:
+        for problem in (listen_problem(args.listen),
+                        public_listen_problem(args.listen, settings.web)):
+            if problem:
+                raise UsageError(f"--listen {args.listen}: {problem}")
     engine = db.make_engine(settings.database.url)
     processor = Processor.of(settings.extract)
     try:

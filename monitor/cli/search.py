@@ -11,7 +11,7 @@ from monitor.cli.common import EXIT_OK, at, dump, feed_named, pick_name, since_a
 from monitor.config import Settings
 from monitor.errors import UsageError
 from monitor.rules import Query, highlight, parse, terms_labelled, why_not
-from monitor.search import Match, Result, backfill, count_matches, search
+from monitor.search import Match, Result, backfill, search, test_rule
 
 
 def one_query(args: argparse.Namespace, command: str) -> Query:
@@ -105,10 +105,8 @@ def cmd_rules_test(settings: Settings, args: argparse.Namespace, out: TextIO) ->
     muted = {f.url for f in settings.feeds if not f.alert_backlog}
     limit = args.limit if args.limit is not None else (0 if args.json else 20)
     with stored(settings) as s:
-        filters = store.SearchFilters(since=since)
-        result = search(s, query, filters, limit=limit or None, ranked=False, by_story=False)
-        total = len(result.matches) if not result.more else count_matches(s, query, filters)
-        checked = store.count_items(s, filters)
+        tested = test_rule(s, query, store.SearchFilters(since=since), limit or None)
+    result, total, checked = tested.result, tested.total, tested.checked
     matched: list[dict[str, Any]] = []
     for m in result.matches:
         it = m.item

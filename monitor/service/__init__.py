@@ -9,5 +9,4 @@
     health.py      /healthz's verdict (pure)
     claims.py      the worker's leases renewed and given back
     metrics.py     the Prometheus metrics of one process
-    endpoints.py   /healthz and /metrics over HTTP
 """

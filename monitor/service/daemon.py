@@ -7,7 +7,8 @@ It holds four parts:
     digest job   composes and sends digests on schedule (:mod:`monitor.service.digest_job`)
     reload       notices a changed config and applies what can change live
                  (:mod:`monitor.service.reload`; applied here)
-    health       ``/healthz`` from the dispatcher's state (:mod:`monitor.service.health`)
+    health       ``/healthz`` from the dispatcher's state (:mod:`monitor.service.health`),
+                 served with ``/metrics`` and the review page (:mod:`monitor.web`)
 
 and runs the timed jobs on an APScheduler 3.x ``AsyncIOScheduler``: the digests, the
 lease heartbeat (so that only a dead worker's claims lapse; a worker left on an older
@@ -33,7 +34,7 @@ import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -42,7 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import __version__, db, logs, store
 from monitor.clock import Clock, utcnow
-from monitor.config import Settings, split_listen
+from monitor.config import Settings, public_listen_problem, split_listen
 from monitor.dedup.index import Deduplicator
 from monitor.digest.mailer import Mailer, SmtpMailer
 from monitor.errors import ConfigError, StoreError
@@ -53,11 +54,14 @@ from monitor.pipeline.context import Context
 from monitor.service import claims, reload, retention
 from monitor.service.digest_job import JOB_ID, DigestJob
 from monitor.service.dispatch import Dispatcher
-from monitor.service.endpoints import Endpoints
 from monitor.service.health import Health, Limits, health
 from monitor.service.metrics import Metrics
 from monitor.service.once import RunSummary, run_once
 from monitor.service.startup import Synced, sync_config
+
+if TYPE_CHECKING:  # the web server is imported only when it is served
+    from monitor.web.app import WebServer
+    from monitor.web.context import Context as WebContext
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +121,7 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._dispatcher: Dispatcher | None = None
         self._heartbeat_at: float | None = None  # the last renewal the database took
+        self._web: WebContext | None = None  # the review page's, while it is served
         # Why the shared tables follow another worker's newer config (None: this one's).
         self.config_stale: str | None = None
 
@@ -154,19 +159,29 @@ class Daemon:
             await asyncio.to_thread(self._unregister)
         log.info("stopped")
 
-    async def _start_endpoints(self) -> Endpoints | None:
+    async def _start_endpoints(self) -> WebServer | None:
+        """The review page, its API, /healthz and /metrics on ``listen`` (None: "")."""
         if not self.listen:
             return None
+        from monitor.web.app import WebServer, make_app
+        from monitor.web.context import Context as WebContext
+
+        problem = public_listen_problem(self.listen, self.settings.web)
+        if problem:
+            raise ConfigError(str(self.settings.path), "daemon.listen", problem)
         host, port = split_listen(self.listen)
-        endpoints = Endpoints(host, port, self.health, self.metrics.exposition)
+        self._web = WebContext(self.settings, self.sessions, clock=self.clock,
+                               health=self.health, metrics=self.metrics.exposition)
+        server = WebServer(make_app(self._web), host, port)
         try:
-            await endpoints.start()
+            await server.start()
         except OSError as exc:
             raise ConfigError(str(self.settings.path), "daemon.listen",
                               f"cannot listen on {self.listen}: {exc.strerror or exc}; "
                               "choose another address, or \"\" for none") from exc
-        log.info("serving %s/healthz and %s/metrics", endpoints.url, endpoints.url)
-        return endpoints
+        log.info("serving %s/healthz and %s/metrics, and the review page at %s/",
+                 server.url, server.url, server.url)
+        return server
 
     def _start_scheduler(self) -> AsyncIOScheduler:
         sched = AsyncIOScheduler(timezone=UTC)
@@ -391,6 +406,8 @@ class Daemon:
             return
         ctx = self.dispatcher.ctx
         self.settings = ctx.settings = self.digests.settings = new
+        if self._web is not None:
+            self._web.settings = new
         ctx.rules = synced.rules
         ctx.stories.settings = new.stories
         if "logging.level" in changed:

@@ -2,7 +2,7 @@
 
 Counters count what this process did since it started; gauges read the shared
 database (:meth:`Metrics.observe`), so every worker reports the same backlog.
-Served at ``/metrics`` by :mod:`monitor.service.endpoints`.
+Served at ``/metrics`` by :mod:`monitor.web.app`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ the caller owns the transaction.
     meta    small facts about the stored data: index versions, a resumable job's progress
     search  the full-text index of items and its lookup
     rules   rules from the config and the alerts they raise
+    review  what the review page reads besides, and reviewers' feedback on alerts
     digests digest emails: composed, pending, sent
     workers the running daemons and their heartbeats
     leases  renewing and releasing a worker's claims on feeds and digests
@@ -131,6 +132,20 @@ from monitor.store.retention import (
     prune_workers,
     texts_to_prune,
 )
+from monitor.store.review import (
+    Feedback,
+    copies_of,
+    count_stories_created,
+    daily_counts,
+    feed_ids_by_name,
+    feedback_counts,
+    feedback_of,
+    last_digest_at,
+    ping,
+    set_feedback,
+    stories_created,
+    web_secret,
+)
 from monitor.store.rules import (
     AlertRow,
     MatchableItem,
@@ -215,6 +230,7 @@ __all__ = [
     "DigestRow",
     "FeedRow",
     "FeedState",
+    "Feedback",
     "FillProgress",
     "Forgotten",
     "Found",
@@ -252,18 +268,24 @@ __all__ = [
     "claim_digests",
     "claim_entries",
     "claim_feeds",
+    "copies_of",
     "count_alerts",
     "count_candidates",
     "count_items",
+    "count_stories_created",
     "count_without_story",
     "create_story",
+    "daily_counts",
     "database_size",
     "delete_meta",
     "digest_counts",
     "digest_message",
     "drop_item_bands",
     "feed_ids",
+    "feed_ids_by_name",
     "feed_states",
+    "feedback_counts",
+    "feedback_of",
     "fill_index",
     "find_by_guid_elsewhere",
     "find_by_text_hash",
@@ -283,6 +305,7 @@ __all__ = [
     "items_to_refetch",
     "items_without_story",
     "known_guids",
+    "last_digest_at",
     "list_alerts",
     "list_digests",
     "list_feeds",
@@ -310,6 +333,7 @@ __all__ = [
     "next_digest_attempt_at",
     "next_due_at",
     "next_entry_due_at",
+    "ping",
     "promote",
     "prunable",
     "prune_digest_bodies",
@@ -340,9 +364,11 @@ __all__ = [
     "seed_texts",
     "seeds_without_story",
     "set_backfill_key",
+    "set_feedback",
     "set_meta",
     "set_story",
     "stored_item",
+    "stories_created",
     "stories_mailed",
     "story_candidates",
     "story_of",
@@ -355,6 +381,7 @@ __all__ = [
     "upsert_seed",
     "wait_entry",
     "waiting_entries",
+    "web_secret",
     "work_waiting",
     "worker_stopped",
 ]

@@ -432,6 +432,7 @@ class FeedRow:
     last_changed_at: datetime | None
     lease_owner: str | None
     lease_until: datetime | None
+    id: int = 0
 
     def state(self, now: datetime) -> str:
         """disabled | polling | failing | new | ok"""
@@ -467,7 +468,7 @@ def list_feeds(session: Session, *, forgotten: bool = False,
             parse_warning=f.parse_warning, next_poll_at=f.next_poll_at, items=n,
             poll_interval_seconds=f.poll_interval_seconds,
             max_interval_seconds=f.max_interval_seconds, last_changed_at=f.last_changed_at,
-            lease_owner=f.lease_owner, lease_until=f.lease_until,
+            lease_owner=f.lease_owner, lease_until=f.lease_until, id=f.id,
         )
         for f, n in session.execute(q)
     ]

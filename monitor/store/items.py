@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -361,13 +361,16 @@ class ItemRow:
     similarity: float | None
     text: str | None
     story: int | None = None  # its story's id
+    feed_id: int = 0
 
 
 def list_items(
     session: Session, *, with_text: bool = False, status: str | None = None,
     feed: str | None = None, limit: int | None = None, story: int | None = None,
+    ids: Sequence[int] = (), before_id: int | None = None, feed_id: int | None = None,
 ) -> list[ItemRow]:
-    """Items, newest first, with what each duplicates resolved to a :class:`Ref`."""
+    """Items, newest first, with what each duplicates resolved to a :class:`Ref`: only
+    those of ``ids``, only those older than ``before_id`` (a page after another)."""
     orig = aliased(Item)
     q = (
         select(Item, Feed.name, orig.canonical_url, orig.url, Seed.name, Seed.source_url)
@@ -382,6 +385,12 @@ def list_items(
         q = q.where(or_(Feed.name == feed, Feed.url == feed))
     if story is not None:
         q = q.where(Item.story_id == story)
+    if ids:
+        q = q.where(Item.id.in_(list(ids)))
+    if before_id is not None:
+        q = q.where(Item.id < before_id)
+    if feed_id is not None:
+        q = q.where(Item.feed_id == feed_id)
     if limit:
         q = q.limit(limit)
     if not with_text:
@@ -403,5 +412,6 @@ def list_items(
             page_error=item.page_error, status=item.status, duplicate_of=ref,
             dedup_method=item.dedup_method, similarity=item.similarity,
             text=item.text if with_text else None, story=item.story_id,
+            feed_id=item.feed_id,
         ))
     return rows

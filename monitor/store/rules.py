@@ -95,10 +95,16 @@ class AlertRow:
 
 def list_alerts(
     session: Session, *, rule: str | None = None, unsent: bool = False,
-    since: datetime | None = None, limit: int | None = None,
+    since: datetime | None = None, limit: int | None = None, before_id: int | None = None,
+    item_ids: Sequence[int] | None = None,
 ) -> list[AlertRow]:
-    """Alerts, newest first, with their rule's name and the item they point at."""
+    """Alerts, newest first, with their rule's name and the item they point at; only
+    those older than ``before_id`` (a page after another), only those on ``item_ids``."""
     criteria: list[ColumnElement[bool]] = []
+    if before_id is not None:
+        criteria.append(Alert.id < before_id)
+    if item_ids is not None:
+        criteria.append(Alert.item_id.in_(list(item_ids)))
     if rule is not None:
         criteria.append(Rule.name == rule)
     if unsent:

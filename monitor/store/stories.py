@@ -268,12 +268,17 @@ class StoryListing:
 
 
 def list_stories(session: Session, *, since: datetime | None = None, min_outlets: int = 0,
-                 limit: int | None = None, ids: Sequence[int] = ()) -> list[StoryListing]:
+                 limit: int | None = None, ids: Sequence[int] = (),
+                 before: tuple[datetime, int] | None = None) -> list[StoryListing]:
     """Stories, last reported first, with their outlets (those with at least
-    ``min_outlets``)."""
+    ``min_outlets``); only those after ``before`` (the last one of a page: its
+    ``last_at`` and id) in that order."""
     q = select(Story).order_by(Story.last_at.desc(), Story.id.desc())
     if since is not None:
         q = q.where(Story.last_at >= since)
+    if before is not None:
+        q = q.where(or_(Story.last_at < before[0],
+                        and_(Story.last_at == before[0], Story.id < before[1])))
     if ids:
         q = q.where(Story.id.in_(list(ids)))
     out: list[StoryListing] = []
