@@ -107,25 +107,26 @@ def build(server: LocalServer, tmp: Path, db_url: str, *, now: datetime | None =
 
 @contextmanager
 def serving(config: Path, log: Path, *args: str, env: dict[str, str] | None = None,
-            timeout: float = 60) -> Iterator[str]:
-    """``monitor web`` on a free port: yields its base URL; stopped after."""
+            listen: str = "127.0.0.1:0", timeout: float = 60) -> Iterator[str]:
+    """``monitor web`` on a free port of ``listen``'s address: yields its base URL (on
+    127.0.0.1); stopped after."""
     import os
 
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "--config", str(config), "web",
-             "--listen", "127.0.0.1:0", *args],
+             "--listen", listen, *args],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + timeout
         while True:
-            found = re.findall(r"serving (http://127\.0\.0\.1:\d+)/healthz", log.read_text())
+            found = re.findall(r"serving http://[^/\s]+:(\d+)/healthz", log.read_text())
             if found:
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"monitor web did not start:\n{log.read_text()}")
             time.sleep(0.05)
-        yield found[0]
+        yield f"http://127.0.0.1:{found[0]}"
     finally:
         proc.terminate()
         try:

@@ -35,11 +35,17 @@ def cmd_alerts_list(settings: Settings, args: argparse.Namespace, out: TextIO) -
             flag="--rule", what="rule")
         rows = store.list_alerts(s, rule=rule, unsent=args.unsent, since=since,
                                  limit=args.limit)
+        marks = store.feedback_of(s, [r.id for r in rows])
     for r in rows:
+        f = marks.get(r.id)
         if args.json:
-            dump(asdict(r), out)
+            dump({**asdict(r), "feedback": None if f is None else {
+                "relevant": f.relevant, "by": f.by, "at": f.at}}, out)
             continue
         sent = f"sent {at(r.sent_at)}" if r.sent_at else "not sent"
+        if f is not None:
+            sent += (f"; marked {'relevant' if f.relevant else 'not relevant'} by {f.by} "
+                     f"{at(f.at)}")
         out.write(f"{at(r.created_at)} [{r.rule}] item {r.item_id} {r.feed}: "
                   f"{r.title or '(untitled)'} ({sent})\n       {r.url or '(no link)'}\n"
                   f"       terms: {', '.join(r.terms)}\n       {r.snippet}\n")

@@ -25,7 +25,7 @@ import json
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 SCHEDULE_KEY = "digest.schedule"  # meta row: the schedule and its next slot
 FIRST_RETRY_SECONDS = 60
+# Reviewers' verdicts counted in a recipient's first digest: those of the last week.
+FEEDBACK_WINDOW = timedelta(days=7)
 
 
 
@@ -173,6 +175,9 @@ def build(session: Session, settings: Settings, recipient: str, rules: Sequence[
     ]
     mailed = store.stories_mailed(session, recipient, stories)
     digest = assemble(recipient, entries, [r.name for r in settings.rules], reports, mailed)
+    previous = store.last_digest_to(session, recipient)
+    marks = store.feedback_counts(session, previous or now - FEEDBACK_WINDOW)
+    digest = replace(digest, feedback={r: marks[r] for r in rules if r in marks})
     tz = ZoneInfo(settings.digest.timezone)
     return digest, render(digest, settings.digest, tz, now, message_id)
 

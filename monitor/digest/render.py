@@ -23,7 +23,7 @@ import hashlib
 import re
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -121,6 +121,9 @@ class Section:
 class Digest:
     recipient: str
     sections: tuple[Section, ...]
+    # Per rule: reviewers' verdicts on its alerts (relevant, not relevant) given since
+    # the recipient's previous digest, from the review page (monitor.web).
+    feedback: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -209,7 +212,8 @@ def render(digest: Digest, settings: DigestSettings, tz: tzinfo, now: datetime,
     room = settings.max_alerts  # stories listed in all: a catch-up digest stays mailable
     sections = []
     for section in digest.sections:
-        sections.append(_section_view(section, tz, settings.full_entries, room))
+        sections.append({**_section_view(section, tz, settings.full_entries, room),
+                         "feedback": _feedback(digest.feedback.get(section.rule))})
         room = max(0, room - len(section.entries))
     context = {
         "digest": digest,
@@ -350,6 +354,14 @@ def _terms(e: Entry) -> list[Term]:
         return terms_labelled(parse_query(e.query), e.terms)
     except QueryError:  # a query stored by an older version that no longer parses
         return []
+
+
+def _feedback(counts: tuple[int, int] | None) -> str:
+    """"Reviewers since the last digest: 3 relevant, 1 not relevant" ("" for none)."""
+    if not counts or not any(counts):
+        return ""
+    return (f"Reviewers since the last digest: {counts[0]} relevant, "
+            f"{counts[1]} not relevant")
 
 
 def _summary(digest: Digest) -> str:

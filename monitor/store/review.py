@@ -73,6 +73,13 @@ def last_digest_at(session: Session) -> datetime | None:
     return session.scalar(select(func.max(Digest.created_at)).where(Digest.sent_at.is_not(None)))
 
 
+def last_digest_to(session: Session, recipient: str) -> datetime | None:
+    """When the newest digest to ``recipient`` (sent or pending, not given up) was
+    composed."""
+    return session.scalar(select(func.max(Digest.created_at)).where(
+        Digest.recipient == recipient, Digest.failed_at.is_(None)))
+
+
 def stories_created(session: Session, since: datetime, limit: int) -> list[int]:
     """The ids of stories that began since ``since``, those with the most articles
     first (then the latest reported)."""
