@@ -19,10 +19,10 @@ from typing import Any
 
 import jsonschema
 import pytest
-from markupsafe import escape
 import review_site
 from conftest import LocalServer
 from helpers import Daemon, cli, json_lines, write_config
+from markupsafe import escape
 
 TOKEN = "tok-" + "x" * 28
 PAGES = ["/", "/feeds", "/search?q=diamond", "/search?q=%22unclosed", "/rules",
@@ -267,7 +267,7 @@ def test_bad_auth_is_rejected_at_start(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.delenv("MONITOR_WEB_TOKEN", raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    code, out = cli(_config(tmp_path, "127.0.0.1:0", {"auth": auth}), "config", "show")
+    code, _ = cli(_config(tmp_path, "127.0.0.1:0", {"auth": auth}), "config", "show")
     assert code == 2 and "web.auth" in caplog.text and why in caplog.text, caplog.text
     assert auth not in caplog.text or auth.startswith("env:")  # a password is not echoed
 
