@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from monitor.models import Alert, AlertFeedback, Digest, Feed, Item, Meta, Rule, Story
+from monitor.models import Alert, AlertFeedback, Digest, Item, Meta, Rule, Story
 
 WEB_SECRET_KEY = "web.secret"  # noqa: S105 (a meta row name): the key signing the review page's cookies
 
@@ -110,10 +110,6 @@ def daily_counts(session: Session, since: datetime, days: int) -> dict[int, list
 def ping(session: Session) -> None:
     """Raises when the database does not answer."""
     session.execute(select(1))
-
-
-def feed_ids_by_name(session: Session) -> dict[str, int]:
-    return {name: fid for fid, name in session.execute(select(Feed.id, Feed.name))}
 
 
 def copies_of(session: Session, item_ids: Sequence[int]) -> dict[int, list[int]]:

@@ -22,9 +22,17 @@ from urllib.parse import quote
 from aiohttp import web
 
 from monitor import store
-from monitor.service.health import Health
 from monitor.web import api, pages
-from monitor.web.context import CONTEXT, COOKIE, SESSION, WHO, Context, set_cookie
+from monitor.web.context import (
+    CONTEXT,
+    COOKIE,
+    SESSION,
+    WHO,
+    Context,
+    Health,
+    WebHealth,
+    set_cookie,
+)
 from monitor.web.security import LOCAL_REVIEWER, Keys
 from monitor.web.security import Session as WebSession
 
@@ -55,14 +63,15 @@ async def _healthz(request: web.Request) -> web.Response:
     """A daemon's verdict (monitor.service.health); serving alone, whether the
     database answers."""
     ctx = request.app[CONTEXT]
+    h: Health
     if ctx.health is not None:
         h = ctx.health()
     else:
         try:
             await ctx.read(store.ping)
-            h = Health(True, {"role": "web"})
+            h = WebHealth(True, {"role": "web"})
         except web.HTTPServiceUnavailable as exc:
-            h = Health(False, {"role": "web", "reason": (exc.text or "").strip()})
+            h = WebHealth(False, {"role": "web", "reason": (exc.text or "").strip()})
     body = json.dumps({"status": "ok" if h.ok else "unhealthy", **h.detail}, default=str)
     return web.Response(status=200 if h.ok else 503, text=body + "\n",
                         content_type="application/json", headers={"Cache-Control": "no-store"})

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -17,10 +18,27 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor import db, store
 from monitor.clock import utcnow
 from monitor.config import Settings
-from monitor.service.health import Health
 from monitor.web.security import Credentials, Keys, Throttle
 
 T = TypeVar("T")
+
+
+class Health(Protocol):
+    """A verdict for /healthz (a daemon's: monitor.service.health.Health)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def detail(self) -> dict[str, object]: ...
+
+
+@dataclass(frozen=True)
+class WebHealth:
+    """/healthz of ``monitor web`` alone: whether the database answers."""
+
+    ok: bool
+    detail: dict[str, object]
 THREADS = 4
 COOKIE = "monitor_session"
 
