@@ -215,6 +215,7 @@ SECTIONS: dict[str, list[str]] = {
     "stories": ["enabled", "window", "threshold"],
     "retention": ["duplicate_text", "original_text", "digest_bodies", "stopped_workers",
                   "story_index", "every", "batch"],
+    "web": ["auth"],
 }
 TABLE_ARRAYS: dict[str, list[str]] = {
     "feeds": ["name", "url", "interval", "enabled", "max_interval", "alert_backlog"],
@@ -256,6 +257,8 @@ PLAUSIBLE: dict[str, list[Any]] = {
     "username": ["", "monitor"],
     "password_env": ["MONITOR_SMTP_PASSWORD", "1BAD", "", "A-B"],
     "ca_file": ["", "/nonexistent.pem", "\x00", "."],
+    "auth": ["", "env:MONITOR_WEB_TOKEN", "env:", "env:1BAD", "hunter2", "$2b$12$" + "a" * 53,
+             "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", "$2b$12$short"],
     "name": ["teleSUR", "", " ", "x"],
     "interval": DURATIONS, "max_interval": DURATIONS, "timeout": DURATIONS,
     "connect_timeout": DURATIONS, "default_interval": DURATIONS, "backoff_base": DURATIONS,
