@@ -76,3 +76,7 @@ def setup(level: str, fmt: str = "text", stream: TextIO | None = None) -> None:
     root.setLevel(level)
     for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # A stranger's malformed request (a NUL in a header) is answered 400 by aiohttp's
+    # server, which then logs it with a traceback at ERROR: anyone could fill the log.
+    # Errors of the review page's own handlers are logged by monitor.web.app instead.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)

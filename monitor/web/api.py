@@ -23,6 +23,7 @@ from monitor import store
 from monitor.web import openapi, views
 from monitor.web.context import CONTEXT, WHO, json_default
 
+MAX_ID = 2**63 - 1  # ids are BIGINT; a larger one names nothing (routes take 18 digits)
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
@@ -30,11 +31,11 @@ MAX_LIMIT = 200
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/api/v1/openapi.json", document)
     router.add_get("/api/v1/stories", stories)
-    router.add_get("/api/v1/stories/{id:\\d+}", story)
+    router.add_get("/api/v1/stories/{id:\\d{1,18}}", story)
     router.add_get("/api/v1/items", items)
-    router.add_get("/api/v1/items/{id:\\d+}", item)
+    router.add_get("/api/v1/items/{id:\\d{1,18}}", item)
     router.add_get("/api/v1/alerts", alerts)
-    router.add_post("/api/v1/alerts/{id:\\d+}/feedback", feedback)
+    router.add_post("/api/v1/alerts/{id:\\d{1,18}}/feedback", feedback)
     router.add_get("/api/v1/feeds", feeds)
     router.add_get("/api/v1/search", search)
 
@@ -76,7 +77,7 @@ def _cursor(request: web.Request) -> Any:
 
 def _int_cursor(request: web.Request) -> int | None:
     c = _cursor(request)
-    if c is not None and (not isinstance(c, int) or isinstance(c, bool) or c < 0):
+    if c is not None and (not isinstance(c, int) or isinstance(c, bool) or not 0 <= c <= MAX_ID):
         raise _bad("cursor: not a cursor this API gave")
     return c
 
@@ -186,7 +187,8 @@ async def items(request: web.Request) -> web.Response:
     if status not in (None, "new", "duplicate"):
         raise _bad("status: give new or duplicate")
     feed_id = request.query.get("feed_id")
-    if feed_id is not None and not feed_id.isdigit():
+    if feed_id is not None and not (feed_id.isascii() and feed_id.isdigit()
+                                    and int(feed_id) <= MAX_ID):
         raise _bad("feed_id: give a feed's id")
     fid = int(feed_id) if feed_id is not None else None
     rows = await request.app[CONTEXT].read(lambda s: store.list_items(
@@ -228,8 +230,11 @@ async def feedback(request: web.Request) -> web.Response:
         raise _bad("the body must be JSON: {\"relevant\": true}") from None
     if not isinstance(body, dict) or not isinstance(body.get("relevant"), bool):
         raise _bad("relevant: give true or false")
+    unknown = sorted(set(body) - {"relevant", "by"})
+    if unknown:
+        raise _bad(f"{unknown[0]}: unknown (give relevant, and by if you like)")
     by = body.get("by")
-    if by is not None and (not isinstance(by, str) or not by.strip() or len(by) > 80):
+    if "by" in body and (not isinstance(by, str) or not by.strip() or len(by) > 80):
         raise _bad("by: give a name of 1 to 80 characters")
     who = " ".join(by.split()) if by else (request.get(WHO) or "api")
     now = ctx.clock()

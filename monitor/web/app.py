@@ -98,9 +98,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = exc
         if request.path.startswith("/api/") and exc.status >= 400 \
                 and exc.content_type != "application/json":
-            response = web.json_response({"error": exc.text or exc.reason}, status=exc.status,
+            response = web.json_response({"error": (exc.text or exc.reason).strip()},
+                                         status=exc.status,
                                          headers={k: v for k, v in exc.headers.items()
-                                                  if k.lower() == "www-authenticate"})
+                                                  if k.lower() in ("www-authenticate", "allow")})
     except Exception:
         log.exception("answering %s %s failed", request.method, request.path)
         response = (web.json_response({"error": "internal error"}, status=500)
@@ -186,7 +187,12 @@ async def _check_csrf(request: web.Request, keys: Keys, session: WebSession | No
     token = request.headers.get("X-CSRF-Token")
     if token is None and request.content_type in ("application/x-www-form-urlencoded",
                                                   "multipart/form-data"):
-        token = str((await request.post()).get("csrf", "")) or None
+        try:
+            token = str((await request.post()).get("csrf", "")) or None
+        except web.HTTPException:
+            raise  # too large: 413
+        except Exception:  # aiohttp raises several kinds on a broken body
+            raise web.HTTPBadRequest(text="refused: the form's body could not be read\n") from None
     if not keys.csrf_ok(session, token):
         raise web.HTTPForbidden(text="refused: the form's security token is missing or out "
                                      "of date; reload the page and try again\n")

@@ -89,11 +89,11 @@ def _params(*names: str) -> list[dict[str, Any]]:
         "cursor": {"name": "cursor", "in": "query", "required": False,
                    "schema": {"type": "string"}, "description": "a page's next_cursor"},
         "id": {"name": "id", "in": "path", "required": True,
-               "schema": {"type": "integer", "minimum": 0}},
+               "schema": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}},
         "status": {"name": "status", "in": "query", "required": False,
                    "schema": {"enum": ["new", "duplicate"]}},
         "feed_id": {"name": "feed_id", "in": "query", "required": False,
-                    "schema": {"type": "integer", "minimum": 0}},
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
         "rule": {"name": "rule", "in": "query", "required": False, "schema": {"type": "string"}},
         "q": {"name": "q", "in": "query", "required": True, "schema": {"type": "string",
               "minLength": 1}, "description": "the query language of rules and `monitor search`"},
@@ -193,7 +193,11 @@ def document() -> dict[str, Any]:
                                                      "maxLength": 80}},
                                "additionalProperties": False}}}},
                 "responses": {"200": _ok("FeedbackGiven", "the verdict as stored"),
-                              **_ERRORS, **_NOT_FOUND}}},
+                              **_ERRORS, **_NOT_FOUND, "403": {
+                                  "description": "not JSON, and without the page's CSRF "
+                                                 "token, or from another site",
+                                  "content": {"application/json": {
+                                      "schema": _ref("Error")}}}}}},
             "/api/v1/feeds": _get("Feeds with their state and items per day", "FeedList",
                                   ("limit", "cursor"), op="listFeeds"),
             "/api/v1/search": _get("Stories matching a query, best first", "SearchResult",
