@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,11 +44,12 @@ def pg_reason() -> str | None:
     return _pg_available()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_reason: str | None) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'monitor.db'}"
+@contextmanager
+def fresh_database(kind: str, tmp: Path, pg_reason: str | None) -> Iterator[str]:
+    """A fresh, empty database of ``kind``: a SQLite file in ``tmp``, or a new
+    PostgreSQL database, dropped after. PostgreSQL unreachable: skipped (failed in CI)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp / 'monitor.db'}"
         return
     if pg_reason is not None:
         if os.environ.get("CI"):
@@ -62,6 +64,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_reason: str | None
     finally:
         with _pg_admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_reason: str | None) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database."""
+    with fresh_database(request.param, tmp_path, pg_reason) as url:
+        yield url
 
 
 # --- HTTP server ---------------------------------------------------------------------------

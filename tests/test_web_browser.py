@@ -12,11 +12,9 @@ feedback."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import review_site
 from browser import browser_fixture
-from conftest import PG_ADMIN_URL, LocalServer, _pg_admin, _pg_available
+from conftest import LocalServer, _pg_available, fresh_database
 from review_site import HOSTILE
 
 if TYPE_CHECKING:
@@ -39,23 +37,6 @@ TOKEN_ENV = "MONITOR_WEB_TOKEN"
 TOKEN = "browser-test-token-0123456789abcdef"
 REVIEWER = "Ana Reviewer"
 TIMEOUT_MS = 15_000
-
-# Bugs in monitor/web found by these tests (each test that shows one is a strict xfail).
-ORIGIN_NULL = (
-    "monitor/web/app.py:_check_csrf (line 171) refuses a POST whose Origin header is not "
-    "this site's, but every page is served with Referrer-Policy: no-referrer (app.py line "
-    "103, and <meta name=referrer> in base.html), under which Chromium sends 'Origin: null' "
-    "with a same-origin form POST: every form but sign-in (verdicts, sign-out) gets 403 "
-    "'this form was sent from another site'")
-NEXT_LOST = (
-    "monitor/web/pages.py:login: after a wrong token the form is rendered again by "
-    "login_form(request) (line 311), which takes `next` from the query string of the POST "
-    "(the form posts to /login, no query): the hidden `next` becomes '/', the page asked for "
-    "is lost")
-FAVICON = (
-    "monitor/web/app.py lists /favicon.ico in OPEN_PATHS (line 35) but no route serves it: "
-    "every page a browser loads logs 'Failed to load resource: 404' for it")
-
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
@@ -71,34 +52,12 @@ class Site:
 
 
 @contextmanager
-def _database(kind: str, tmp: Path) -> Iterator[str]:
-    """A fresh database, as conftest's db_url makes one (which is function-scoped)."""
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp / 'monitor.db'}"
-        return
-    reason = _pg_available()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI but unreachable: {reason}")
-        pytest.skip(f"PostgreSQL unreachable: {reason}")
-    name = f"monitor_test_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with _pg_admin() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
 def _site(tmp: Path, kind: str, web: dict[str, object] | None = None,
           env: dict[str, str] | None = None) -> Iterator[Site]:
     server = LocalServer()
     server.start()
     try:
-        with _database(kind, tmp) as url:
+        with fresh_database(kind, tmp, _pg_available()) as url:
             # In a thread: Playwright's sync API holds this thread's event loop, and
             # ``run --once`` runs its own.
             with ThreadPoolExecutor(1) as pool:
@@ -158,10 +117,8 @@ class Tab:
     def assert_clean(self, allow: tuple[int, ...] = ()) -> None:
         """Nothing went wrong so far; ``allow``: statuses of 400 or more that a test
         asked for (then their "Failed to load resource" console line is expected)."""
-        console = [c for c in self.console if not any(f"status of {s} " in c for s in allow)
-                   and not c.endswith("/favicon.ico)")]  # test_favicon
-        bad = [b for b in self.bad
-               if int(b.split()[0]) not in allow and not b.endswith("/favicon.ico")]
+        console = [c for c in self.console if not any(f"status of {s} " in c for s in allow)]
+        bad = [b for b in self.bad if int(b.split()[0]) not in allow]
         assert console == [], f"console errors: {console}"
         assert self.failed == [], f"failed requests: {self.failed}"
         assert self.foreign == [], f"requests to another origin: {self.foreign}"
@@ -419,7 +376,6 @@ def _mark(t: Tab, anchor: str, verdict: str) -> None:
     t.page.wait_for_url(f"{t.base}/#{anchor}")
 
 
-@pytest.mark.xfail(strict=True, reason=ORIGIN_NULL)
 def test_mark_alert(browser: Browser, site: Site) -> None:
     """Relevant, then Not relevant, on Today's first alert: the page says so after
     each redirect, and the API has the last verdict."""
@@ -496,7 +452,6 @@ def test_token_sign_in(browser: Browser, token_site: Site) -> None:
     assert len(_api(base, "/api/v1/alerts", TOKEN)["data"]) >= 1
 
 
-@pytest.mark.xfail(strict=True, reason=ORIGIN_NULL)
 def test_signed_in_verdict_carries_the_name(browser: Browser, token_site: Site) -> None:
     base = token_site.base
     with tab(browser, base) as t:
@@ -512,7 +467,6 @@ def test_signed_in_verdict_carries_the_name(browser: Browser, token_site: Site) 
     assert (feedback["relevant"], feedback["by"]) == (True, "Bo Checker")
 
 
-@pytest.mark.xfail(strict=True, reason=ORIGIN_NULL)
 def test_sign_out(browser: Browser, token_site: Site) -> None:
     base = token_site.base
     with tab(browser, base) as t:
@@ -526,7 +480,6 @@ def test_sign_out(browser: Browser, token_site: Site) -> None:
         assert _next(t) == "/feeds"
 
 
-@pytest.mark.xfail(strict=True, reason=NEXT_LOST)
 def test_sign_in_after_a_wrong_token_returns_to_the_page_asked_for(
         browser: Browser, token_site: Site) -> None:
     base = token_site.base
@@ -538,10 +491,8 @@ def test_sign_in_after_a_wrong_token_returns_to_the_page_asked_for(
         assert t.url() == "/feeds"
 
 
-@pytest.mark.xfail(strict=True, reason=FAVICON)
 def test_favicon(site: Site) -> None:
-    """A browser asks every site for /favicon.ico by itself (once per session: so asked
-    here directly, and the browser's 404 for it is ignored by the tests above)."""
+    """A browser asks every site for /favicon.ico by itself, whatever the page links."""
     try:
         with urllib.request.urlopen(f"{site.base}/favicon.ico", timeout=10) as resp:
             status = resp.status

@@ -110,7 +110,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     h = response.headers
     h.setdefault("Content-Security-Policy", PAGE_CSP)
     h["X-Content-Type-Options"] = "nosniff"
-    h["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: under no-referrer Chromium sends "Origin: null" with
+    # the page's own form POSTs, which the CSRF check must refuse. Links out carry
+    # rel=noreferrer, so no other site learns what was being read either way.
+    h["Referrer-Policy"] = "same-origin"
     h.setdefault("X-Frame-Options", "DENY")
     h.setdefault("Cache-Control", "no-store")
     return response

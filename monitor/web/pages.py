@@ -45,6 +45,8 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/login", login)
     router.add_post("/logout", logout)
     router.add_get("/static/style.css", stylesheet)
+    router.add_get("/static/favicon.svg", favicon)
+    router.add_get("/favicon.ico", favicon)  # asked for by browsers whatever the page says
 
 
 # --- rendering --------------------------------------------------------------------------
@@ -284,10 +286,12 @@ async def mark(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"{target}#alert-{aid}" if "#" not in target else target)
 
 
-async def login_form(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+async def login_form(request: web.Request, *, error: str = "", status: int = 200,
+                     next_: str | None = None) -> web.Response:
+    """The sign-in form; ``next_``: where to go after (else the query's ``next``)."""
     ctx = request.app[CONTEXT]
     return await _render(request, "login.html", nav="", error=error, status=status,
-                         next=safe_next(request.query.get("next")),
+                         next=safe_next(next_ if next_ is not None else request.query.get("next")),
                          needed=ctx.settings.web.kind != "none")
 
 
@@ -297,20 +301,22 @@ async def login(request: web.Request) -> web.Response:
     client = request.remote or "?"
     if ctx.settings.web.kind == "none":
         raise web.HTTPSeeOther("/")
+    after = safe_next(str(form.get("next", "/")))  # kept when the form is shown again
     wait = ctx.throttle.blocked(client)
     if wait:
-        return await login_form(request, status=429,
+        return await login_form(request, status=429, next_=after,
                                 error=f"Too many failed attempts: wait {int(wait) + 1} seconds.")
     who = " ".join(str(form.get("who", "")).split())[:80]
     secret = str(form.get("secret", ""))
     if not who:
-        return await login_form(request, status=400,
+        return await login_form(request, status=400, next_=after,
                                 error="Give your name: it is recorded with your verdicts.")
     if not await ctx.run(lambda: ctx.credentials.check(secret)):
         ctx.throttle.failed(client)
-        return await login_form(request, status=403, error="Wrong token or password.")
+        return await login_form(request, status=403, next_=after,
+                                error="Wrong token or password.")
     keys = await ctx.keys()
-    response = web.HTTPSeeOther(safe_next(str(form.get("next", "/"))))
+    response = web.HTTPSeeOther(after)
     set_cookie(response, keys.cookie(keys.new_session(who, ctx.clock().timestamp())), request)
     raise response
 
@@ -319,6 +325,12 @@ async def logout(request: web.Request) -> web.Response:
     response = web.HTTPSeeOther("/login")
     response.del_cookie("monitor_session", path="/")
     raise response
+
+
+async def favicon(request: web.Request) -> web.Response:
+    svg = resources.files("monitor.web.static").joinpath("favicon.svg").read_bytes()
+    return web.Response(body=svg, content_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
 
 
 async def stylesheet(request: web.Request) -> web.Response:
