@@ -7,7 +7,8 @@ CONFIG ?= config/monitor.toml
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEV_STAMP := $(STAMP)-dev
 
-.PHONY: run test lint types migrations-check pytest install install-dev clean screenshot
+.PHONY: run test lint types migrations-check pytest install install-dev clean screenshot \
+	screenshots chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +46,27 @@ migrations-check: $(DEV_STAMP)
 # In parallel (pytest-xdist): every test has its own files, ports and databases. Four
 # processes on two cores: most tests wait on servers, subprocesses and sleeps, not the CPU.
 PYTEST_WORKERS ?= 4
-pytest: $(DEV_STAMP)
+pytest: $(DEV_STAMP) chromium
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# The browser tests drive Debian's chromium (Playwright's own download cannot reach the
+# network here). Installed when missing and apt-get may run (root); never fails: without
+# it the browser tests are skipped with the reason.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ -n "$$CHROMIUM" ] || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { echo "installing Debian's chromium for the browser tests"; \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	        chromium >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	          chromium >/dev/null 2>&1; }; } ; } || \
+	  echo "no chromium (not root, or apt-get failed): the browser tests will be skipped"
+
+# docs/web-today.png, web-story.png, web-feeds.png for the README: the review page over
+# the browser tests' site, drawn by headless Chromium.
+screenshots: $(DEV_STAMP) chromium screenshot
+	$(BIN)/python tests/screenshots.py docs
 
 # docs/digest.png: the golden HTML digest as headless Chromium draws it (Debian's
 # `chromium` package: apt-get install chromium). Re-run after changing the templates.

@@ -114,6 +114,11 @@ def test_every_page_and_answer(site: Any) -> None:
     _, _, today = c.get("/")
     assert b"&lt;script&gt;alert(&#39;owned&#39;)&lt;/script&gt; &#34;Quoted&#34; &amp; " \
            b"&lt;b&gt;bold&lt;/b&gt; claims" in today
+    # New stories are what feeds reported: a seed's story is listed only once some
+    # feed carried it (Courier ran seed 000, in the story of seeds 000/002/003; nobody
+    # ran seed 001 or seed 002's untitled text).
+    assert b"Russia Offers Support" not in today and b"(untitled)" not in today
+    assert "4 reports · Courier ·" in today.decode()
     # The failing feed is listed first, with its error, and a 14-day chart per feed.
     _, _, feeds = c.get("/feeds")
     rows = re.findall(rb'<tr class="state-(\w+)" id="feed-\d+">', feeds)

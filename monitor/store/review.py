@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -80,16 +80,21 @@ def last_digest_to(session: Session, recipient: str) -> datetime | None:
         Digest.recipient == recipient, Digest.failed_at.is_(None)))
 
 
+# A story some feed reported (not only seeds): Item.story_id is indexed.
+_reported = exists().where(Item.story_id == Story.id)
+
+
 def stories_created(session: Session, since: datetime, limit: int) -> list[int]:
     """The ids of stories that began since ``since``, those with the most articles
-    first (then the latest reported)."""
+    first (then the latest reported). Stories of the seed corpus alone are no news."""
     return list(session.scalars(
-        select(Story.id).where(Story.created_at >= since)
+        select(Story.id).where(Story.created_at >= since, _reported)
         .order_by(Story.items.desc(), Story.last_at.desc(), Story.id.desc()).limit(limit)))
 
 
 def count_stories_created(session: Session, since: datetime) -> int:
-    return int(session.scalar(select(func.count()).where(Story.created_at >= since)) or 0)
+    return int(session.scalar(select(func.count()).where(Story.created_at >= since, _reported))
+               or 0)
 
 
 def daily_counts(session: Session, since: datetime, days: int) -> dict[int, list[int]]:
