@@ -124,9 +124,24 @@ def test_every_page_and_answer(site: Any) -> None:
     rows = re.findall(rb'<tr class="state-(\w+)" id="feed-\d+">', feeds)
     assert rows[0] == b"failing" and rows.count(b"failing") == 1 and len(rows) == 4
     assert b"HTTP 500" in feeds and feeds.count(b'<svg class="chart"') == 4
-    # The digest preview is a page of its own, sandboxed.
+    # Digests: what waits for each recipient, counted; the next digest is a page of
+    # its own, HTML (sandboxed) or text, the very digest `digest preview` prints.
+    alerts = json_lines(config, "alerts", "list")
+    _, _, page = c.get("/digests")
+    for recipient in ("desk@example.org", "sports@example.org"):
+        rules = {r["name"] for r in review_site.RULES if recipient in r["recipients"]}
+        mine = [a for a in alerts if a["rule"] in rules]
+        stories = {a["story_id"] for a in mine}
+        assert f"<h3>To {recipient}</h3>" in page.decode()
+        told = f"{len(stories)} " + ("story" if len(stories) == 1 else "stories")
+        assert f"{len(mine)} alerts waiting, {told} · rules: " in page.decode()
     status, headers, body = c.get("/digests/preview?recipient=desk%40example.org")
     assert status == 200 and "sandbox" in headers["Content-Security-Policy"]
+    assert b"Robbers in drag" in body
+    status, headers, body = c.get("/digests/preview?recipient=desk%40example.org&format=text")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    code, out = cli(config, "digest", "preview", "--recipient", "desk@example.org")
+    assert code == 0 and body.decode().strip() and body.decode().strip() in out
     assert c.get("/digests/preview?recipient=nobody%40example.org")[0] == 404
 
 

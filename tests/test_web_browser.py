@@ -236,8 +236,10 @@ def test_every_page_loads_clean(browser: Browser, site: Site) -> None:
         t.go("/digests")
         assert _text(page, "h1") == "Digests"
         previews = page.locator("section.preview h3").all_inner_texts()
-        assert [p.split(":")[0] for p in previews] == ["To desk@example.org", "To sports@example.org"]
-        assert page.locator("section.preview details pre").count() == 2
+        assert previews == ["To desk@example.org", "To sports@example.org"]
+        page.locator("section.preview").first.get_by_role("link", name="HTML").click()
+        page.wait_for_url(re.compile(r"/digests/preview\?recipient=desk%40example.org$"))
+        assert "Robbers in drag" in page.locator("body").inner_text()
 
         t.go("/login")
         assert "needs no sign-in" in _text(page, "main")

@@ -40,6 +40,7 @@ from monitor.store.digests import (
     recipients_waiting,
     stories_mailed,
     undelivered_alerts,
+    waiting_for_digest,
 )
 from monitor.store.entries import (
     WaitingEntry,
@@ -381,6 +382,7 @@ __all__ = [
     "upsert_seed",
     "wait_entry",
     "waiting_entries",
+    "waiting_for_digest",
     "web_secret",
     "work_waiting",
     "worker_stopped",

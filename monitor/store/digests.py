@@ -30,6 +30,24 @@ def undelivered_alerts(session: Session, recipient: str, rules: Sequence[str]) -
     return alert_rows(session, Rule.name.in_(list(rules)), ~carried, newest_first=False)
 
 
+def waiting_for_digest(session: Session, recipient: str,
+                       rules: Sequence[str]) -> tuple[int, int]:
+    """How many alerts :func:`undelivered_alerts` would give, and about how many
+    stories they make (an item without a story counts as one), counted in the
+    database: for a page that shows the numbers, not the digest."""
+    if not rules:
+        return 0, 0
+    carried = exists().where(DigestAlert.alert_id == Alert.id,
+                             DigestAlert.recipient == recipient)
+    story = func.coalesce(Item.story_id, -Item.id)
+    row = session.execute(
+        select(func.count(), func.count(func.distinct(story)))
+        .select_from(Alert).join(Rule, Rule.id == Alert.rule_id)
+        .join(Item, Item.id == Alert.item_id)
+        .where(Rule.name.in_(list(rules)), ~carried)).one()
+    return int(row[0]), int(row[1])
+
+
 def stories_mailed(session: Session, recipient: str,
                    story_ids: Sequence[int]) -> dict[int, datetime]:
     """Of ``story_ids``, those a digest to ``recipient`` (sent or still to be, not failed)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import ColumnElement, Date, cast, exists, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -99,16 +100,24 @@ def count_stories_created(session: Session, since: datetime) -> int:
 
 def daily_counts(session: Session, since: datetime, days: int) -> dict[int, list[int]]:
     """Per feed id, the items stored on each of the ``days`` days from ``since`` (a UTC
-    midnight) on, oldest first. Feeds that stored nothing are left out."""
+    midnight) on, oldest first. Feeds that stored nothing are left out. Counted in the
+    database, a row per feed and day: reading every item's time cost 100 ms at 100k
+    items."""
+    if session.get_bind().dialect.name == "postgresql":
+        day: ColumnElement[Any] = cast(func.timezone("UTC", Item.created_at), Date)
+    else:  # SQLite keeps naive UTC text, "YYYY-MM-DD HH:MM:SS…"
+        day = func.substr(Item.created_at, 1, 10)
     # Both statuses named: the (status, created_at) index then serves the time range.
     rows = session.execute(
-        select(Item.feed_id, Item.created_at)
-        .where(Item.status.in_(("new", "duplicate")), Item.created_at >= since))
+        select(Item.feed_id, day, func.count())
+        .where(Item.status.in_(("new", "duplicate")), Item.created_at >= since)
+        .group_by(Item.feed_id, day))
+    start = since.date()
     out: dict[int, list[int]] = {}
-    for feed_id, created in rows:
-        day = (created - since) // timedelta(days=1)
-        if 0 <= day < days:
-            out.setdefault(feed_id, [0] * days)[day] += 1
+    for feed_id, when, count in rows:
+        index = ((when if isinstance(when, date) else date.fromisoformat(when)) - start).days
+        if 0 <= index < days:
+            out.setdefault(feed_id, [0] * days)[index] += count
     return out
 
 

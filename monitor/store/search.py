@@ -319,12 +319,13 @@ def count_candidates(session: Session, expr: str, filters: SearchFilters,
                f"WHERE {_pg_match(lookup)}{where}")
         return int(_planned(session, _sql(sql, params), params)[0][0])
     where = _where(filters, params)
-    if filters.status != "all" and filters.since is not None and not filters.feeds \
-            and filters.story_id is None:
-        # `rules test`'s count: the items of the window from the covering index on
-        # (status, created_at), each looked up in the set of matches. Joining each
-        # match to its row instead reads past the row's text to its status (SQLite
-        # keeps a row's columns in order): 2 s for a common word at 1M items, 0.2 s so.
+    if filters.status != "all" and not filters.feeds and filters.story_id is None:
+        # `rules test`'s count (and the Rules page's, over every stored item): the
+        # items of the status (and window) from the covering index on (status,
+        # created_at), each looked up in the set of matches. Joining each match to its
+        # row instead reads past the row's text to its status (SQLite keeps a row's
+        # columns in order): 2 s for a common word at 1M items, 0.2 s so; at 100k
+        # items without a window, 2.8 s against 16 ms.
         sql = ("SELECT count(*) FROM items i INDEXED BY ix_items_status_created_at "
                f"WHERE i.id IN (SELECT rowid FROM items_fts WHERE items_fts MATCH :q){where}")
     else:
