@@ -147,10 +147,10 @@ def test_html_page_is_not_a_feed(content_type: str | None) -> None:
     assert "HTML page, not a feed" in info.value.reason
 
 
-def test_json_feed_is_named() -> None:
+def test_json_feed_is_read() -> None:  # in full: test_jsonfeed.py
     body = b'{"version":"https://jsonfeed.org/version/1.1","title":"T","items":[]}'
-    with pytest.raises(FeedParseError, match="a JSON Feed"):
-        parse_feed(body, "https://t.example/feed.json", "application/feed+json")
+    feed = parse_feed(body, "https://t.example/feed.json", "application/feed+json")
+    assert (feed.version, feed.title, feed.entries) == ("json11", "T", ())
 
 
 def test_broken_feed_with_no_entries_is_a_failure_not_an_empty_success() -> None:

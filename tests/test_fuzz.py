@@ -588,6 +588,41 @@ def test_hostile_feed_fields_map_to_safe_entries(items: list[dict[str, str | Non
     check_feed(result)
 
 
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), xml_ish),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.sampled_from(["name", "url", "x"]), inner,
+                                            max_size=3)),
+    max_leaves=6)
+
+
+@st.composite
+def json_feed_items(draw: st.DrawFn) -> object:
+    item = draw(feed_items())
+    fields = {"title": item["title"], "url": item["link"], "external_url": draw(xml_ish),
+              "id": item["guid"], "date_published": item["date"],
+              "date_modified": draw(st.sampled_from(DATES)), "summary": item["summary"],
+              "content_html": item["content"], "content_text": draw(field_values),
+              "authors": [{"name": item["author"]}], "author": draw(json_values)}
+    chosen = draw(st.lists(st.sampled_from(sorted(fields)), unique=True))
+    out: dict[str, object] = {k: fields[k] for k in chosen}
+    for k in draw(st.lists(st.sampled_from(sorted(fields)), max_size=2)):
+        out[k] = draw(json_values)  # a value of the wrong kind
+    return draw(st.one_of(st.just(out), json_values)) if draw(st.integers(0, 9)) == 0 else out
+
+
+@SLOW
+@given(st.lists(json_feed_items(), max_size=4),
+       st.sampled_from(["https://jsonfeed.org/version/1", "https://jsonfeed.org/version/1.1",
+                        None, 1, "https://jsonfeed.org/version/9"]),
+       json_values, st.sampled_from(["application/feed+json", "application/json", None]))
+def test_hostile_json_feed_fields_map_to_safe_entries(items: list[object], version: object,
+                                                      extra: object,
+                                                      content_type: str | None) -> None:
+    doc = {"version": version, "title": extra, "language": extra, "items": items}
+    check_feed(parsed(json.dumps(doc).encode(), content_type))
+
+
 @settings(max_examples=len(LINKS), deadline=None)
 @given(st.sampled_from(LINKS), st.sampled_from(["rss", "atom"]))
 def test_an_entry_link_is_an_http_url_or_none(link: str, kind: str) -> None:

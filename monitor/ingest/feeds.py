@@ -1,4 +1,5 @@
-"""Feed parsing with feedparser: bytes in, plain values out (pure).
+"""Feed parsing with feedparser: bytes in, plain values out (pure). JSON Feed is read
+by :mod:`monitor.ingest.jsonfeed`, into the same values.
 
 No network here: the body comes from :mod:`monitor.ingest.fetcher`. feedparser is
 lenient, so a malformed but usable feed ("bozo") still yields entries; the
@@ -52,26 +53,34 @@ def _struct_to_datetime(value: Any) -> datetime | None:
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
-def _plain(value: Any) -> str | None:
+def plain(value: Any) -> str | None:
     """``value`` when it is a string, control characters removed."""
     return _CONTROL.sub("", value) if isinstance(value, str) else None
 
 
-def _text(value: Any) -> str | None:
-    plain = _plain(value)
-    if plain is None:
+def html_text(value: Any) -> str | None:
+    """The text of ``value`` read as HTML (a string), or None."""
+    written = plain(value)
+    if written is None:
         return None
     from monitor.ingest.html_text import html_to_text  # lxml: in the workers only
 
-    text = html_to_text(plain)
-    return text or None
+    return html_to_text(written) or None
 
 
-def _link(value: Any, feed_url: str) -> str | None:
+def feed_language(value: Any) -> str | None:
+    """A feed's declared language as a bare lowercase code: "en-US" -> "en"."""
+    text = plain(value)
+    if not text or not text.strip():
+        return None
+    return text.strip().split("-")[0].split("_")[0].lower()[:8] or None
+
+
+def http_link(value: Any, feed_url: str) -> str | None:
     """The entry's link made absolute, when it is an http(s) URL with a host: never a
     ``javascript:``, ``data:`` or ``mailto:`` link, which digests would show and the
     fetcher cannot fetch."""
-    text = _plain(value)
+    text = plain(value)
     if not text or not text.strip():
         return None
     try:
@@ -86,12 +95,12 @@ def _link(value: Any, feed_url: str) -> str | None:
 
 
 def _entry(raw: Any, feed_url: str) -> FeedEntry:
-    link = _link(raw.get("link"), feed_url)
-    title = _text(raw.get("title"))
+    link = http_link(raw.get("link"), feed_url)
+    title = html_text(raw.get("title"))
     contents = raw.get("content") or []
-    content = max((_text(c.get("value")) or "" for c in contents), key=len, default="") or None
-    summary = _text(raw.get("summary"))
-    guid = _plain(raw.get("id"))
+    content = max((html_text(c.get("value")) or "" for c in contents), key=len, default="") or None
+    summary = html_text(raw.get("summary"))
+    guid = plain(raw.get("id"))
     if not guid or not guid.strip():
         # No id: the link identifies the entry; failing that, its words do.
         basis = "\n".join(filter(None, (title, summary, content)))
@@ -99,7 +108,7 @@ def _entry(raw: Any, feed_url: str) -> FeedEntry:
     published = _struct_to_datetime(raw.get("published_parsed")) or _struct_to_datetime(
         raw.get("updated_parsed")
     )
-    author = _plain(raw.get("author"))
+    author = plain(raw.get("author"))
     return FeedEntry(
         guid=guid.strip(),
         link=link,
@@ -196,6 +205,10 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
     """
     if not body.strip():
         raise FeedParseError(url, "empty body")
+    from monitor.ingest import jsonfeed  # it builds on this module's values
+
+    if jsonfeed.looks_like_json(body, content_type):
+        return jsonfeed.parse_json_feed(body, url)
     if _expansion_attack(body):
         raise FeedParseError(url, "the feed declares XML entities that expand into other "
                                   "entities (an entity-expansion attack); not parsed")
@@ -220,27 +233,19 @@ def parse_feed(body: bytes, url: str, content_type: str | None = None) -> Parsed
     version = parsed.get("version") or ""
     entries = parsed.get("entries") or []
     if not version and not entries:
-        if body.lstrip()[:1] == b"{" and b"jsonfeed.org/version" in body[:4096]:
-            raise FeedParseError(url, "a JSON Feed: monitor reads RSS and Atom only; ask the "
-                                      "site for its RSS or Atom feed")
         if _HTML_START.match(body[:1024]):
             raise FeedParseError(url, "the server sent an HTML page, not a feed; check the "
                                       "feed's URL (a site's home page is no feed)")
-        raise FeedParseError(url, warning or "no RSS or Atom content")
+        raise FeedParseError(url, warning or "no RSS, Atom or JSON Feed content")
     if warning and not entries:
         # Broken before any entry could be read: nothing usable, so a failure (with the
         # parser's reason), not a quiet success with no news.
         raise FeedParseError(url, f"{warning}; no entries could be read")
     meta = parsed.get("feed", {})
-    language = _plain(meta.get("language"))
-    if language and language.strip():
-        language = language.strip().split("-")[0].split("_")[0].lower()[:8]
-    else:
-        language = None
     return ParsedFeed(
-        title=_text(meta.get("title")),
+        title=html_text(meta.get("title")),
         version=version,
-        language=language,
+        language=feed_language(meta.get("language")),
         entries=tuple(_entry(e, url) for e in entries),
         warning=warning,
     )

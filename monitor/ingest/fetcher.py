@@ -52,8 +52,9 @@ from monitor.ingest.urls import host_problem
 
 log = logging.getLogger(__name__)
 
-FEED_ACCEPT = (  # no application/feed+json: JSON Feed is not read (yet)
-    "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, "
+    "application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
 )
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 
