@@ -72,6 +72,7 @@ class FeedSettings:
     enabled: bool = True
     max_interval: int = 0  # seconds: the adaptive ceiling (at least interval; 0: interval)
     alert_backlog: bool = True  # False: what its first poll finds does not alert
+    category: str | None = None  # a folder of the user's ("World/Europe"), from OPML
 
 
 
@@ -777,6 +778,10 @@ def _web(doc: _Table, environ: Mapping[str, str]) -> WebSettings:
     return WebSettings(auth=auth, token=token)
 
 
+MAX_CATEGORY_CHARS = 100
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _feeds(doc: _Table, default_interval: int,
            default_max: int) -> tuple[FeedSettings, ...]:
     doc.used.add("feeds")
@@ -798,6 +803,11 @@ def _feeds(doc: _Table, default_interval: int,
         enabled = t.get("enabled", bool, True)
         alert_backlog = t.get("alert_backlog", bool, True)
         max_interval = _duration(t, "max_interval", max(default_max, interval), minimum=30)
+        category = " ".join(t.get("category", str, "").split()) or None
+        if category is not None:
+            t.check("category", category, lambda c: len(c) <= MAX_CATEGORY_CHARS
+                    and not _CONTROL_CHARS.search(c),
+                    f"at most {MAX_CATEGORY_CHARS} characters, no control characters")
         if max_interval < interval:
             raise t.fail("max_interval", f"must be at least the feed's interval ({interval}s)")
         t.finish()
@@ -808,7 +818,8 @@ def _feeds(doc: _Table, default_interval: int,
             raise t.fail("name", f"duplicate feed name {name!r}, already used by feeds[{seen_names[name]}]")
         seen_urls[url], seen_names[name] = i, i
         feeds.append(FeedSettings(name=name, url=url, interval=interval, enabled=enabled,
-                                  max_interval=max_interval, alert_backlog=alert_backlog))
+                                  max_interval=max_interval, alert_backlog=alert_backlog,
+                                  category=category))
     return tuple(feeds)
 
 

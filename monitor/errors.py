@@ -22,6 +22,7 @@ the edge with ``raise ... from exc`` so callers only ever catch ours::
     ├── ExtractionError        article extraction failed
     ├── MailError              the SMTP server could not be reached, or refused a digest
     ├── InputError             a file or URL given on the command line cannot be read
+    │   └── OpmlError          a file given as OPML is none
     └── UsageError             a command-line argument that means nothing here (a typo)
 
 Each class has a ``hint`` telling the user what to do about it, shown by the CLI; an
@@ -231,6 +232,12 @@ class InputError(MonitorError):
     """A file or URL named on the command line cannot be read."""
 
     hint = "check the path or URL"
+
+
+class OpmlError(InputError):
+    """A file given as a feed list (OPML) is no OPML: not XML, or XML of another kind."""
+
+    hint = "export the feed list from your reader as OPML"
 
 
 class UsageError(MonitorError):

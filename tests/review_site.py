@@ -94,7 +94,8 @@ def build(server: LocalServer, tmp: Path, db_url: str, *, now: datetime | None =
     for feed in FEEDS:
         server.routes[f"/{feed.lower()}.rss"] = Route(body=rss(feed, entries[feed]),
                                                       content_type="application/rss+xml")
-        feeds.append({"name": feed, "url": server.url(f"/{feed.lower()}.rss")})
+        feeds.append({"name": feed, "url": server.url(f"/{feed.lower()}.rss"),
+                      **({"category": "Wires"} if feed == "Wire" else {})})
     server.routes["/broken.rss"] = Route(body=b"upstream exploded", status=500)
     feeds.append({"name": "Broken Gazette", "url": server.url("/broken.rss")})
     config = write_config(tmp / "monitor.toml", db_url=db_url, feeds=feeds, rules=RULES,

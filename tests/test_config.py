@@ -312,7 +312,7 @@ def test_redacted_hides_password_from_environment(tmp_path: Path) -> None:
     assert shown["database"]["from_env"] is True
     assert shown["feeds"] == [{"name": "A", "url": "https://a.example/rss", "interval": 900,
                                "enabled": True, "max_interval": 4 * 3600,
-                               "alert_backlog": True}]
+                               "alert_backlog": True, "category": None}]
 
 
 def test_redacted_sqlite_url_is_shown_plainly(tmp_path: Path) -> None:

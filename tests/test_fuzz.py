@@ -218,7 +218,7 @@ SECTIONS: dict[str, list[str]] = {
     "web": ["auth"],
 }
 TABLE_ARRAYS: dict[str, list[str]] = {
-    "feeds": ["name", "url", "interval", "enabled", "max_interval", "alert_backlog"],
+    "feeds": ["name", "url", "interval", "enabled", "max_interval", "alert_backlog", "category"],
     "rules": ["name", "query", "recipients"],
 }
 # Plausible values per key, good and bad, so that generated documents get past the first
@@ -260,6 +260,7 @@ PLAUSIBLE: dict[str, list[Any]] = {
     "auth": ["", "env:MONITOR_WEB_TOKEN", "env:", "env:1BAD", "hunter2", "$2b$12$" + "a" * 53,
              "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", "$2b$12$short"],
     "name": ["teleSUR", "", " ", "x"],
+    "category": ["News/World", "", " ", "a" * 101, "tab\there", "Новости"],
     "interval": DURATIONS, "max_interval": DURATIONS, "timeout": DURATIONS,
     "connect_timeout": DURATIONS, "default_interval": DURATIONS, "backoff_base": DURATIONS,
     "backoff_max": DURATIONS, "config_check": DURATIONS, "shutdown_timeout": DURATIONS,

@@ -124,6 +124,10 @@ def test_every_page_and_answer(site: Any) -> None:
     rows = re.findall(rb'<tr class="state-(\w+)" id="feed-\d+">', feeds)
     assert rows[0] == b"failing" and rows.count(b"failing") == 1 and len(rows) == 4
     assert b"HTTP 500" in feeds and feeds.count(b'<svg class="chart"') == 4
+    # The config's category of a feed (Wire's: "Wires") is shown, and in the API.
+    assert feeds.count(b'<span class="badge category">Wires</span>') == 1
+    assert {f["name"]: f["category"] for f in c.json("/api/v1/feeds")["data"]} == {
+        "Wire": "Wires", "Courier": None, "Herald": None, "Broken Gazette": None}
     # Digests: what waits for each recipient, counted; the next digest is a page of
     # its own, HTML (sandboxed) or text, the very digest `digest preview` prints.
     alerts = json_lines(config, "alerts", "list")
@@ -142,6 +146,7 @@ def test_every_page_and_answer(site: Any) -> None:
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     code, out = cli(config, "digest", "preview", "--recipient", "desk@example.org")
     assert code == 0 and body.decode().strip() and body.decode().strip() in out
+    assert "Wire (Wires)" in out and "Herald (" not in out  # outlets with their category
     assert c.get("/digests/preview?recipient=nobody%40example.org")[0] == 404
 
 

@@ -50,6 +50,7 @@ from monitor.cli.daemon import (
 )
 from monitor.cli.dedup import cmd_dedup_check, cmd_dedup_reindex
 from monitor.cli.digests import cmd_digest_list, cmd_digest_preview, cmd_digest_send
+from monitor.cli.feedlist import cmd_feeds_export, cmd_feeds_import
 from monitor.cli.feeds import cmd_feeds_forget, cmd_feeds_list, cmd_feeds_poll
 from monitor.cli.items import cmd_items_list, cmd_items_refetch
 from monitor.cli.search import cmd_rules_backfill, cmd_rules_test, cmd_search
@@ -132,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     ff = feeds.add_parser("forget", help="remove a feed the config no longer lists (its "
                                          "items stay)")
     ff.add_argument("feed", metavar="NAME_OR_URL")
+    fi = feeds.add_parser("import", help="the [[feeds]] tables for an OPML file's feeds the "
+                                         "config lacks (a feed reader's export)")
+    fi.add_argument("file", metavar="FILE.opml")
+    fi.add_argument("--write", action="store_true",
+                    help="append them to the config (checked first; comments kept) instead "
+                         "of printing them")
+    feeds.add_parser("export", help="the config's feeds as OPML, for a feed reader")
     fp = feeds.add_parser("poll", help="poll one feed now (with a daemon running: it polls "
                                        "the feed within seconds)")
     fp.add_argument("feed", metavar="NAME_OR_URL")
@@ -284,6 +292,8 @@ COMMANDS = {
     ("feeds", "list"): cmd_feeds_list,
     ("feeds", "forget"): cmd_feeds_forget,
     ("feeds", "poll"): cmd_feeds_poll,
+    ("feeds", "import"): cmd_feeds_import,
+    ("feeds", "export"): cmd_feeds_export,
     ("items", "list"): cmd_items_list,
     ("items", "refetch"): cmd_items_refetch,
     ("dedup", "check"): cmd_dedup_check,

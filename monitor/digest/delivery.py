@@ -157,17 +157,21 @@ def build(session: Session, settings: Settings, recipient: str, rules: Sequence[
     by their item's story; an item without one (stored with stories off) is a story of
     its own, its copies in other feeds its other reports."""
     rows = store.undelivered_alerts(session, recipient, rules)
+    # An outlet is named with its category where the config gives one: "Wire (World)".
+    labels = {f.name: f"{f.name} ({f.category})" for f in settings.feeds if f.category}
     stories = sorted({r.story_id for r in rows if r.story_id is not None})
     reports: dict[int, list[Report]] = {
-        story: [Report(p.item_id, p.feed, p.url, p.title, p.at, p.stored_at) for p in found]
+        story: [Report(p.item_id, labels.get(p.feed, p.feed), p.url, p.title, p.at,
+                       p.stored_at) for p in found]
         for story, found in store.story_reports(session, stories).items()}
     alone = [r for r in rows if r.story_id is None]
     for item_id, copies in store.also_reported_by(session, [r.item_id for r in alone]).items():
-        reports[-item_id] = [Report(c.item_id, c.feed, c.url, c.title, c.at, c.stored_at)
-                             for c in copies]
+        reports[-item_id] = [Report(c.item_id, labels.get(c.feed, c.feed), c.url, c.title, c.at,
+                                    c.stored_at) for c in copies]
     entries = [
         Entry(alert_id=r.id, rule=r.rule, item_id=r.item_id, title=r.title, url=r.url,
-              feed=r.feed, published_at=r.published_at, created_at=r.created_at,
+              feed=labels.get(r.feed, r.feed), published_at=r.published_at,
+              created_at=r.created_at,
               query=r.query, terms=tuple(r.terms), snippet=r.snippet,
               story=r.story_id if r.story_id is not None else -r.item_id,
               backfilled=r.backfilled)

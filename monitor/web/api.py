@@ -147,7 +147,8 @@ def feed_json(f: views.FeedView) -> dict[str, Any]:
             "last_status": r.last_status, "last_error": r.last_error,
             "consecutive_failures": r.consecutive_failures, "parse_warning": r.parse_warning,
             "next_poll_at": r.next_poll_at, "items": r.items,
-            "items_per_day": f.daily, "first_day": f.first_day.date().isoformat()}
+            "items_per_day": f.daily, "first_day": f.first_day.date().isoformat(),
+            "category": f.category}
 
 
 # --- handlers -------------------------------------------------------------------------------
@@ -248,7 +249,7 @@ async def feedback(request: web.Request) -> web.Response:
 async def feeds(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     limit, after = _limit(request), _int_cursor(request)
-    views_ = await ctx.read(lambda s: views.feeds(s, ctx.clock()))
+    views_ = await ctx.read(lambda s: views.feeds(s, ctx.clock(), ctx.settings))
     rows = sorted((f for f in views_ if after is None or f.row.id > after), key=lambda f: f.row.id)
     return _json(_page([feed_json(f) for f in rows[:limit + 1]], limit, lambda d: d["id"]))
 

@@ -72,6 +72,7 @@ _FEED = {
     "items_per_day": {"type": "array", "items": {"type": "integer"},
                       "description": "items stored each day, oldest first, from first_day"},
     "first_day": {"type": "string", "format": "date"},
+    "category": {**_STR_OR_NULL, "description": "the config's category of the feed"},
 }
 _HIT = {
     "story_id": _INT_OR_NULL, "item_id": {"type": "integer"}, "feed": {"type": "string"},

@@ -201,7 +201,7 @@ def _feed_charts(fs: list[views.FeedView]) -> list[tuple[views.FeedView, Markup]
 async def feeds(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     return await _render(request, "feeds.html", nav="feeds",
-                         read=lambda s: _feed_charts(views.feeds(s, ctx.clock())))
+                         read=lambda s: _feed_charts(views.feeds(s, ctx.clock(), ctx.settings)))
 
 
 async def feed(request: web.Request) -> web.Response:
@@ -211,7 +211,7 @@ async def feed(request: web.Request) -> web.Response:
     def read(s: Session) -> tuple[tuple[views.FeedView, Markup], list[Any]] | None:
         from monitor import store
 
-        found = views.feeds(s, ctx.clock(), feed_id=fid)
+        found = views.feeds(s, ctx.clock(), ctx.settings, feed_id=fid)
         if not found:
             return None
         return _feed_charts(found)[0], store.list_items(s, feed_id=fid, limit=50)

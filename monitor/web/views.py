@@ -150,21 +150,25 @@ class FeedView:
     state: str
     daily: list[int]  # items stored per day, the last FEED_DAYS days, oldest first
     first_day: datetime
+    category: str | None = None  # the config's (feeds import takes it from OPML folders)
 
 
 def _midnight(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def feeds(s: Session, now: datetime, feed_id: int | None = None) -> list[FeedView]:
+def feeds(s: Session, now: datetime, settings: Settings,
+          feed_id: int | None = None) -> list[FeedView]:
     """The feeds (not forgotten), failing first (the most failures first), then by name;
     only ``feed_id`` when given."""
+    category = {f.url: f.category for f in settings.feeds}
     first = _midnight(now) - timedelta(days=FEED_DAYS - 1)
     counts = store.daily_counts(s, first, FEED_DAYS)
     rows = store.list_feeds(s)
     if feed_id is not None:
         rows = [r for r in rows if r.id == feed_id]
-    views = [FeedView(r, r.state(now), counts.get(r.id, [0] * FEED_DAYS), first) for r in rows]
+    views = [FeedView(r, r.state(now), counts.get(r.id, [0] * FEED_DAYS), first,
+                      category.get(r.url)) for r in rows]
     views.sort(key=lambda v: (v.state != "failing", -v.row.consecutive_failures,
                               v.row.name.lower()))
     return views

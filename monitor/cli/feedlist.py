@@ -1,0 +1,150 @@
+"""``feeds import`` and ``feeds export``: the config's feeds from and to OPML, the list
+every feed reader reads and writes (monitor.opml)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from monitor import opml
+from monitor.cli.common import EXIT_OK
+from monitor.config import FeedSettings, Settings, load_settings
+from monitor.errors import ConfigError, InputError, OpmlError
+
+MAX_OPML_BYTES = 20 * 1024 * 1024
+_HTTP_URL = re.compile(r"^https?://[^/\s]+")  # what a [[feeds]] url must be (config.py)
+
+
+def cmd_feeds_export(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    """Every feed of the config as OPML 2.0, folders by category."""
+    listed = [opml.Listed(f.name, f.url, f.category) for f in settings.feeds]
+    out.write(opml.write(listed, f"monitor feeds ({settings.path.name})",
+                         datetime.now(UTC)).decode("utf-8"))
+    return EXIT_OK
+
+
+def cmd_feeds_import(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    """The ``[[feeds]]`` tables for the OPML file's feeds the config lacks: printed, or
+    with ``--write`` appended to the config (its comments and layout kept)."""
+    path = Path(args.file)
+    try:
+        if path.stat().st_size > MAX_OPML_BYTES:
+            raise InputError(f"{path}: over {MAX_OPML_BYTES // 2**20} MiB, no feed list is")
+        outlines = opml.read(path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from None
+    except OpmlError as exc:
+        raise OpmlError(f"{path}: {exc}") from None
+    plan = plan_import(settings.feeds, outlines)
+    tables = "".join(feed_table(f) for f in plan.new)
+    head = f"# {plan.summary(path.name)}\n"
+    if not args.write:
+        out.write(head + ("\n" + tables if tables else ""))
+        return EXIT_OK
+    if plan.new:
+        append_to_config(settings.path, f"\n{head}{tables}")
+    out.write(f"{plan.summary(path.name)}; "
+              + (f"{len(plan.new)} added to {settings.path}\n" if plan.new
+                 else f"{settings.path} unchanged\n"))
+    return EXIT_OK
+
+
+class ImportPlan:
+    """What an OPML file adds to the config's feeds."""
+
+    def __init__(self) -> None:
+        self.new: list[opml.Listed] = []
+        self.present = 0  # already in the config
+        self.repeated = 0  # a URL the file lists again
+        self.refused: list[str] = []  # why each outline that is no feed was left out
+
+    def summary(self, source: str) -> str:
+        parts = [f"{len(self.new)} new feed{'' if len(self.new) == 1 else 's'} from {source}",
+                 f"{self.present} already in the config"]
+        if self.repeated:
+            parts.append(f"{self.repeated} listed twice in the file")
+        if self.refused:
+            parts.append(f"{len(self.refused)} left out ({'; '.join(self.refused[:5])}"
+                         + (", …" if len(self.refused) > 5 else "") + ")")
+        return ", ".join(parts)
+
+
+def plan_import(configured: tuple[FeedSettings, ...],
+                outlines: list[opml.Outline]) -> ImportPlan:
+    plan = ImportPlan()
+    urls = {f.url for f in configured}
+    names = {f.name for f in configured}
+    imported: set[str] = set()
+    for o in outlines:
+        if not _HTTP_URL.match(o.url) or any(c.isspace() for c in o.url):
+            plan.refused.append(f"{o.url[:80]!r} is not an http(s) URL")
+            continue
+        if o.url in urls:
+            if o.url in imported:
+                plan.repeated += 1
+            else:
+                plan.present += 1
+            continue
+        name = _unique(o.title or urlsplit(o.url).hostname or o.url, names)
+        urls.add(o.url)
+        imported.add(o.url)
+        names.add(name)
+        plan.new.append(opml.Listed(name, o.url, o.category))
+    return plan
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or "name (2)", "name (3)" … when a feed has it already."""
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name} ({n})" in taken:
+        n += 1
+    return f"{name} ({n})"
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, but for DEL, which TOML wants
+    escaped and JSON does not."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def feed_table(f: opml.Listed) -> str:
+    lines = ["[[feeds]]", f"name = {toml_string(f.name)}", f"url = {toml_string(f.url)}"]
+    if f.category:
+        lines.append(f"category = {toml_string(f.category)}")
+    return "\n".join(lines) + "\n\n"
+
+
+def append_to_config(config: Path, text: str) -> None:
+    """Append ``text`` to the config, only if the result still loads: written beside
+    it first and checked, then moved over it (a crash leaves the old file whole)."""
+    try:
+        old = config.read_bytes()
+        mode = config.stat().st_mode & 0o7777
+    except OSError as exc:
+        raise InputError(f"{config}: {exc.strerror or exc}") from None
+    sep = b"" if not old or old.endswith(b"\n") else b"\n"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{config.name}.", dir=config.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(old + sep + text.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.chmod(mode)
+        try:
+            load_settings(tmp)
+        except ConfigError as exc:
+            raise ConfigError(str(config), exc.key, f"the imported feeds would break it, so it "
+                              f"was left unchanged: {exc.reason}") from None
+        tmp.replace(config)
+    finally:
+        tmp.unlink(missing_ok=True)
