@@ -50,7 +50,7 @@ from monitor.cli.daemon import (
 )
 from monitor.cli.dedup import cmd_dedup_check, cmd_dedup_reindex
 from monitor.cli.digests import cmd_digest_list, cmd_digest_preview, cmd_digest_send
-from monitor.cli.feedlist import cmd_feeds_export, cmd_feeds_import
+from monitor.cli.feedlist import cmd_feeds_discover, cmd_feeds_export, cmd_feeds_import
 from monitor.cli.feeds import cmd_feeds_forget, cmd_feeds_list, cmd_feeds_poll
 from monitor.cli.items import cmd_items_list, cmd_items_refetch
 from monitor.cli.search import cmd_rules_backfill, cmd_rules_test, cmd_search
@@ -140,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="append them to the config (checked first; comments kept) instead "
                          "of printing them")
     feeds.add_parser("export", help="the config's feeds as OPML, for a feed reader")
+    fd = feeds.add_parser("discover", help="find a site's feeds and print them as "
+                                           "[[feeds]] tables, with what each holds")
+    fd.add_argument("url", metavar="URL", help="the site, one of its pages, or a feed")
+    fd.add_argument("--max-requests", type=int, default=12, metavar="N",
+                    help="fetch at most N addresses (default 12)")
+    fd.add_argument("--timeout", type=float, default=30, metavar="SECONDS",
+                    help="give up searching after this long (default 30)")
+    fd.add_argument("--verbose", action="store_true",
+                    help="also list the addresses tried that held no feed")
     fp = feeds.add_parser("poll", help="poll one feed now (with a daemon running: it polls "
                                        "the feed within seconds)")
     fp.add_argument("feed", metavar="NAME_OR_URL")
@@ -294,6 +303,7 @@ COMMANDS = {
     ("feeds", "poll"): cmd_feeds_poll,
     ("feeds", "import"): cmd_feeds_import,
     ("feeds", "export"): cmd_feeds_export,
+    ("feeds", "discover"): cmd_feeds_discover,
     ("items", "list"): cmd_items_list,
     ("items", "refetch"): cmd_items_refetch,
     ("dedup", "check"): cmd_dedup_check,

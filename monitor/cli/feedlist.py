@@ -1,5 +1,6 @@
 """``feeds import`` and ``feeds export``: the config's feeds from and to OPML, the list
-every feed reader reads and writes (monitor.opml)."""
+every feed reader reads and writes (monitor.opml); ``feeds discover``: a site's feeds,
+ready to paste (monitor.ingest.discovery)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,19 @@ import json
 import os
 import re
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
 from monitor import opml
-from monitor.cli.common import EXIT_OK
+from monitor.cli.common import EXIT_FAILURE, EXIT_OK
 from monitor.config import FeedSettings, Settings, load_settings
 from monitor.errors import ConfigError, InputError, OpmlError
+
+if TYPE_CHECKING:
+    from monitor.ingest import discovery as discovery_types
 
 MAX_OPML_BYTES = 20 * 1024 * 1024
 _HTTP_URL = re.compile(r"^https?://[^/\s]+")  # what a [[feeds]] url must be (config.py)
@@ -148,3 +153,70 @@ def append_to_config(config: Path, text: str) -> None:
         tmp.replace(config)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+DISCOVER_ACCEPT = ("application/rss+xml, application/atom+xml, application/feed+json, "
+                   "text/html;q=0.9, application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5")
+
+
+def cmd_feeds_discover(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    """The feeds found from ``args.url``, as [[feeds]] tables with what each holds."""
+    import asyncio
+
+
+    url = args.url.strip()
+    if not _HTTP_URL.match(url):
+        url = "https://" + url  # "example.org": as a browser would
+    if not _HTTP_URL.match(url) or any(c.isspace() for c in url):
+        raise InputError(f"{args.url!r} is not a site's address (give https://…)")
+    started = time.monotonic()
+    result = asyncio.run(_discover(settings, url, args.max_requests, args.timeout))
+    took = time.monotonic() - started
+    names = {f.name for f in settings.feeds}
+    configured = {f.url: f.name for f in settings.feeds}
+    out.write(f"# {len(result.found)} feed{'' if len(result.found) == 1 else 's'} found from "
+              f"{url} ({result.requests} request{'' if result.requests == 1 else 's'}, "
+              f"{took:.1f} s{'; stopped at the limit' if result.out_of_budget else ''})\n")
+    for f in result.found:
+        latest = f.latest
+        what = (f"{_FORMATS.get(f.feed.version, f.feed.version or 'feed')}, "
+                f"{len(f.feed.entries)} entr{'y' if len(f.feed.entries) == 1 else 'ies'}, "
+                + (f"latest {latest:%Y-%m-%d %H:%M} UTC" if latest else "no dates"))
+        out.write(f"\n# {_line(f.feed.title) or '(untitled)'}: {what} ({f.how})\n")
+        if f.url in configured:
+            out.write(f"# already in the config as {configured[f.url]!r}\n")
+            continue
+        name = _unique(_line(f.feed.title) or urlsplit(f.url).hostname or f.url, names)
+        names.add(name)
+        out.write(feed_table(opml.Listed(name, f.url)).rstrip("\n") + "\n")
+    if result.tried and (args.verbose or not result.found):
+        out.write("\n# tried, no feed:\n")
+        for tried, why in result.tried:
+            out.write(f"#   {_line(tried)}: {_line(why)}\n")
+    return EXIT_OK if result.found else EXIT_FAILURE
+
+
+def _line(text: str | None) -> str:
+    """On one line (a comment of the output must stay one)."""
+    return " ".join((text or "").split())
+
+
+_FORMATS = {"rss20": "RSS 2.0", "rss10": "RSS 1.0", "rss090": "RSS 0.90", "rss091u": "RSS 0.91",
+            "rss091n": "RSS 0.91", "rss092": "RSS 0.92", "rss093": "RSS 0.93",
+            "rss094": "RSS 0.94", "atom10": "Atom 1.0", "atom03": "Atom 0.3",
+            "json1": "JSON Feed 1.0", "json11": "JSON Feed 1.1", "json": "JSON Feed"}
+
+
+async def _discover(settings: Settings, url: str, max_requests: int,
+                    seconds: float) -> discovery_types.Discovered:
+    from monitor.ingest import discovery
+    from monitor.ingest.fetcher import Fetcher
+
+    async with Fetcher(settings.fetch) as fetcher:
+        async def fetch(target: str, trusted: bool) -> tuple[str, bytes, str | None]:
+            got = await fetcher.fetch(target, max_bytes=settings.fetch.max_feed_bytes,
+                                      accept=DISCOVER_ACCEPT, trusted=trusted)
+            return got.final_url, got.body, got.content_type
+
+        return await discovery.discover(fetch, url, max_requests=max_requests,
+                                        seconds=seconds)
