@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 DEV_STAMP := $(STAMP)-dev
 
 .PHONY: run test lint types migrations-check pytest install install-dev clean screenshot \
-	screenshots chromium
+	screenshots chromium demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,14 @@ screenshot:
 	    2>/dev/null || exit 1; \
 	  echo "wrote docs/$$png.png"; \
 	done
+
+# monitor at work without the internet (deploy/demo.py): a local news site and mail
+# server, the daemon for DEMO_SECONDS; leaves DEMO_OUT/ with the database, the digest
+# (digest.eml, digest.html), the daemon's log and SUMMARY.md, which says what to try next.
+DEMO_SECONDS ?= 60
+DEMO_OUT ?= demo
+demo: $(DEV_STAMP)
+	$(BIN)/python deploy/demo.py --out $(DEMO_OUT) --seconds $(DEMO_SECONDS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
