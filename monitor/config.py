@@ -779,6 +779,7 @@ def _web(doc: _Table, environ: Mapping[str, str]) -> WebSettings:
 
 
 MAX_CATEGORY_CHARS = 100
+FEED_URL = re.compile(r"^https?://[^/\s]+")  # what a [[feeds]] url must look like
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -797,7 +798,7 @@ def _feeds(doc: _Table, default_interval: int,
                        "must not be empty")
         t.about = f"feed {name.strip()!r}"
         url = t.get("url", str, required=True).strip()
-        t.check("url", url, lambda u: re.match(r"^https?://[^/\s]+", u) is not None,
+        t.check("url", url, lambda u: FEED_URL.match(u) is not None,
                 f"{url!r} is not an http(s) URL")
         interval = _duration(t, "interval", default_interval, minimum=30)
         enabled = t.get("enabled", bool, True)

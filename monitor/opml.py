@@ -3,9 +3,9 @@ write the configured feeds as one (pure: bytes in, values out, and back).
 
 Reading is lenient about what readers write (folders nested any depth, ``xmlUrl`` in
 any letter case, ``text`` or ``title``, OPML 1.0 and 2.0, any encoding the XML
-declaration names) and safe about what a stranger's file may hold: no entity is
-expanded, no DTD or network is read, and a file that is no XML, or XML but no OPML, is
-an :class:`OpmlError` with the reason.
+declaration names) and safe about what a stranger's file may hold: no external DTD
+or network is read, and a file with an entity bomb or an external entity, that is no
+XML, or XML but no OPML, is an :class:`OpmlError` with the reason.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ def test_declared_feeds_of_odd_pages(html: bytes, expected: list[str]) -> None:
 
 def test_candidates_are_bounded_and_on_the_site() -> None:
     anchors = "".join(f'<a href="/f{k}/feed">f</a>' for k in range(10))
-    found = linked_feeds(page(body=anchors).decode().encode(), "https://site.example/")
+    found = linked_feeds(page(body=anchors), "https://site.example/")
     assert len(found) == 4
     paths = [c.url for c in common_paths("https://site.example/blog/post?id=1")]
     assert paths[0] == "https://site.example/feed"

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import review_site
 from browser import browser_fixture
-from conftest import LocalServer, _pg_available, fresh_database
+from conftest import LocalServer, fresh_database
 from review_site import HOSTILE
 
 if TYPE_CHECKING:
@@ -54,12 +54,12 @@ class Site:
 
 
 @contextmanager
-def _site(tmp: Path, kind: str, web: dict[str, object] | None = None,
+def _site(tmp: Path, kind: str, pg_reason: str | None, web: dict[str, object] | None = None,
           env: dict[str, str] | None = None) -> Iterator[Site]:
     server = LocalServer()
     server.start()
     try:
-        with fresh_database(kind, tmp, _pg_available()) as url:
+        with fresh_database(kind, tmp, pg_reason) as url:
             # In a thread: Playwright's sync API holds this thread's event loop, and
             # ``run --once`` runs its own.
             with ThreadPoolExecutor(1) as pool:
@@ -71,19 +71,21 @@ def _site(tmp: Path, kind: str, web: dict[str, object] | None = None,
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+         pg_reason: str | None) -> Iterator[Site]:
     """The review site (no sign-in: loopback) over a database of each kind."""
-    with _site(tmp_path_factory.mktemp(f"site-{request.param}"), request.param) as s:
+    with _site(tmp_path_factory.mktemp(f"site-{request.param}"), request.param, pg_reason) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
-def token_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def token_site(tmp_path_factory: pytest.TempPathFactory,
+               pg_reason: str | None) -> Iterator[Site]:
     """The review site with ``[web] auth = "env:MONITOR_WEB_TOKEN"`` (SQLite). The
     token must be in the environment when ``run --once`` loads the config, too."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(TOKEN_ENV, TOKEN)
-        with _site(tmp_path_factory.mktemp("site-token"), "sqlite",
+        with _site(tmp_path_factory.mktemp("site-token"), "sqlite", pg_reason,
                    web={"auth": f"env:{TOKEN_ENV}"}, env={TOKEN_ENV: TOKEN}) as s:
             yield s
 

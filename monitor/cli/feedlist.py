@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -17,14 +17,13 @@ from urllib.parse import urlsplit
 
 from monitor import opml
 from monitor.cli.common import EXIT_FAILURE, EXIT_OK
-from monitor.config import FeedSettings, Settings, load_settings
+from monitor.config import FEED_URL, FeedSettings, Settings, load_settings
 from monitor.errors import ConfigError, InputError, OpmlError
 
 if TYPE_CHECKING:
     from monitor.ingest import discovery as discovery_types
 
 MAX_OPML_BYTES = 20 * 1024 * 1024
-_HTTP_URL = re.compile(r"^https?://[^/\s]+")  # what a [[feeds]] url must be (config.py)
 
 
 def cmd_feeds_export(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
@@ -61,14 +60,14 @@ def cmd_feeds_import(settings: Settings, args: argparse.Namespace, out: TextIO) 
     return EXIT_OK
 
 
+@dataclass
 class ImportPlan:
     """What an OPML file adds to the config's feeds."""
 
-    def __init__(self) -> None:
-        self.new: list[opml.Listed] = []
-        self.present = 0  # already in the config
-        self.repeated = 0  # a URL the file lists again
-        self.refused: list[str] = []  # why each outline that is no feed was left out
+    new: list[opml.Listed] = field(default_factory=list)
+    present: int = 0  # already in the config
+    repeated: int = 0  # a URL the file lists again
+    refused: list[str] = field(default_factory=list)  # why each outline was left out
 
     def summary(self, source: str) -> str:
         parts = [f"{len(self.new)} new feed{'' if len(self.new) == 1 else 's'} from {source}",
@@ -88,7 +87,7 @@ def plan_import(configured: tuple[FeedSettings, ...],
     names = {f.name for f in configured}
     imported: set[str] = set()
     for o in outlines:
-        if not _HTTP_URL.match(o.url) or any(c.isspace() for c in o.url):
+        if not FEED_URL.match(o.url) or any(c.isspace() for c in o.url):
             plan.refused.append(f"{o.url[:80]!r} is not an http(s) URL")
             continue
         if o.url in urls:
@@ -165,9 +164,9 @@ def cmd_feeds_discover(settings: Settings, args: argparse.Namespace, out: TextIO
 
 
     url = args.url.strip()
-    if not _HTTP_URL.match(url):
+    if not FEED_URL.match(url):
         url = "https://" + url  # "example.org": as a browser would
-    if not _HTTP_URL.match(url) or any(c.isspace() for c in url):
+    if not FEED_URL.match(url) or any(c.isspace() for c in url):
         raise InputError(f"{args.url!r} is not a site's address (give https://…)")
     started = time.monotonic()
     result = asyncio.run(_discover(settings, url, args.max_requests, args.timeout))

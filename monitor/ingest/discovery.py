@@ -176,8 +176,7 @@ async def discover(fetch: Fetch, url: str, *, max_requests: int = 12,
             if c.how != "given":  # the page given is looked into next, not a failure
                 result.tried.append((c.url, exc.reason))
             return final, body, content_type
-        if not any(f.url == c.url for f in result.found):
-            result.found.append(Found(c.url, c.how, feed))
+        result.found.append(Found(c.url, c.how, feed))
         return final, body, content_type
 
     page = await attempt(Candidate(url, "given"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from monitor.models import Alert, Digest, DigestAlert, FreedAlert, Item, Rule
@@ -25,9 +25,14 @@ def undelivered_alerts(session: Session, recipient: str, rules: Sequence[str]) -
     oldest first."""
     if not rules:
         return []
+    return alert_rows(session, *_undelivered(recipient, rules), newest_first=False)
+
+
+def _undelivered(recipient: str, rules: Sequence[str]) -> tuple[ColumnElement[bool], ...]:
+    """An alert of one of ``rules`` that no digest to ``recipient`` carries yet."""
     carried = exists().where(DigestAlert.alert_id == Alert.id,
                              DigestAlert.recipient == recipient)
-    return alert_rows(session, Rule.name.in_(list(rules)), ~carried, newest_first=False)
+    return Rule.name.in_(list(rules)), ~carried
 
 
 def waiting_for_digest(session: Session, recipient: str,
@@ -37,14 +42,12 @@ def waiting_for_digest(session: Session, recipient: str,
     database: for a page that shows the numbers, not the digest."""
     if not rules:
         return 0, 0
-    carried = exists().where(DigestAlert.alert_id == Alert.id,
-                             DigestAlert.recipient == recipient)
     story = func.coalesce(Item.story_id, -Item.id)
     row = session.execute(
         select(func.count(), func.count(func.distinct(story)))
         .select_from(Alert).join(Rule, Rule.id == Alert.rule_id)
         .join(Item, Item.id == Alert.item_id)
-        .where(Rule.name.in_(list(rules)), ~carried)).one()
+        .where(*_undelivered(recipient, rules))).one()
     return int(row[0]), int(row[1])
 
 
