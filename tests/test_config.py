@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-from monitor.config import Thresholds, cron_problem, load_settings, parse_duration
+from monitor.config import Thresholds, load_settings
+from monitor.config.cron import cron_problem
+from monitor.config.values import parse_duration
 from monitor.errors import ConfigError
 
 REPO = Path(__file__).parent.parent

@@ -14,7 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import db, store
-from monitor.config import Settings, parse_duration
+from monitor.config import Settings
+from monitor.config.values import parse_duration
 from monitor.errors import StoreError, UsageError
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_STORE, EXIT_SEEDS, EXIT_MAIL = 0, 1, 2, 3, 4, 5

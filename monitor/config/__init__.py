@@ -14,20 +14,29 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from monitor import __version__, shipped
+from monitor.config.cron import cron_problem
+from monitor.config.values import (
+    EMAIL_RE,
+    Table,
+    duration,
+    positive,
+    seconds,
+    size,
+    type_name,
+)
 from monitor.errors import ConfigError, QueryError
 from monitor.rules import Query
 from monitor.rules import parse as parse_query
@@ -40,7 +49,6 @@ DEFAULT_USER_AGENT = (
     f"monitor/{__version__} (media-monitoring feed reader)"
 )
 
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -353,161 +361,7 @@ def load_settings(
     return _parse(raw, file, environ, base, path)
 
 
-class _Table:
-    """One TOML table being validated; remembers which keys were read."""
-
-    def __init__(self, file: str, name: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(file, name, f"must be a table, not {_type_name(data)}")
-        self.file, self.name, self.data = file, name, data
-        self.used: set[str] = set()
-        self.about: str | None = None  # what the table is, for errors: "feed 'Reuters'"
-
-    def key(self, k: str) -> str:
-        return f"{self.name}.{k}" if self.name else k
-
-    def fail(self, k: str, reason: str) -> ConfigError:
-        return ConfigError(self.file, self.key(k), reason, about=self.about)
-
-    def get(self, k: str, typ: type[T], default: T | None = None, required: bool = False) -> T:
-        self.used.add(k)
-        if k not in self.data:
-            if required or default is None:
-                raise self.fail(k, "is required")
-            return default
-        value = self.data[k]
-        # TOML has no bool/int ambiguity, but Python's bool is an int: reject it explicitly.
-        ok = isinstance(value, typ) and not (typ in (int, float) and isinstance(value, bool))
-        if typ is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok:
-            raise self.fail(k, f"must be {_type_name_of(typ)}, not {_type_name(value)}")
-        return value  # type: ignore[no-any-return]
-
-    def check(self, k: str, value: T, test: Callable[[T], bool], reason: str) -> T:
-        if not test(value):
-            raise self.fail(k, reason)
-        return value
-
-    def section(self, k: str) -> _Table:
-        """The table at key ``k`` (empty when absent), to validate on its own."""
-        self.used.add(k)
-        return _Table(self.file, self.key(k), self.data.get(k, {}))
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise self.fail(unknown[0], f"unknown key (known keys: {', '.join(sorted(self.used))})")
-
-
-def _type_name_of(typ: type) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-            list: "an array", dict: "a table"}.get(typ, typ.__name__)
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return _type_name_of(type(value))
-
-
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-# The longest duration: past it, float seconds, datetime arithmetic and the 32-bit
-# interval columns would overflow.
-MAX_DURATION = 3650 * 86400
-
-
-def parse_duration(text: str) -> int:
-    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"``, or ``"900"`` (seconds) -> seconds, at most
-    3650d. Raises ValueError."""
-    m = _DURATION_RE.match(text)
-    if not m:
-        raise ValueError(f"{text!r} is not a duration like \"90s\", \"15m\", \"2h\", \"1d\" "
-                         "or a number of seconds")
-    seconds = int(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
-    if seconds > MAX_DURATION:
-        raise ValueError(f"{text.strip()!r} is longer than {MAX_DURATION // 86400}d")
-    return seconds
-
-
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
-               "gb": 1000**3, "gib": 1024**3}
-
-
-def parse_size(value: int | str) -> int:
-    """``10485760``, ``"10 MiB"``, ``"5MB"`` -> bytes. Raises ValueError."""
-    if isinstance(value, int):
-        return value
-    m = _SIZE_RE.match(value)
-    if not m:
-        raise ValueError(f"{value!r} is not a size like 5242880, \"5 MiB\" or \"500 KB\"")
-    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()]
-
-
-_EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
-
-
-def _duration(t: _Table, k: str, default: int, minimum: int = 1) -> int:
-    """A duration string (``"15m"``) or a whole number of seconds (``900``)."""
-    t.used.add(k)
-    if k not in t.data:
-        return default
-    value = t.data[k]
-    if isinstance(value, str):
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            raise t.fail(k, str(exc)) from None
-    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_DURATION:
-        seconds = value
-    else:
-        shown = repr(value) if isinstance(value, int | float) and not isinstance(value, bool) \
-            else _type_name(value)
-        raise t.fail(k, f"must be a duration like \"15m\" or a whole number of seconds, "
-                        f"not {shown}")
-    return t.check(k, seconds, lambda s: s >= minimum, f"must be at least {minimum}s")
-
-
-def _seconds(t: _Table, k: str, default: float) -> float:
-    """A duration string, or a number of seconds (fractions allowed), at least 0."""
-    t.used.add(k)
-    value = t.data.get(k, default)
-    if isinstance(value, str):
-        try:
-            return float(parse_duration(value))
-        except ValueError as exc:
-            raise t.fail(k, str(exc)) from None
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not 0 <= value <= MAX_DURATION or not math.isfinite(value):
-        raise t.fail(k, "must be a duration like \"2s\" or a number of seconds, at least 0")
-    return float(value)
-
-
-def _size(t: _Table, k: str, default: int) -> int:
-    t.used.add(k)
-    if k not in t.data:
-        return default
-    value = t.data[k]
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise t.fail(k, f"must be a byte count or a size string, not {_type_name(value)}")
-    try:
-        size = parse_size(value)
-    except ValueError as exc:
-        raise t.fail(k, str(exc)) from None
-    return t.check(k, size, lambda s: s >= 1024, "must be at least 1 KiB")
-
-
-def _positive(t: _Table, k: str, default: int, minimum: int = 1) -> int:
-    return t.check(k, t.get(k, int, default), lambda v: v >= minimum, f"must be >= {minimum}")
-
-
-def _database(doc: _Table, environ: Mapping[str, str], base: Path) -> DatabaseSettings:
+def _database(doc: Table, environ: Mapping[str, str], base: Path) -> DatabaseSettings:
     t = doc.section("database")
     url = t.get("url", str, "sqlite:///data/monitor.db")
     t.finish()
@@ -538,29 +392,29 @@ def _database(doc: _Table, environ: Mapping[str, str], base: Path) -> DatabaseSe
     return DatabaseSettings(url=parsed.render_as_string(hide_password=False), from_env=from_env)
 
 
-def _fetch(doc: _Table) -> FetchSettings:
+def _fetch(doc: Table) -> FetchSettings:
     t = doc.section("fetch")
     d = FetchSettings()
     ua = t.check("user_agent", t.get("user_agent", str, d.user_agent),
                  lambda s: bool(s.strip()) and "\n" not in s and "\r" not in s,
                  "must be a non-empty single line")
-    timeout = _duration(t, "timeout", int(d.timeout))
-    connect = _duration(t, "connect_timeout", int(d.connect_timeout))
+    timeout = duration(t, "timeout", int(d.timeout))
+    connect = duration(t, "connect_timeout", int(d.connect_timeout))
     s = FetchSettings(
         user_agent=ua,
         timeout=float(timeout),
         connect_timeout=float(connect),
-        max_feed_bytes=_size(t, "max_feed_bytes", d.max_feed_bytes),
-        max_page_bytes=_size(t, "max_page_bytes", d.max_page_bytes),
-        max_redirects=_positive(t, "max_redirects", d.max_redirects, 0),
-        concurrency=_positive(t, "concurrency", d.concurrency),
-        per_host=_positive(t, "per_host", d.per_host),
-        host_delay=_seconds(t, "host_delay", d.host_delay),
-        default_interval=_duration(t, "default_interval", d.default_interval, minimum=30),
+        max_feed_bytes=size(t, "max_feed_bytes", d.max_feed_bytes),
+        max_page_bytes=size(t, "max_page_bytes", d.max_page_bytes),
+        max_redirects=positive(t, "max_redirects", d.max_redirects, 0),
+        concurrency=positive(t, "concurrency", d.concurrency),
+        per_host=positive(t, "per_host", d.per_host),
+        host_delay=seconds(t, "host_delay", d.host_delay),
+        default_interval=duration(t, "default_interval", d.default_interval, minimum=30),
         allow_private=_allow_private(t),
-        page_attempts=_positive(t, "page_attempts", d.page_attempts),
-        page_retry=_duration(t, "page_retry", d.page_retry),
-        page_retry_max=_duration(t, "page_retry_max", d.page_retry_max),
+        page_attempts=positive(t, "page_attempts", d.page_attempts),
+        page_retry=duration(t, "page_retry", d.page_retry),
+        page_retry_max=duration(t, "page_retry_max", d.page_retry_max),
     )
     t.check("page_retry_max", s.page_retry_max, lambda v: v >= s.page_retry,
             f"must be at least page_retry ({s.page_retry}s)")
@@ -568,11 +422,11 @@ def _fetch(doc: _Table) -> FetchSettings:
     return s
 
 
-def _allow_private(t: _Table) -> tuple[str, ...]:
+def _allow_private(t: Table) -> tuple[str, ...]:
     entries = t.get("allow_private", list, [])
     for j, entry in enumerate(entries):
         if not isinstance(entry, str):
-            raise t.fail(f"allow_private[{j}]", f"must be a string, not {_type_name(entry)}")
+            raise t.fail(f"allow_private[{j}]", f"must be a string, not {type_name(entry)}")
         try:
             allow_entry(entry)
         except ValueError as exc:
@@ -600,14 +454,14 @@ def allow_entry(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | s
                      "such as *.example.org")
 
 
-def _extract(doc: _Table) -> ExtractSettings:
+def _extract(doc: Table) -> ExtractSettings:
     t = doc.section("extract")
     d = ExtractSettings()
     s = ExtractSettings(
-        workers=_positive(t, "workers", d.workers, 0),
-        min_text_chars=_positive(t, "min_text_chars", d.min_text_chars, 0),
-        worker_max_tasks=_positive(t, "worker_max_tasks", d.worker_max_tasks),
-        timeout=_duration(t, "timeout", d.timeout),
+        workers=positive(t, "workers", d.workers, 0),
+        min_text_chars=positive(t, "min_text_chars", d.min_text_chars, 0),
+        worker_max_tasks=positive(t, "worker_max_tasks", d.worker_max_tasks),
+        timeout=duration(t, "timeout", d.timeout),
         mode=t.check("mode", t.get("mode", str, d.mode), lambda v: v in EXTRACT_MODES,
                      f"must be one of: {', '.join(EXTRACT_MODES)}"),
     )
@@ -615,12 +469,12 @@ def _extract(doc: _Table) -> ExtractSettings:
     return s
 
 
-def _fraction(t: _Table, k: str, default: float) -> float:
+def _fraction(t: Table, k: str, default: float) -> float:
     return t.check(k, t.get(k, float, default), lambda v: 0.0 < v <= 1.0,
                    "must be a number greater than 0 and at most 1")
 
 
-def _dedup(doc: _Table) -> DedupSettings:
+def _dedup(doc: Table) -> DedupSettings:
     t = doc.section("dedup")
     d = Thresholds()
     patterns = t.get("boilerplate", list, [])
@@ -641,8 +495,8 @@ def _dedup(doc: _Table) -> DedupSettings:
         Thresholds(
             jaccard=_fraction(t, "jaccard", d.jaccard),
             containment=_fraction(t, "containment", d.containment),
-            min_words=_positive(t, "min_words", d.min_words),
-            max_candidates=_positive(t, "max_candidates", d.max_candidates),
+            min_words=positive(t, "min_words", d.min_words),
+            max_candidates=positive(t, "max_candidates", d.max_candidates),
         ),
         boilerplate=tuple(patterns),
     )
@@ -650,16 +504,16 @@ def _dedup(doc: _Table) -> DedupSettings:
     return s
 
 
-def _poll(doc: _Table) -> PollSettings:
+def _poll(doc: Table) -> PollSettings:
     t = doc.section("poll")
     d = PollSettings()
     jitter = t.check("jitter", t.get("jitter", float, d.jitter), lambda v: 0.0 <= v <= 0.5,
                      "must be a number from 0 to 0.5")
     s = PollSettings(
         jitter=jitter,
-        max_interval=_duration(t, "max_interval", d.max_interval, minimum=30),
-        backoff_base=_duration(t, "backoff_base", d.backoff_base),
-        backoff_max=_duration(t, "backoff_max", d.backoff_max),
+        max_interval=duration(t, "max_interval", d.max_interval, minimum=30),
+        backoff_base=duration(t, "backoff_base", d.backoff_base),
+        backoff_max=duration(t, "backoff_max", d.backoff_max),
     )
     t.check("backoff_max", s.backoff_max, lambda v: v >= s.backoff_base,
             f"must be at least backoff_base ({s.backoff_base}s)")
@@ -667,45 +521,45 @@ def _poll(doc: _Table) -> PollSettings:
     return s
 
 
-def _alerts(doc: _Table) -> AlertSettings:
+def _alerts(doc: Table) -> AlertSettings:
     t = doc.section("alerts")
-    s = AlertSettings(max_age=_duration(t, "max_age", AlertSettings().max_age, minimum=0))
+    s = AlertSettings(max_age=duration(t, "max_age", AlertSettings().max_age, minimum=0))
     t.finish()
     return s
 
 
-def _stories(doc: _Table) -> StorySettings:
+def _stories(doc: Table) -> StorySettings:
     t = doc.section("stories")
     d = StorySettings()
     s = StorySettings(enabled=t.get("enabled", bool, d.enabled),
-                      window=_duration(t, "window", d.window, minimum=60),
+                      window=duration(t, "window", d.window, minimum=60),
                       threshold=_fraction(t, "threshold", d.threshold))
     t.finish()
     return s
 
 
-def _retention(doc: _Table, stories: StorySettings) -> RetentionSettings:
+def _retention(doc: Table, stories: StorySettings) -> RetentionSettings:
     t = doc.section("retention")
     d = RetentionSettings()
-    story_index = _duration(t, "story_index", d.story_index, minimum=0)
+    story_index = duration(t, "story_index", d.story_index, minimum=0)
     if story_index and story_index < stories.window:
         raise t.fail("story_index", f"{story_index}s is shorter than [stories] window "
                      f"({stories.window}s): a story would lose its index while articles "
                      "may still join it; make it at least the window, or 0 to keep it")
     s = RetentionSettings(
-        duplicate_text=_duration(t, "duplicate_text", d.duplicate_text, minimum=0),
-        original_text=_duration(t, "original_text", d.original_text, minimum=0),
-        digest_bodies=_duration(t, "digest_bodies", d.digest_bodies, minimum=0),
-        stopped_workers=_duration(t, "stopped_workers", d.stopped_workers, minimum=0),
+        duplicate_text=duration(t, "duplicate_text", d.duplicate_text, minimum=0),
+        original_text=duration(t, "original_text", d.original_text, minimum=0),
+        digest_bodies=duration(t, "digest_bodies", d.digest_bodies, minimum=0),
+        stopped_workers=duration(t, "stopped_workers", d.stopped_workers, minimum=0),
         story_index=story_index,
-        every=_duration(t, "every", d.every),
-        batch=_positive(t, "batch", d.batch),
+        every=duration(t, "every", d.every),
+        batch=positive(t, "batch", d.batch),
     )
     t.finish()
     return s
 
 
-def _daemon(doc: _Table) -> DaemonSettings:
+def _daemon(doc: Table) -> DaemonSettings:
     t = doc.section("daemon")
     d = DaemonSettings()
     listen = t.get("listen", str, d.listen)
@@ -715,9 +569,9 @@ def _daemon(doc: _Table) -> DaemonSettings:
             raise t.fail("listen", problem)
     s = DaemonSettings(
         listen=listen,
-        config_check=_duration(t, "config_check", d.config_check),
-        shutdown_timeout=_duration(t, "shutdown_timeout", d.shutdown_timeout),
-        lease=_duration(t, "lease", d.lease, minimum=5),
+        config_check=duration(t, "config_check", d.config_check),
+        shutdown_timeout=duration(t, "shutdown_timeout", d.shutdown_timeout),
+        lease=duration(t, "lease", d.lease, minimum=5),
     )
     t.finish()
     return s
@@ -756,7 +610,7 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _web(doc: _Table, environ: Mapping[str, str]) -> WebSettings:
+def _web(doc: Table, environ: Mapping[str, str]) -> WebSettings:
     t = doc.section("web")
     auth = t.get("auth", str, "").strip()
     token = ""
@@ -783,7 +637,7 @@ FEED_URL = re.compile(r"^https?://[^/\s]+")  # what a [[feeds]] url must look li
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _feeds(doc: _Table, default_interval: int,
+def _feeds(doc: Table, default_interval: int,
            default_max: int) -> tuple[FeedSettings, ...]:
     doc.used.add("feeds")
     raw = doc.data.get("feeds", [])
@@ -793,17 +647,17 @@ def _feeds(doc: _Table, default_interval: int,
     seen_urls: dict[str, int] = {}
     seen_names: dict[str, int] = {}
     for i, item in enumerate(raw):
-        t = _Table(doc.file, f"feeds[{i}]", item)
+        t = Table(doc.file, f"feeds[{i}]", item)
         name = t.check("name", t.get("name", str, required=True), lambda s: bool(s.strip()),
                        "must not be empty")
         t.about = f"feed {name.strip()!r}"
         url = t.get("url", str, required=True).strip()
         t.check("url", url, lambda u: FEED_URL.match(u) is not None,
                 f"{url!r} is not an http(s) URL")
-        interval = _duration(t, "interval", default_interval, minimum=30)
+        interval = duration(t, "interval", default_interval, minimum=30)
         enabled = t.get("enabled", bool, True)
         alert_backlog = t.get("alert_backlog", bool, True)
-        max_interval = _duration(t, "max_interval", max(default_max, interval), minimum=30)
+        max_interval = duration(t, "max_interval", max(default_max, interval), minimum=30)
         category = " ".join(t.get("category", str, "").split()) or None
         if category is not None:
             t.check("category", category, lambda c: len(c) <= MAX_CATEGORY_CHARS
@@ -824,7 +678,7 @@ def _feeds(doc: _Table, default_interval: int,
     return tuple(feeds)
 
 
-def _rules(doc: _Table) -> tuple[RuleSettings, ...]:
+def _rules(doc: Table) -> tuple[RuleSettings, ...]:
     doc.used.add("rules")
     raw = doc.data.get("rules", [])
     if not isinstance(raw, list):
@@ -832,7 +686,7 @@ def _rules(doc: _Table) -> tuple[RuleSettings, ...]:
     rules: list[RuleSettings] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(raw):
-        t = _Table(doc.file, f"rules[{i}]", item)
+        t = Table(doc.file, f"rules[{i}]", item)
         name = t.check("name", t.get("name", str, required=True), lambda s: bool(s.strip()),
                        "must not be empty")
         name = name.strip()
@@ -845,10 +699,10 @@ def _rules(doc: _Table) -> tuple[RuleSettings, ...]:
                          f"(at position {exc.position + 1} of {query!r})") from None
         recipients = t.get("recipients", list, required=True)
         for j, addr in enumerate(recipients):
-            if not isinstance(addr, str) or not _EMAIL_RE.match(addr):
+            if not isinstance(addr, str) or not EMAIL_RE.match(addr):
                 raise t.fail(f"recipients[{j}]", f"{addr!r} is not an email address")
         t.check("recipients", recipients, bool, "must list at least one address")
-        backfill = _duration(t, "backfill", 0, minimum=60) if "backfill" in t.data else None
+        backfill = duration(t, "backfill", 0, minimum=60) if "backfill" in t.data else None
         t.finish()
         if name in seen:
             raise t.fail("name", f"duplicate rule name {name!r}, already used by rules[{seen[name]}]")
@@ -858,7 +712,7 @@ def _rules(doc: _Table) -> tuple[RuleSettings, ...]:
     return tuple(rules)
 
 
-def _digest(doc: _Table) -> DigestSettings:
+def _digest(doc: Table) -> DigestSettings:
     t = doc.section("digest")
     d = DigestSettings()
     schedule = t.get("schedule", str, d.schedule)
@@ -870,22 +724,22 @@ def _digest(doc: _Table) -> DigestSettings:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America", a directory
         raise t.fail("timezone", f"unknown IANA time zone {tz!r}") from None
-    sender = t.check("sender", t.get("sender", str, d.sender), lambda s: bool(_EMAIL_RE.match(s)),
+    sender = t.check("sender", t.get("sender", str, d.sender), lambda s: bool(EMAIL_RE.match(s)),
                      "is not an email address")
     sender_name = t.check("sender_name", t.get("sender_name", str, d.sender_name),
                           lambda s: s.isprintable(), "must be one line of printable text")
     send_empty = t.get("send_empty", bool, d.send_empty)
-    full_entries = _positive(t, "full_entries", d.full_entries)
-    retry_max = _duration(t, "retry_max", d.retry_max, minimum=60)
-    give_up_after = _positive(t, "give_up_after", d.give_up_after)
-    max_alerts = _positive(t, "max_alerts", d.max_alerts)
+    full_entries = positive(t, "full_entries", d.full_entries)
+    retry_max = duration(t, "retry_max", d.retry_max, minimum=60)
+    give_up_after = positive(t, "give_up_after", d.give_up_after)
+    max_alerts = positive(t, "max_alerts", d.max_alerts)
     t.finish()
     return DigestSettings(schedule=schedule, timezone=tz, sender=sender, sender_name=sender_name,
                           send_empty=send_empty, full_entries=full_entries, retry_max=retry_max,
                           give_up_after=give_up_after, max_alerts=max_alerts)
 
 
-def _smtp(doc: _Table, environ: Mapping[str, str], base: Path) -> SmtpSettings:
+def _smtp(doc: Table, environ: Mapping[str, str], base: Path) -> SmtpSettings:
     t = doc.section("smtp")
     d = SmtpSettings()
     s = SmtpSettings(
@@ -899,7 +753,7 @@ def _smtp(doc: _Table, environ: Mapping[str, str], base: Path) -> SmtpSettings:
         password_env=t.check("password_env", t.get("password_env", str, d.password_env),
                              lambda s: re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", s) is not None,
                              "must be the name of an environment variable"),
-        timeout=float(_duration(t, "timeout", int(d.timeout))),
+        timeout=float(duration(t, "timeout", int(d.timeout))),
         ca_file=t.get("ca_file", str, d.ca_file),
     )
     if s.ca_file:
@@ -921,7 +775,7 @@ LOG_FORMATS = ("text", "json")
 
 def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Path,
            path: Path) -> Settings:
-    doc = _Table(file, "", raw)
+    doc = Table(file, "", raw)
     database = _database(doc, environ, base)
     seeds_t = doc.section("seeds")
     given = seeds_t.get("path", str, "")
@@ -964,41 +818,3 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
     if problem:
         raise ConfigError(file, "daemon.listen", problem)
     return settings
-
-
-# --- cron ----------------------------------------------------------------------------------
-
-_CRON_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, {m: i + 1 for i, m in enumerate(
-        "jan feb mar apr may jun jul aug sep oct nov dec".split())}),
-    ("day of week", 0, 7, {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}),
-)
-
-
-def cron_problem(expr: str) -> str | None:
-    """Why ``expr`` is not a valid 5-field cron expression, or None when it is."""
-    parts = expr.split()
-    if len(parts) != 5:
-        return f"{expr!r} must have 5 fields (minute hour day-of-month month day-of-week)"
-    for text, (name, lo, hi, names) in zip(parts, _CRON_FIELDS, strict=True):
-        for item in text.split(","):
-            rng, _, step = item.partition("/")
-            if step and (not (step.isascii() and step.isdigit()) or int(step) == 0):
-                return f"{name} field {text!r}: bad step {step!r}"
-            if rng == "*":
-                continue
-            bounds = rng.split("-")
-            if len(bounds) > 2:
-                return f"{name} field {text!r}: bad range {rng!r}"
-            values = []
-            for b in bounds:
-                v = int(b) if b.isascii() and b.isdigit() else names.get(b.lower())
-                if v is None or not lo <= v <= hi:
-                    return f"{name} field {text!r}: {b!r} is not in {lo}-{hi}"
-                values.append(v)
-            if len(values) == 2 and values[0] > values[1]:
-                return f"{name} field {text!r}: range {rng!r} runs backwards"
-    return None
