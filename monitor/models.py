@@ -418,6 +418,64 @@ class FreedAlert(Base):
     recipient: Mapped[str] = mapped_column(Text, primary_key=True)
 
 
+class ChannelAlert(Base):
+    """An alert a ``[[channels]]`` channel is to be told of: written in the transaction
+    that stores the alert (so none is lost), then put in a message (``message_id``).
+    One per channel and alert, whichever worker stored it."""
+
+    __tablename__ = "channel_alerts"
+    __table_args__ = (Index(None, "channel", "message_id"),)
+
+    channel: Mapped[str] = mapped_column(Text, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True, autoincrement=False)
+    message_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("channel_messages.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+
+
+class ChannelMessage(Base):
+    """One message to a channel: the first news of a story (or of an item, with stories
+    off), or a follow-up with the story's later reports. Its alerts are fixed when it is
+    made, and its ``key`` (the idempotency key, from the channel and its first alert) goes
+    with every attempt. Pending until the channel accepts it; retried at
+    ``next_attempt_at``; dead after ``[[channels]] attempts`` failures or a refusal."""
+
+    __tablename__ = "channel_messages"
+    __table_args__ = (Index(None, "channel", "state", "next_attempt_at"),
+                      Index(None, "channel", "story_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(Text, unique=True)
+    story_id: Mapped[int | None] = mapped_column(BigInteger)  # not a key: stories are pruned
+    item_id: Mapped[int | None] = mapped_column(BigInteger)  # the first alert's item
+    follow_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    alerts: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))  # pending | delivered | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_attempt_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)  # the channel's HTTP status
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(Text)
+    lease_until: Mapped[datetime | None]
+
+
+class ChannelState(Base):
+    """A channel's sending budget, shared by every worker: how many messages went out in
+    the current minute, and until when it is paused (a 429's Retry-After)."""
+
+    __tablename__ = "channel_state"
+
+    channel: Mapped[str] = mapped_column(Text, primary_key=True)
+    window_start: Mapped[datetime]
+    sent_in_window: Mapped[int] = mapped_column(Integer, default=0)
+    paused_until: Mapped[datetime | None]
+
+
 class Worker(Base):
     """A ``monitor run`` process, for ``monitor status`` and to name lease owners.
     Rows of stopped or dead workers stay, with their last heartbeat."""

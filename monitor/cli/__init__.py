@@ -17,6 +17,7 @@ could not be sent (it stays pending and is retried).
     alerts.py     rules list, alerts list
     search.py     search, rules test, rules backfill
     digests.py    digest send, digest preview, digest list
+    channels.py   channels list, channels retry, channels send
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import TextIO
 
 from monitor import __version__, logs
 from monitor.cli.alerts import cmd_alerts_list, cmd_rules_list
+from monitor.cli.channels import cmd_channels_list, cmd_channels_retry, cmd_channels_send
 from monitor.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -283,6 +285,20 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--json", action="store_true", help="one JSON object per line")
     dl.add_argument("--limit", type=int, metavar="N", help="at most N digests")
 
+    ch = sub.add_parser("channels", help="alert channels (webhook, Slack, Mattermost, Matrix, "
+                                         "ntfy): deliveries, retries, dead letters"
+                        ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    cl = ch.add_parser("list", help="each channel's delivered, pending and dead messages")
+    cl.add_argument("name", nargs="?", metavar="NAME",
+                    help="only this channel, with its newest messages")
+    cl.add_argument("--messages", type=int, default=0, metavar="N",
+                    help="also the N newest messages (default with NAME: 20)")
+    cl.add_argument("--json", action="store_true", help="one JSON object per line")
+    cr = ch.add_parser("retry", help="send a channel's dead messages again (after mending "
+                                     "its URL or token)")
+    cr.add_argument("name", metavar="NAME")
+    ch.add_parser("send", help="deliver what is due on every channel now, once")
+
     cfg = sub.add_parser("config", help="configuration").add_subparsers(
         dest="action", required=True, metavar="ACTION")
     cfg.add_parser("show", help="print the effective config as JSON, secrets hidden")
@@ -319,6 +335,9 @@ COMMANDS = {
     ("digest", "send"): cmd_digest_send,
     ("digest", "preview"): cmd_digest_preview,
     ("digest", "list"): cmd_digest_list,
+    ("channels", "list"): cmd_channels_list,
+    ("channels", "retry"): cmd_channels_retry,
+    ("channels", "send"): cmd_channels_send,
     ("config", "show"): cmd_config_show,
 }
 

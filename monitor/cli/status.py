@@ -1,4 +1,5 @@
-"""``monitor status``: the workers, the backlog, failing feeds and the digests, at a glance."""
+"""``monitor status``: the workers, the backlog, failing feeds, the digests and the alert
+channels, at a glance."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from monitor import store
 from monitor.cli.common import EXIT_OK, ago, dump, stored
 from monitor.cli.feeds import feed_text
 from monitor.config import Settings
+from monitor.store import channels as chstore
 
 # Workers seen this recently are listed (running, stopped or lost).
 WORKERS_SINCE = timedelta(days=1)
@@ -30,6 +32,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
         live = store.live_configs(s, now, settings.daemon.lease)
         kept = retention.report(s)
         index = store.index_counts(s)
+        channels = chstore.channel_counts(s)
     newest = live[0].config_hash if live else None
     this_file = settings.shared_fingerprint()
     config = {"newest": newest, "this_file": this_file,
@@ -56,6 +59,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
         "digests": {"next_slot_at": next_slot, "pending": digests.pending,
                     "failed": digests.failed, "last_sent_at": digests.last_sent_at,
                     "schedule": settings.digest.schedule, "timezone": settings.digest.timezone},
+        "channels": {c.name: asdict(channels.get(c.name, chstore.ChannelCounts()))
+                     for c in settings.channels},
     }
     if args.json:
         dump(status, out)
@@ -103,4 +108,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace, out: TextIO) -> int
     if digests.failed:
         out.write(f"  {digests.failed} digests FAILED for good (the server refused them): "
                   "`monitor digest list --failed` says why\n")
+    for c in settings.channels:
+        n = channels.get(c.name, chstore.ChannelCounts())
+        dead = f", {n.dead} DEAD (`monitor channels list {c.name}` says why)" if n.dead else ""
+        out.write(f"channel {c.name} ({c.kind}): {n.delivered} delivered, last "
+                  f"{ago(n.last_delivered_at, now)}; {n.pending} pending ({n.retrying} "
+                  f"retrying){dead}\n")
     return EXIT_OK

@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from monitor import __version__, shipped
+from monitor.config.channels import ChannelSettings, parse_channels
 from monitor.config.cron import cron_problem
 from monitor.config.values import (
     EMAIL_RE,
@@ -88,11 +89,12 @@ class FeedSettings:
 class RuleSettings:
     name: str
     query: str  # as written
-    recipients: tuple[str, ...]
+    recipients: tuple[str, ...]  # whose digest its alerts go into (may be none: notify)
     parsed: Query = field(compare=False, repr=False)  # parsed once, at load
     # Seconds: once, alert on what was stored this long before the rule (and again when
     # the query or this changes); None: only what is stored from now on.
     backfill: int | None = None
+    notify: tuple[str, ...] = ()  # [[channels]] told of each alert at once
 
     def backfill_key(self) -> str | None:
         """What a backfill of this rule covers: applied once per key (see Rule.backfill_key)."""
@@ -280,6 +282,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     stories: StorySettings = field(default_factory=StorySettings)
     web: WebSettings = field(default_factory=WebSettings)
+    channels: tuple[ChannelSettings, ...] = ()
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
 
@@ -299,8 +302,10 @@ class Settings:
                       "boilerplate": list(self.dedup.boilerplate)},
             "feeds": [_asdict(f) for f in self.feeds],
             "rules": [{"name": r.name, "query": r.query, "reads": str(r.parsed),
-                       "recipients": list(r.recipients), "backfill": r.backfill}
+                       "recipients": list(r.recipients), "backfill": r.backfill,
+                       "notify": list(r.notify)}
                       for r in self.rules],
+            "channels": [c.redacted() for c in self.channels],
             "alerts": _asdict(self.alerts),
             "retention": _asdict(self.retention),
             "stories": _asdict(self.stories),
@@ -318,8 +323,9 @@ class Settings:
         settings. Two workers whose configs differ only in their own concerns (where
         they listen, how many extraction processes) have the same."""
         shared = {"feeds": [_asdict(f) for f in self.feeds],
-                  "rules": [[r.name, r.query, list(r.recipients), r.backfill]
+                  "rules": [[r.name, r.query, list(r.recipients), r.backfill, list(r.notify)]
                             for r in self.rules],
+                  "channels": [c.shared() for c in self.channels],
                   "alerts": _asdict(self.alerts), "poll": _asdict(self.poll),
                   "digest": _asdict(self.digest), "stories": _asdict(self.stories)}
         return hashlib.sha256(json.dumps(shared, sort_keys=True, default=str)
@@ -678,7 +684,7 @@ def _feeds(doc: Table, default_interval: int,
     return tuple(feeds)
 
 
-def _rules(doc: Table) -> tuple[RuleSettings, ...]:
+def _rules(doc: Table, channels: tuple[ChannelSettings, ...]) -> tuple[RuleSettings, ...]:
     doc.used.add("rules")
     raw = doc.data.get("rules", [])
     if not isinstance(raw, list):
@@ -697,18 +703,28 @@ def _rules(doc: Table) -> tuple[RuleSettings, ...]:
         except QueryError as exc:
             raise t.fail("query", f"rule {name!r} does not parse: {exc.reason} "
                          f"(at position {exc.position + 1} of {query!r})") from None
-        recipients = t.get("recipients", list, required=True)
+        recipients = t.get("recipients", list, [])
         for j, addr in enumerate(recipients):
             if not isinstance(addr, str) or not EMAIL_RE.match(addr):
                 raise t.fail(f"recipients[{j}]", f"{addr!r} is not an email address")
-        t.check("recipients", recipients, bool, "must list at least one address")
+        notify = t.get("notify", list, [])
+        known = [c.name for c in channels]
+        for j, channel in enumerate(notify):
+            if not isinstance(channel, str) or channel not in known:
+                raise t.fail(f"notify[{j}]", f"no [[channels]] named {channel!r} (known: "
+                             f"{', '.join(known) or 'none'})")
+        if len(set(notify)) != len(notify):
+            raise t.fail("notify", "lists a channel twice")
+        if not recipients and not notify:
+            raise t.fail("recipients", "must list at least one address (or the rule must "
+                         "notify a channel)")
         backfill = duration(t, "backfill", 0, minimum=60) if "backfill" in t.data else None
         t.finish()
         if name in seen:
             raise t.fail("name", f"duplicate rule name {name!r}, already used by rules[{seen[name]}]")
         seen[name] = i
         rules.append(RuleSettings(name=name, query=query, recipients=tuple(recipients),
-                                  parsed=parsed, backfill=backfill))
+                                  parsed=parsed, backfill=backfill, notify=tuple(notify)))
     return tuple(rules)
 
 
@@ -793,12 +809,13 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
     fetch = _fetch(doc)
     poll = _poll(doc)
     stories = _stories(doc)
+    channels = parse_channels(doc, environ)
     settings = Settings(
         path=path,
         database=database,
         seeds_path=seeds_path,
         feeds=_feeds(doc, fetch.default_interval, poll.max_interval),
-        rules=_rules(doc),
+        rules=_rules(doc, channels),
         alerts=_alerts(doc),
         digest=_digest(doc),
         smtp=_smtp(doc, environ, base),
@@ -810,6 +827,7 @@ def _parse(raw: dict[str, Any], file: str, environ: Mapping[str, str], base: Pat
         retention=_retention(doc, stories),
         stories=stories,
         web=_web(doc, environ),
+        channels=channels,
         log_level=level,
         log_format=log_format,
     )

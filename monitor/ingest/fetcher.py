@@ -84,6 +84,15 @@ class FetchResult:
         return self.status == 304
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a server answered a :meth:`Fetcher.send`: any status, the start of its body."""
+
+    status: int
+    body: bytes
+    retry_after: str | None
+
+
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CHUNK = 64 * 1024
 
@@ -200,6 +209,42 @@ class Fetcher:
                     return await self._guarded(url, host, headers, max_bytes, trusted)
                 finally:
                     self.last_done = time.monotonic()
+
+    async def send(self, method: str, url: str, body: bytes, headers: dict[str, str], *,
+                   timeout: float, max_bytes: int = 64 * 1024) -> Answer:
+        """One request with a body to a URL the user configured (an alert channel's):
+        trusted, so private addresses are fine; redirects are not followed (a 3xx is the
+        answer), the whole exchange is bounded by ``timeout`` and the answer's body by
+        ``max_bytes`` (cut there: it is only read for an error message). Returns every
+        status; raises FetchTimeout or NetworkError when no answer came."""
+        try:
+            target = URL(url)
+        except (ValueError, TypeError) as exc:
+            raise NetworkError(url, f"invalid URL: {exc}") from exc
+        host = target.host or ""
+        _check_host(url, target)
+        proxy, proxy_auth = self._proxy(target)
+        try:
+            async with asyncio.timeout(timeout), self._client().request(
+                    method, target, data=body, headers=headers, allow_redirects=False,
+                    proxy=proxy, proxy_auth=proxy_auth) as resp:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    if size < max_bytes:
+                        chunks.append(chunk[:max_bytes - size])
+                    size += len(chunk)
+                return Answer(resp.status, b"".join(chunks), resp.headers.get("Retry-After"))
+        except TimeoutError as exc:
+            raise FetchTimeout(url, f"no complete answer within {timeout:g}s") from exc
+        except aiohttp.ServerTimeoutError as exc:
+            raise FetchTimeout(url, f"{type(exc).__name__}: {exc or 'timed out'}") from exc
+        except (aiohttp.InvalidURL, UnicodeError) as exc:
+            raise NetworkError(url, f"invalid URL: {exc}") from exc
+        except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+            raise NetworkError(url, _describe_network_error(exc, host)) from exc
+        finally:
+            self.last_done = time.monotonic()
 
     def _proxy(self, url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
         """The proxy for ``url`` from the environment, with the credentials its URL
@@ -402,4 +447,4 @@ def _os_reason(exc: OSError, fallback: str) -> str:
     return os.strerror(code).lower() if isinstance(code, int) and code > 0 else fallback
 
 
-__all__ = ["FEED_ACCEPT", "PAGE_ACCEPT", "FetchResult", "Fetcher"]
+__all__ = ["FEED_ACCEPT", "PAGE_ACCEPT", "Answer", "FetchResult", "Fetcher"]

@@ -55,6 +55,7 @@ class RuleBook:
     matcher: Matcher
     ids: Mapping[str, int]
     queries: Mapping[str, str]
+    notify: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # rule: channels
 
     @classmethod
     def build(cls, rules: Sequence[RuleSettings], ids: Mapping[str, int], *,
@@ -68,11 +69,12 @@ class RuleBook:
                              "`monitor run`, which stores the config's rules")
         kept = [r for r in rules if r.name in ids]
         return cls(Matcher((r.name, r.parsed) for r in kept), dict(ids),
-                   {r.name: r.query for r in kept})
+                   {r.name: r.query for r in kept}, {r.name: r.notify for r in kept})
 
     def alert(self, hit: Hit) -> store.NewAlert:
         """What to store for one rule matching an item."""
-        return store.NewAlert(self.ids[hit.rule], self.queries[hit.rule], hit.terms, hit.snippet)
+        return store.NewAlert(self.ids[hit.rule], self.queries[hit.rule], hit.terms, hit.snippet,
+                              self.notify.get(hit.rule, ()))
 
 
 @dataclass

@@ -5,6 +5,8 @@ It holds four parts:
     dispatch     claims due feeds and polls them, and due entries of any feed
                  (:mod:`monitor.service.dispatch`)
     digest job   composes and sends digests on schedule (:mod:`monitor.service.digest_job`)
+    channels     delivers alerts to the rules' ``notify`` channels, every few seconds
+                 (:mod:`monitor.service.channel_job`)
     reload       notices a changed config and applies what can change live
                  (:mod:`monitor.service.reload`; applied here)
     health       ``/healthz`` from the dispatcher's state (:mod:`monitor.service.health`),
@@ -52,6 +54,7 @@ from monitor.ingest.extract_pool import Processor
 from monitor.ingest.fetcher import Fetcher
 from monitor.pipeline.context import Context
 from monitor.service import claims, reload, retention
+from monitor.service.channel_job import CHANNEL_CHECK_SECONDS, ChannelJob
 from monitor.service.digest_job import JOB_ID, DigestJob
 from monitor.service.dispatch import Dispatcher
 from monitor.service.health import Health, Limits, health
@@ -120,6 +123,8 @@ class Daemon:
         self.stopping = False
         self._scheduler: AsyncIOScheduler | None = None
         self._dispatcher: Dispatcher | None = None
+        self._channels: ChannelJob | None = None
+        self.channel_rounds: set[asyncio.Future[Any]] = set()  # in flight
         self._heartbeat_at: float | None = None  # the last renewal the database took
         self._web: WebContext | None = None  # the review page's, while it is served
         # Why the shared tables follow another worker's newer config (None: this one's).
@@ -143,6 +148,8 @@ class Daemon:
                 ctx = Context(self.settings, self.sessions, fetcher, processor, self.clock,
                               Deduplicator.from_settings(self.settings), rules, self.owner)
                 self._dispatcher = Dispatcher(ctx, self.metrics)
+                self._channels = ChannelJob(self.sessions, self.settings, fetcher, self.clock,
+                                            self.owner, stopping=lambda: self.stopping)
                 self._scheduler = self.digests.scheduler = self._start_scheduler()
                 dispatching = asyncio.create_task(self.dispatcher.run(), name="dispatch")
                 if install_signal_handlers:
@@ -196,6 +203,8 @@ class Daemon:
                       id="config", **common)
         sched.add_job(self._observe, IntervalTrigger(seconds=OBSERVE_SECONDS), id="observe",
                       next_run_time=now, **common)
+        sched.add_job(self._deliver, IntervalTrigger(seconds=CHANNEL_CHECK_SECONDS),
+                      id="channels", next_run_time=now, **common)
         every = self.settings.retention.every
         sched.add_job(self._prune, IntervalTrigger(seconds=every), id="retention",
                       next_run_time=now + timedelta(seconds=min(every, PRUNE_AFTER_START)),
@@ -212,7 +221,8 @@ class Daemon:
             self._scheduler.shutdown(wait=False)
         # The entries it claimed outside its polls are waited for and cancelled with them.
         polls = [*dispatcher.polls.values(), *dispatcher.entries.values()]
-        in_flight: list[asyncio.Future[Any]] = [*polls, *self.digests.rounds]
+        in_flight: list[asyncio.Future[Any]] = [*polls, *self.digests.rounds,
+                                                *self.channel_rounds]
         bound = self.settings.daemon.shutdown_timeout
         if in_flight:
             log.info("stopping: waiting up to %ss for %d polls, %d entries and %d digest "
@@ -342,6 +352,16 @@ class Daemon:
             return
         self.metrics.observe(backlog, digests)
 
+    async def _deliver(self) -> None:
+        """A round of channel deliveries (a task of its own: a stop waits for it)."""
+        if self._channels is None or self.stopping:
+            return
+        task = asyncio.ensure_future(self._channels.run())
+        self.channel_rounds.add(task)
+        task.add_done_callback(self.channel_rounds.discard)
+        with self._quiet_when_stopping():
+            await asyncio.shield(task)
+
     async def _prune(self) -> None:
         """[retention]: batches while this worker is not busy (fewer polls in flight than
         its window, nothing stopping), for PRUNE_BUDGET_SECONDS at most a round: the
@@ -408,6 +428,8 @@ class Daemon:
         self.settings = ctx.settings = self.digests.settings = new
         if self._web is not None:
             self._web.settings = new
+        if self._channels is not None:
+            self._channels.settings = new
         ctx.rules = synced.rules
         ctx.stories.settings = new.stories
         if "logging.level" in changed:

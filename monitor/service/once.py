@@ -1,4 +1,5 @@
-"""``monitor run --once``: claim every enabled feed, poll them all once, return."""
+"""``monitor run --once``: claim every enabled feed, poll them all once, tell the rules'
+channels what they alerted (one delivery round), return."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from monitor.ingest.extract_pool import Processor
 from monitor.ingest.fetcher import Fetcher
 from monitor.pipeline.context import Context, FeedReport
 from monitor.pipeline.poll import poll_feed
+from monitor.service.channel_job import ChannelJob, Delivered
 from monitor.service.claims import release, renew_forever
 from monitor.service.startup import sync_config
 
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunSummary:
     reports: list[FeedReport] = field(default_factory=list)
+    channels: Delivered = field(default_factory=Delivered)
 
     def count(self, outcome: str) -> int:
         return sum(1 for r in self.reports if r.outcome == outcome)
@@ -51,6 +54,8 @@ class RunSummary:
             + (f"; {self.total('waiting')} entries wait to try their pages again"
                if self.total("waiting") else ""),
         ]
+        if self.channels:
+            lines.append(self.channels.render())
         lines += [f"  failed: {r.feed} <{r.url}>: {r.error}" for r in self.reports if r.error]
         return "\n".join(lines)
 
@@ -87,8 +92,10 @@ async def run_once(settings: Settings, engine: Engine, clock: Clock,
                 results = await asyncio.gather(*(poll_feed(ctx, f) for f in feeds))
             finally:
                 ctx.close()
+            # What the polls alerted, and what earlier runs left to retry, once.
+            delivered = await ChannelJob(sessions, settings, fetcher, clock, owner).run()
     finally:
         renewing.cancel()
         processor.close()
         release(sessions, owner)
-    return RunSummary(list(results))
+    return RunSummary(list(results), delivered)

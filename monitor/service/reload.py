@@ -1,9 +1,10 @@
 """Hot reload: which parts of a changed config can take effect in a running daemon.
 
 Feeds, rules, ``[alerts]``, ``[poll]``, ``[digest]``, ``[retention]`` (but for
-``every``), ``[stories]``, ``[smtp]`` and the log level apply at once. The rest (the database, the
-seeds, ``[fetch]``, ``[extract]``, ``[dedup]``, ``[daemon]`` and the log format) is
-built into the running process; a change there is reported and waits for a restart.
+``every``), ``[stories]``, ``[smtp]``, ``[[channels]]`` and the log level apply at
+once. The rest (the database, the seeds, ``[fetch]``, ``[extract]``, ``[dedup]``,
+``[daemon]`` and the log format) is built into the running process; a change there is
+reported and waits for a restart.
 Pure, but for :func:`fingerprint` and :class:`ConfigWatch`, which read the file.
 """
 
@@ -44,7 +45,7 @@ def live_changes(running: Settings, loaded: Settings) -> list[str]:
     """The live sections that changed, for the log."""
     pairs = (("feeds", "feeds"), ("rules", "rules"), ("alerts", "alerts"), ("poll", "poll"),
              ("digest", "digest"), ("retention", "retention"), ("stories", "stories"),
-             ("smtp", "smtp"), ("logging.level", "log_level"))
+             ("smtp", "smtp"), ("channels", "channels"), ("logging.level", "log_level"))
     changed = [label for label, attr in pairs if getattr(running, attr) != getattr(loaded, attr)]
     if "smtp" not in changed and running.smtp.password != loaded.smtp.password:
         changed.append("smtp")  # the password is not compared with the rest

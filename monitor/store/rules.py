@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from monitor.config import RuleSettings
 from monitor.models import Alert, Feed, Item, Rule
+from monitor.store import channels
 
 
 def sync_rules(session: Session, rules: Sequence[RuleSettings], now: datetime) -> None:
@@ -51,6 +52,7 @@ class NewAlert:
     query: str
     terms: tuple[str, ...]
     snippet: str
+    channels: tuple[str, ...] = ()  # the rule's notify: told of the alert at once
 
 
 def _insert_ignoring_duplicates(session: Session) -> Insert:
@@ -64,14 +66,18 @@ def add_alerts(session: Session, item_id: int, alerts: Sequence[NewAlert],
                now: datetime, *, backfilled: bool = False) -> int:
     """Store each rule's alert for the item once: an alert already stored for that rule
     and item is left as it is (sent or not). ``backfilled``: raised by a backfill on an
-    item stored before. Returns how many were new."""
+    item stored before. A new alert is queued for its rule's channels in the same
+    transaction (monitor.store.channels). Returns how many were new."""
     stmt = _insert_ignoring_duplicates(session).returning(Alert.id)
     added = 0
     for a in alerts:
         # RETURNING, not rowcount: the ORM's insert path does not report a reliable one.
-        added += len(session.execute(stmt.values(
+        new = session.execute(stmt.values(
             rule_id=a.rule_id, item_id=item_id, query=a.query, terms=list(a.terms),
-            snippet=a.snippet, created_at=now, sent_at=None, backfilled=backfilled)).all())
+            snippet=a.snippet, created_at=now, sent_at=None, backfilled=backfilled)).all()
+        for (alert_id,) in new:
+            channels.enqueue(session, alert_id, a.channels, now)
+        added += len(new)
     return added
 
 
