@@ -147,6 +147,7 @@ def write_config(
     daemon: dict[str, object] | None = None,
     logging: dict[str, object] | None = None,
     extra: dict[str, dict[str, object]] | None = None,
+    channels: list[dict[str, object]] | None = None,
 ) -> Path:
     """Write a config file with the documented keys. Returns its path. Without ``rules``,
     the one rule of the default config: "Venezuela leadership". Every test server is
@@ -183,6 +184,8 @@ def write_config(
                   "recipients": ["desk@example.org"]}]
     for r in rules:
         lines += ["[[rules]]", *(f"{k} = {_toml(v)}" for k, v in r.items()), ""]
+    for c in channels or []:
+        lines += ["[[channels]]", *(f"{k} = {_toml(v)}" for k, v in c.items()), ""]
     lines += ["[digest]", *(f"{k} = {_toml(v)}" for k, v in digest.items()), ""]
     lines += ["[smtp]", *(f"{k} = {_toml(v)}" for k, v in smtp.items()), ""]
     for section, values in (extra or {}).items():  # any other section, as given
@@ -192,6 +195,8 @@ def write_config(
 
 
 def _toml(v: object) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml(k)} = {_toml(x)}" for k, x in v.items()) + "}"
     if isinstance(v, list):
         return "[" + ", ".join(_toml(x) for x in v) + "]"
     if isinstance(v, float):

@@ -5,7 +5,7 @@ A round looks at every configured channel at once (a slow or refusing channel ho
 only itself). For each, in one transaction with the channel's row locked
 (:mod:`monitor.store.channels`), its waiting alerts are put into messages and one due
 message is claimed within the channel's per-minute budget, leased to this worker for
-twice the channel's timeout and a margin; then it is rendered
+the channel's timeout and a margin (the request cannot take longer); then it is rendered
 (:mod:`monitor.channels.payloads`), sent through the fetcher (timeouts, a cap on the
 answer read, no redirects) and the outcome recorded. A worker killed mid-request leaves
 the lease to lapse: the message is sent again, with the same key, by whoever claims it
@@ -45,7 +45,7 @@ from monitor.store import channels as chstore
 log = logging.getLogger(__name__)
 
 CHANNEL_CHECK_SECONDS = 5.0  # how often the daemon looks for due messages and retries
-LEASE_MARGIN = 5.0  # seconds past twice the channel's timeout a claim holds
+LEASE_MARGIN = 10.0  # seconds past the channel's timeout a claim holds
 RETRIED_STATUSES = frozenset({408, 425, 429})
 
 
@@ -102,7 +102,7 @@ class ChannelJob:
 
     def _claim(self, channel: ChannelSettings) -> int | None:
         now = self.clock()
-        lease = timedelta(seconds=2 * channel.timeout + LEASE_MARGIN)
+        lease = timedelta(seconds=channel.timeout + LEASE_MARGIN)
         with self.sessions.begin() as s:
             state = chstore.lock_channel(s, channel.name, now)
             made = chstore.make_messages(s, channel.name, channel.batch, now)

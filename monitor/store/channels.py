@@ -131,9 +131,12 @@ def claim_messages(session: Session, state: ChannelState, owner: str, per_minute
             ChannelMessage.channel == state.channel, ChannelMessage.state == PENDING,
             ChannelMessage.next_attempt_at <= now, free)
         .order_by(ChannelMessage.id).limit(budget)))
-    if ids:
-        session.execute(update(ChannelMessage).where(ChannelMessage.id.in_(ids))
-                        .values(lease_owner=owner, lease_until=lease_until))
+    if ids:  # the conditions again: a claim never takes a message another one holds
+        ids = list(session.scalars(
+            update(ChannelMessage).where(ChannelMessage.id.in_(ids),
+                                         ChannelMessage.state == PENDING, free)
+            .values(lease_owner=owner, lease_until=lease_until).returning(ChannelMessage.id)
+            .execution_options(synchronize_session=False)))
         state.sent_in_window += len(ids)
     session.flush()
     return ids
@@ -280,16 +283,15 @@ def channel_counts(session: Session) -> dict[str, ChannelCounts]:
                func.count().filter(m.state == DEAD).label("dead"),
                func.max(case((m.state == DELIVERED, m.delivered_at))).label("last"))
         .group_by(m.channel))}
-    waiting = dict(session.execute(
+    waiting: dict[str, int] = {c: n for c, n in session.execute(
         select(ChannelAlert.channel, func.count()).where(ChannelAlert.message_id.is_(None))
-        .group_by(ChannelAlert.channel)).tuples())
-    paused = dict(session.execute(select(ChannelState.channel, ChannelState.paused_until))
-                  .tuples())
-    errors = dict(session.execute(  # the newest failure per channel
+        .group_by(ChannelAlert.channel))}
+    paused: dict[str, datetime | None] = {c: p for c, p in session.execute(
+        select(ChannelState.channel, ChannelState.paused_until))}
+    errors: dict[str, str | None] = {c: e for c, e in session.execute(  # the newest failure
         select(m.channel, m.last_error).where(
             m.id.in_(select(func.max(m.id)).where(m.last_error.is_not(None),
-                                                  m.state != DELIVERED).group_by(m.channel))))
-        .tuples())
+                                                  m.state != DELIVERED).group_by(m.channel))))}
     out = {}
     for name in set(counts) | set(waiting) | set(paused):
         row = counts.get(name)
