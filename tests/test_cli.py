@@ -126,7 +126,8 @@ def test_config_from_environment_variable(tmp_path: Path, monkeypatch: pytest.Mo
     assert shown["smtp"]["password"] == "(hidden)"
     assert shown["rules"] == [{"name": "Venezuela leadership", "query": 'Maduro OR "Delcy Rodriguez"',
                                "reads": 'maduro OR "delcy rodriguez"',
-                               "recipients": ["desk@example.org"], "backfill": None}]
+                               "recipients": ["desk@example.org"], "backfill": None,
+                               "notify": []}]
 
 
 def test_unreachable_database_exits_non_zero(tmp_path: Path,
