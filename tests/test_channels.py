@@ -369,3 +369,39 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_resends_the_same_key(
             assert s.scalar(select(ChannelAlert.message_id)) == message["id"]
     finally:
         engine.dispose()
+
+
+def test_a_slow_channel_does_not_hold_up_the_others_in_the_daemon(
+        receiver: Receiver, pg_url: str, tmp_path: Path) -> None:
+    """A receiver that answers nothing for its whole timeout keeps its own channel busy;
+    alerts stored meanwhile reach the other channel within the daemon's next rounds."""
+    from helpers import Story, store_stories
+
+    receiver.always["/slow"] = Answer(200, delay=60)
+    cfg = write_config(tmp_path / "monitor.toml", db_url=pg_url,
+                       feeds=[{"name": "Desk", "url": "http://127.0.0.1:9/feed.xml"}],
+                       rules=[{"name": "Stories", "query": "story", "recipients": [],
+                               "notify": ["slow", "good"]}],
+                       channels=[hook(receiver, "slow", "/slow", timeout="30s"),
+                                 hook(receiver, "good", "/good")],
+                       daemon={"shutdown_timeout": "1s"})
+
+    def stories(first: int, n: int) -> list[Story]:
+        return [Story(key=f"s{i}", feed="Desk", title=f"Story {i}",
+                      url=f"https://desk.example/{i}", text=article(i).decode())
+                for i in range(first, first + n)]
+
+    daemon = Daemon(cfg, log=tmp_path / "daemon.log")
+    try:
+        assert daemon.wait_for_log("worker ", 60), daemon.log()
+        store_stories(cfg, stories(0, 2), datetime.now(UTC))
+        assert daemon.wait_for(lambda: len(receiver.requests("/good")) == 2
+                               and len(receiver.requests("/slow")) == 1, 30), daemon.log()
+        slow_began = time.monotonic()
+        store_stories(cfg, stories(2, 1), datetime.now(UTC))
+        assert daemon.wait_for(lambda: len(receiver.requests("/good")) == 3, 20), daemon.log()
+        assert time.monotonic() - slow_began < 30  # while the slow one still waits
+        assert len(receiver.requests("/slow")) == 1
+    finally:
+        code = daemon.stop()
+    assert code == 0, daemon.log()

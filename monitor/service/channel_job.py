@@ -75,26 +75,36 @@ class ChannelJob:
     clock: Clock
     owner: str
     stopping: Callable[[], bool] = field(default=lambda: False)
-    _running: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    _busy: set[str] = field(default_factory=set, init=False)  # channels being delivered
 
     async def run(self) -> Delivered:
-        """One round over every channel; a round already running makes this a no-op."""
+        """One round: every channel not already being delivered (a slow one, still at
+        its previous round, is left to it: it holds up no other channel's round)."""
         done = Delivered()
-        if self._running.locked() or not self.settings.channels:
-            return done
-        async with self._running:
-            await asyncio.gather(*(self._channel(c, done) for c in self.settings.channels))
+        channels = [c for c in self.settings.channels if c.name not in self._busy]
+        self._busy.update(c.name for c in channels)
+        await asyncio.gather(*(self._channel(c, done) for c in channels))
         if done:
             log.info("channels: %s", done.render())
         return done
 
     async def _channel(self, channel: ChannelSettings, done: Delivered) -> None:
+        try:
+            await self._deliver_all(channel, done)
+        finally:  # free for the next round as soon as this channel is done
+            self._busy.discard(channel.name)
+
+    async def _deliver_all(self, channel: ChannelSettings, done: Delivered) -> None:
         while not self.stopping():
             try:
                 claimed = await asyncio.to_thread(self._claim, channel)
             except SQLAlchemyError as exc:
                 log.error("channel %s: claiming messages failed: %s", _named(channel),
                           db.reason(exc))
+                return
+            except Exception:  # a fault of ours: logged, the next round tries again
+                log.exception("channel %s: making or claiming messages failed",
+                              _named(channel))
                 return
             if claimed is None:
                 return
@@ -141,12 +151,17 @@ class ChannelJob:
             await self._record(channel, row, None, "its alerts were removed by retention",
                                None, done, give_up=True)
             return
-        request = build(channel, notice, int(self.clock().timestamp()))
         try:
+            request = build(channel, notice, int(self.clock().timestamp()))
             answer = await self.fetcher.send(request.method, request.url, request.body,
                                              dict(request.headers), timeout=channel.timeout)
         except FetchError as exc:
             await self._record(channel, row, None, _hide(channel, exc.reason), None, done)
+            return
+        except Exception as exc:  # a fault of ours: this message fails, not the round
+            log.exception("channel %s: message %d could not be sent", _named(channel), row.id)
+            await self._record(channel, row, None, _hide(channel, f"internal error: "
+                               f"{type(exc).__name__}: {exc}"), None, done)
             return
         if 200 <= answer.status < 300:
             await self._record(channel, row, answer.status, None, None, done)

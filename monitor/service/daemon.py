@@ -353,14 +353,14 @@ class Daemon:
         self.metrics.observe(backlog, digests)
 
     async def _deliver(self) -> None:
-        """A round of channel deliveries (a task of its own: a stop waits for it)."""
+        """A round of channel deliveries, in a task of its own (a stop waits for it) that
+        this job does not wait for: a channel still busy with an earlier round (a slow
+        receiver) does not keep the others from the next."""
         if self._channels is None or self.stopping:
             return
         task = asyncio.ensure_future(self._channels.run())
         self.channel_rounds.add(task)
         task.add_done_callback(self.channel_rounds.discard)
-        with self._quiet_when_stopping():
-            await asyncio.shield(task)
 
     async def _prune(self) -> None:
         """[retention]: batches while this worker is not busy (fewer polls in flight than
