@@ -9,10 +9,12 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +25,7 @@ from typing import Any
 import pytest
 from conftest import LocalServer, Route, fresh_database
 from helpers import ROOT, Daemon, Entry, article, cli, json_lines, rss, write_config
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
 from monitor import db
@@ -384,7 +387,7 @@ def test_a_slow_channel_does_not_hold_up_the_others_in_the_daemon(
                                "notify": ["slow", "good"]}],
                        channels=[hook(receiver, "slow", "/slow", timeout="30s"),
                                  hook(receiver, "good", "/good")],
-                       daemon={"shutdown_timeout": "1s"})
+                       daemon={"shutdown_timeout": "1s", "listen": "127.0.0.1:0"})
 
     def stories(first: int, n: int) -> list[Story]:
         return [Story(key=f"s{i}", feed="Desk", title=f"Story {i}",
@@ -402,6 +405,20 @@ def test_a_slow_channel_does_not_hold_up_the_others_in_the_daemon(
         assert daemon.wait_for(lambda: len(receiver.requests("/good")) == 3, 20), daemon.log()
         assert time.monotonic() - slow_began < 30  # while the slow one still waits
         assert len(receiver.requests("/slow")) == 1
+        [base] = re.findall(r"serving (http://127\.0\.0\.1:\d+)/healthz", daemon.log())
+
+        def gauge(channel: str, state: str) -> float | None:
+            with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
+                text = resp.read().decode()
+            return next((s.value for fam in text_string_to_metric_families(text)
+                         for s in fam.samples if s.name == "monitor_channel_messages"
+                         and s.labels == {"channel": channel, "state": state}), None)
+
+        # /metrics: the slow channel's two messages pending and the third alert not yet
+        # put in one (the channel is busy), the good one's all delivered.
+        assert daemon.wait_for(lambda: (gauge("slow", "pending"), gauge("slow", "waiting"),
+                                        gauge("good", "pending"), gauge("good", "waiting"))
+                               == (2.0, 1.0, 0.0, 0.0), 25), daemon.log()
     finally:
         code = daemon.stop()
     assert code == 0, daemon.log()

@@ -687,3 +687,52 @@ def test_choose_text_picks_a_text_and_names_its_source(entry: FeedEntry, article
         lengths = [len(entry.content or ""), len(entry.summary or ""),
                    len(article.text) if article else 0]
         assert len(text) == max(lengths)
+
+
+# --- alert channel payloads -------------------------------------------------------------------
+
+def _channel_kinds() -> list[Any]:
+    from monitor.config.channels import ChannelSettings
+
+    return [ChannelSettings(name="c", kind="webhook", url="https://h.example/in", secret="k"),
+            ChannelSettings(name="c", kind="slack", url="https://hooks.slack.com/x"),
+            ChannelSettings(name="c", kind="mattermost", url="https://m.example/hooks/x"),
+            ChannelSettings(name="c", kind="matrix", url="https://mx.example", room="!r:mx",
+                            token="t"),
+            ChannelSettings(name="c", kind="ntfy", url="https://n.example", topic="t")]
+
+
+@SLOW
+@given(st.lists(st.tuples(nasty_text, st.one_of(st.none(), nasty_text,
+                                                st.just("https://a.example/x?a=1&b=<2>")),
+                          nasty_text, nasty_text, nasty_text), min_size=1, max_size=5),
+       st.one_of(st.none(), nasty_text), st.booleans())
+def test_channel_payloads_survive_hostile_articles(
+        articles: list[tuple[str, str | None, str, str, str]], story_title: str | None,
+        follow_up: bool) -> None:
+    """Whatever a feed put in a title, link, outlet, category or snippet: every kind of
+    channel gets valid JSON, one-line headers, and (Slack) no markup but its own links."""
+    from datetime import UTC
+
+    from monitor.channels.payloads import Notice, Report, build
+
+    reports = tuple(Report(i + 1, rule or "r", i + 1, title, url, feed or "f", category or None,
+                           datetime(2026, 12, 7, tzinfo=UTC), snippet, (rule,))
+                    for i, (title, url, feed, category, snippet) in enumerate(articles)
+                    for rule in ("r",))
+    notice = Notice("c", "monitor-k", 1, story_title, follow_up, reports,
+                    datetime(2026, 12, 7, tzinfo=UTC))
+    for channel in _channel_kinds():
+        request = build(channel, notice, 1_796_000_000)
+        body = json.loads(request.body)
+        assert all("\r" not in v and "\n" not in v for _, v in request.headers)
+        if channel.kind == "slack":
+            for block in body["blocks"][1:]:
+                if block["type"] == "section":
+                    text = block["text"]["text"]
+                    assert text.count("<") == text.startswith("*<")  # only a link's
+        if channel.kind == "webhook":
+            for a in body["articles"]:
+                assert a["title"] and not any(ord(c) < 32 or 0x7f <= ord(c) <= 0x9f
+                                              for c in a["title"])
+                assert a["url"] is None or a["url"].startswith("https://")

@@ -306,4 +306,5 @@ def _md_url(url: str | None) -> str:
 
 
 def _json(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    # A lone surrogate (never valid UTF-8) becomes "?" rather than failing the message.
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")

@@ -61,6 +61,7 @@ from monitor.service.health import Health, Limits, health
 from monitor.service.metrics import Metrics
 from monitor.service.once import RunSummary, run_once
 from monitor.service.startup import Synced, sync_config
+from monitor.store.channels import ChannelCounts, channel_counts
 
 if TYPE_CHECKING:  # the web server is imported only when it is served
     from monitor.web.app import WebServer
@@ -338,19 +339,20 @@ class Daemon:
                 raise
 
     async def _observe(self) -> None:
-        def read() -> tuple[store.Backlog, store.DigestCounts]:
+        def read() -> tuple[store.Backlog, store.DigestCounts, dict[str, ChannelCounts]]:
             with self.sessions() as s:
-                return store.backlog(s, self.clock()), store.digest_counts(s)
+                channels = channel_counts(s) if self.settings.channels else {}
+                return store.backlog(s, self.clock()), store.digest_counts(s), channels
 
         try:
             with self._quiet_when_stopping():
-                backlog, digests = await asyncio.to_thread(read)
+                backlog, digests, channels = await asyncio.to_thread(read)
             if self.stopping:
                 return
         except SQLAlchemyError as exc:
             log.error("reading the backlog failed: %s", db.reason(exc))
             return
-        self.metrics.observe(backlog, digests)
+        self.metrics.observe(backlog, digests, channels)
 
     async def _deliver(self) -> None:
         """A round of channel deliveries, in a task of its own (a stop waits for it) that

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from monitor.pipeline.context import FeedReport
 from monitor.store import Backlog, DigestCounts
+from monitor.store.channels import ChannelCounts
 
 
 class Metrics:
@@ -58,6 +59,10 @@ class Metrics:
                                     "--failed`).", registry=r)
         self.in_flight = Gauge("monitor_polls_in_flight", "Polls this worker is running.",
                                registry=r)
+        self.channel_messages = Gauge(
+            "monitor_channel_messages", "Alert channel messages by state: pending (not yet "
+            "delivered), retrying (pending, failed at least once), dead (given up), and "
+            "alerts waiting for a story's follow-up.", ["channel", "state"], registry=r)
         for outcome in ("parsed", "not_modified", "unchanged", "failed"):
             self.polls.labels(outcome)  # shown as 0 before the first one
         for result in ("applied", "rejected"):
@@ -78,7 +83,8 @@ class Metrics:
         self.duplicates.inc(report.duplicates)
         self.alerts.inc(report.alerts)
 
-    def observe(self, backlog: Backlog, digests: DigestCounts) -> None:
+    def observe(self, backlog: Backlog, digests: DigestCounts,
+                channels: dict[str, ChannelCounts] | None = None) -> None:
         self.backlog.set(backlog.due)
         self.polling.set(backlog.polling)
         self.failing.set(backlog.failing)
@@ -89,6 +95,9 @@ class Metrics:
         self.entries_claimed.set(backlog.entries_claimed)
         self.pending_digests.set(digests.pending)
         self.failed_digests.set(digests.failed)
+        for name, n in (channels or {}).items():
+            for state in ("pending", "retrying", "dead", "waiting"):
+                self.channel_messages.labels(name, state).set(getattr(n, state))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
