@@ -422,3 +422,20 @@ def test_a_slow_channel_does_not_hold_up_the_others_in_the_daemon(
     finally:
         code = daemon.stop()
     assert code == 0, daemon.log()
+
+
+def test_channels_test_sends_one_signed_sample_and_says_what_came_back(
+        receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    receiver.always["/gone"] = Answer(404)
+    cfg = config(tmp_path, f"sqlite:///{tmp_path}/m.db", "http://127.0.0.1:9/feed.xml",
+                 [hook(receiver, "desk", "/hook", secret_env="HOOK_SECRET"),
+                  hook(receiver, "gone", "/gone")])
+    code, out = cli(cfg, "channels", "test", "desk")
+    assert code == 0 and "desk: delivered (200) to webhook http://127.0.0.1/…" in out, out
+    [sample] = receiver.requests("/hook")
+    assert receiver.bad_signatures == 0 and "x-monitor-signature" in sample.headers
+    assert "channel 'desk' works" in json.loads(sample.body)["articles"][0]["title"]
+    code, out = cli(cfg, "channels", "test", "gone")
+    assert code == 1 and "gone: not delivered: HTTP 404: upstream unavailable" in out, out
+    assert cli(cfg, "channels", "test", "nope")[0] == 2

@@ -17,7 +17,7 @@ could not be sent (it stays pending and is retried).
     alerts.py     rules list, alerts list
     search.py     search, rules test, rules backfill
     digests.py    digest send, digest preview, digest list
-    channels.py   channels list, channels retry, channels send
+    channels.py   channels list, channels retry, channels send, channels test
 """
 
 from __future__ import annotations
@@ -32,7 +32,12 @@ from typing import TextIO
 
 from monitor import __version__, logs
 from monitor.cli.alerts import cmd_alerts_list, cmd_rules_list
-from monitor.cli.channels import cmd_channels_list, cmd_channels_retry, cmd_channels_send
+from monitor.cli.channels import (
+    cmd_channels_list,
+    cmd_channels_retry,
+    cmd_channels_send,
+    cmd_channels_test,
+)
 from monitor.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -298,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "its URL or token)")
     cr.add_argument("name", metavar="NAME")
     ch.add_parser("send", help="deliver what is due on every channel now, once")
+    ct = ch.add_parser("test", help="send one sample message to a channel now (nothing "
+                                    "stored): check its URL, token and secret")
+    ct.add_argument("name", metavar="NAME")
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -338,6 +346,7 @@ COMMANDS = {
     ("channels", "list"): cmd_channels_list,
     ("channels", "retry"): cmd_channels_retry,
     ("channels", "send"): cmd_channels_send,
+    ("channels", "test"): cmd_channels_test,
     ("config", "show"): cmd_config_show,
 }
 

@@ -1,4 +1,5 @@
-"""channels list, channels retry, channels send: the alert channels and their messages."""
+"""channels list, channels retry, channels send, channels test: the alert channels and
+their messages."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from monitor.cli.common import EXIT_OK, ago, at, dump, session_factory, stored
+from monitor.cli.common import EXIT_FAILURE, EXIT_OK, ago, at, dump, session_factory, stored
 from monitor.config import Settings
 from monitor.config.channels import missing_secrets
-from monitor.errors import ConfigError, UsageError
+from monitor.errors import ConfigError, FetchError, UsageError
 from monitor.store import channels as chstore
 
 
@@ -116,3 +117,45 @@ def cmd_channels_send(settings: Settings, args: argparse.Namespace, out: TextIO)
 
     out.write(asyncio.run(round_()).render() + "\n")
     return EXIT_OK
+
+
+def cmd_channels_test(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    """Send one sample message to a channel now (nothing is read or stored): whether its
+    URL, token and secret work, before an alert depends on them."""
+    import secrets
+
+    from monitor.channels.payloads import Notice, Report, build
+    from monitor.ingest.fetcher import Fetcher
+    from monitor.service.channel_job import answer_error, hide
+
+    channel = next((c for c in settings.channels if c.name == args.name), None)
+    if channel is None:
+        raise UsageError(f"no channel is called {args.name!r} in {settings.path}")
+    if channel.missing:
+        raise ConfigError(str(settings.path), "channels", f"unset environment variables: "
+                          f"{missing_secrets((channel,))}")
+    now = datetime.now(UTC)
+    notice = Notice(channel.name, f"monitor-test-{secrets.token_hex(8)}", None,
+                    "monitor test message", False,
+                    (Report(0, "(test)", 0, f"A test from monitor: channel {channel.name!r} "
+                            "works", None, "monitor", None, now,
+                            "If you can read this, alerts of the rules that notify this "
+                            "channel will arrive here."),), now)
+    request = build(channel, notice, int(now.timestamp()))
+
+    async def send() -> Any:
+        async with Fetcher(settings.fetch) as fetcher:
+            return await fetcher.send(request.method, request.url, request.body,
+                                      dict(request.headers), timeout=channel.timeout)
+
+    try:
+        answer = asyncio.run(send())
+    except FetchError as exc:
+        out.write(f"{channel.name}: not delivered: {hide(channel, exc.reason)}\n")
+        return EXIT_FAILURE
+    if 200 <= answer.status < 300:
+        out.write(f"{channel.name}: delivered ({answer.status}) to {channel.kind} "
+                  f"{channel.shown_url}\n")
+        return EXIT_OK
+    out.write(f"{channel.name}: not delivered: {answer_error(channel, answer)}\n")
+    return EXIT_FAILURE

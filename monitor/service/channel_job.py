@@ -156,18 +156,18 @@ class ChannelJob:
             answer = await self.fetcher.send(request.method, request.url, request.body,
                                              dict(request.headers), timeout=channel.timeout)
         except FetchError as exc:
-            await self._record(channel, row, None, _hide(channel, exc.reason), None, done)
+            await self._record(channel, row, None, hide(channel, exc.reason), None, done)
             return
         except Exception as exc:  # a fault of ours: this message fails, not the round
             log.exception("channel %s: message %d could not be sent", _named(channel), row.id)
-            await self._record(channel, row, None, _hide(channel, f"internal error: "
+            await self._record(channel, row, None, hide(channel, f"internal error: "
                                f"{type(exc).__name__}: {exc}"), None, done)
             return
         if 200 <= answer.status < 300:
             await self._record(channel, row, answer.status, None, None, done)
             return
         retried = answer.status in RETRIED_STATUSES or answer.status >= 500
-        await self._record(channel, row, answer.status, _answer_error(channel, answer),
+        await self._record(channel, row, answer.status, answer_error(channel, answer),
                            answer.retry_after, done, give_up=not retried)
 
     async def _record(self, channel: ChannelSettings, row: chstore.MessageRow,
@@ -226,7 +226,7 @@ def _named(channel: ChannelSettings) -> str:
     return f"{channel.name!r} ({channel.kind} {channel.shown_url})"
 
 
-def _hide(channel: ChannelSettings, text: str) -> str:
+def hide(channel: ChannelSettings, text: str) -> str:
     """``text`` with the channel's URL and secrets replaced: they may be in an error."""
     for secret, shown in ((channel.url, channel.shown_url), (channel.token, "(token)"),
                           (channel.secret, "(secret)")):
@@ -235,9 +235,9 @@ def _hide(channel: ChannelSettings, text: str) -> str:
     return text
 
 
-def _answer_error(channel: ChannelSettings, answer: Answer) -> str:
+def answer_error(channel: ChannelSettings, answer: Answer) -> str:
     said = " ".join(answer.body[:300].decode("utf-8", "replace").split())
-    return _hide(channel, f"HTTP {answer.status}" + (f": {said}" if said else ""))
+    return hide(channel, f"HTTP {answer.status}" + (f": {said}" if said else ""))
 
 
 def _plural(n: int, word: str) -> str:
