@@ -139,6 +139,13 @@ def test_every_page_and_answer(site: Any) -> None:
         assert f"<h3>To {recipient}</h3>" in page.decode()
         told = f"{len(stories)} " + ("story" if len(stories) == 1 else "stories")
         assert f"{len(mine)} alerts waiting, {told} · rules: " in page.decode()
+    # The Heists rule's chat room (nothing listens): its messages wait, with why; its
+    # URL (a secret) is shown as its scheme and host only.
+    channel = page.decode().split("<h2>Alert channels</h2>", 1)[1].split("</table>", 1)[0]
+    heists = {a["story_id"] for a in alerts if a["rule"] == "Heists"}
+    assert "desk-room<div class=\"meta\">slack · http://127.0.0.1/…</div>" in channel
+    assert f'<td class="num">{len(heists)}<div class="meta">{len(heists)} retrying' in channel
+    assert "connection refused" in channel and "SECRET" not in page.decode()
     status, headers, body = c.get("/digests/preview?recipient=desk%40example.org")
     assert status == 200 and "sandbox" in headers["Content-Security-Policy"]
     assert b"Robbers in drag" in body

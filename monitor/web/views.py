@@ -15,6 +15,7 @@ from monitor.digest.render import Entry, Report, Section, assemble
 from monitor.errors import QueryError
 from monitor.rules import Query, parse, why_not
 from monitor.search import Result, search, test_rule
+from monitor.store.channels import ChannelCounts, channel_counts
 
 TODAY_DEFAULT = timedelta(hours=24)  # "today" when no digest has gone out yet
 TODAY_MAX_ALERTS = 500  # alerts shown on Today, the newest; the others counted
@@ -267,10 +268,22 @@ class Waiting:
 
 
 @dataclass(frozen=True)
+class ChannelLine:
+    """An alert channel of the config, with its deliveries."""
+
+    name: str
+    kind: str
+    where: str  # scheme and host: never the URL, which may be a secret
+    rules: tuple[str, ...]
+    counts: ChannelCounts
+
+
+@dataclass(frozen=True)
 class DigestsPage:
     digests: list[store.DigestRow]
     pending: int
     waiting: list[Waiting]
+    channels: list[ChannelLine]
 
 
 def digests(s: Session, settings: Settings, limit: int = 50) -> DigestsPage:
@@ -281,8 +294,13 @@ def digests(s: Session, settings: Settings, limit: int = 50) -> DigestsPage:
 
     waiting = [Waiting(r, tuple(rules), *store.waiting_for_digest(s, r, rules))
                for r, rules in recipients(settings.rules).items()]
+    counts = channel_counts(s) if settings.channels else {}
+    channels = [ChannelLine(c.name, c.kind, c.shown_url,
+                            tuple(r.name for r in settings.rules if c.name in r.notify),
+                            counts.get(c.name, ChannelCounts()))
+                for c in settings.channels]
     return DigestsPage(store.list_digests(s, limit=limit), store.digest_counts(s).pending,
-                       waiting)
+                       waiting, channels)
 
 
 PREVIEW_MESSAGE_ID = "<preview@monitor.invalid>"
