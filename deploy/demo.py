@@ -4,10 +4,11 @@ Starts a local news site built from real articles kept in the repository
 (tests/fixtures: two real pages of the extraction benchmark that report the same
 event, ECB+ write-ups of one event by different writers, and the seed corpus), with
 several outlets, syndicated copies and one story told twice; a local SMTP server that
-keeps what it receives; runs ``monitor run`` against them for a minute, then sends the
-digest, and leaves in ``demo/`` (or ``--out``): the database, the config, the digest as
-``digest.eml`` and ``digest.html``, the daemon's log and ``SUMMARY.md``, which says
-what happened and what to try next.
+keeps what it receives and a chat room's incoming webhook (Mattermost's kind) that two
+rules notify; runs ``monitor run`` against them for a minute, then sends the digest, and
+leaves in ``demo/`` (or ``--out``): the database, the config, the digest as
+``digest.eml`` and ``digest.html``, what the chat room was told in ``chat.md``, the
+daemon's log and ``SUMMARY.md``, which says what happened and what to try next.
 
     .venv/bin/python deploy/demo.py [--out demo] [--seconds 60]
 """
@@ -40,20 +41,26 @@ MONITOR = [sys.executable, "-m", "monitor"]
 WEWORK = {"Tech Desk": "06e5123e4e",
           "Startup Wire": "1ace8c85aa"}
 RULES = [
-    {"name": "WeWork", "query": "WeWork OR \"co-working\"", "recipients": ["desk@demo.example"]},
+    {"name": "WeWork", "query": "WeWork OR \"co-working\"", "recipients": ["desk@demo.example"],
+     "notify": ["newsroom-chat"]},
     {"name": "Paris heist", "query": "heist OR jewel* OR diamond*",
-     "recipients": ["desk@demo.example"]},
+     "recipients": ["desk@demo.example"], "notify": ["newsroom-chat"]},
     {"name": "Russia and Venezuela", "query": "Venezuela AND (Russia OR Kremlin OR Moscow)",
      "recipients": ["desk@demo.example", "analyst@demo.example"]},
     {"name": "Earthquakes", "query": "earthquake OR quake", "recipients": ["analyst@demo.example"]},
 ]
 
 
+CHAT_HOOK = "/hooks/newsroom"  # a Mattermost incoming webhook, played by the local site
+
+
 class Site:
-    """Feeds and pages served from memory on 127.0.0.1."""
+    """Feeds and pages served from memory on 127.0.0.1, and a chat room's incoming
+    webhook that keeps what it is sent."""
 
     def __init__(self) -> None:
         self.routes: dict[str, tuple[bytes, str]] = {}
+        self.chat: list[dict[str, Any]] = []
         site = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,6 +74,15 @@ class Site:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                ok = self.path == CHAT_HOOK
+                if ok:
+                    site.chat.append(json.loads(body))
+                self.send_response(200 if ok else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -166,7 +182,8 @@ def _toml(value: Any) -> str:
     return str(value)
 
 
-def write_config(out: Path, feeds: list[dict[str, str]], smtp_port: int) -> Path:
+def write_config(out: Path, feeds: list[dict[str, str]], smtp_port: int,
+                 chat: str) -> Path:
     sections: dict[str, dict[str, Any]] = {
         "database": {"url": f"sqlite:///{out / 'monitor.db'}"},
         "seeds": {"path": str(ROOT / "seeds")},
@@ -178,10 +195,12 @@ def write_config(out: Path, feeds: list[dict[str, str]], smtp_port: int) -> Path
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none"},
         "daemon": {"listen": ""},
     }
-    lines = ["# The demo's config (deploy/demo.py): a local site and a local mail server."]
+    lines = ["# The demo's config (deploy/demo.py): a local site, a local mail server and "
+             "a local chat room."]
     for name, keys in sections.items():
         lines += ["", f"[{name}]"] + [f"{k} = {_toml(v)}" for k, v in keys.items()]
-    for table, items in (("feeds", feeds), ("rules", RULES)):
+    channels = [{"name": "newsroom-chat", "kind": "mattermost", "url": chat, "batch": "1m"}]
+    for table, items in (("feeds", feeds), ("rules", RULES), ("channels", channels)):
         for item in items:
             lines += ["", f"[[{table}]]"] + [f"{k} = {_toml(v)}" for k, v in item.items()]
     path = out / "monitor.toml"
@@ -234,12 +253,13 @@ def main() -> None:
     out = args.out.resolve()
     if out.exists():
         for old in ("monitor.db", "monitor.db-wal", "monitor.db-shm", "digest.eml",
-                    "digest.html", "daemon.log", "SUMMARY.md", "monitor.toml"):
+                    "digest.html", "daemon.log", "SUMMARY.md", "monitor.toml", "chat.md"):
             (out / old).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     site, mailbox = Site(), Mailbox()
     try:
-        config = write_config(out, build_site(site, datetime.now(UTC)), mailbox.port)
+        config = write_config(out, build_site(site, datetime.now(UTC)), mailbox.port,
+                              site.url(CHAT_HOOK))
         print(f"demo: a local site at {site.base} ({len(site.routes)} addresses), mail to "
               f"127.0.0.1:{mailbox.port}; running the daemon for {args.seconds:.0f} s …",
               flush=True)
@@ -252,7 +272,7 @@ def main() -> None:
                 daemon.send_signal(signal.SIGTERM)
                 daemon.wait(60)
         monitor(config, "digest", "send", "--now")
-        summary = summarize(config, out, mailbox.received)
+        summary = summarize(config, out, mailbox.received, site.chat)
     finally:
         mailbox.stop()
         site.server.shutdown()
@@ -260,7 +280,8 @@ def main() -> None:
     print(summary)
 
 
-def summarize(config: Path, out: Path, received: list[bytes]) -> str:
+def summarize(config: Path, out: Path, received: list[bytes],
+              chat: list[dict[str, Any]]) -> str:
     items = lines(config, "items", "list")
     stories = lines(config, "stories", "list")
     alerts = lines(config, "alerts", "list")
@@ -276,6 +297,8 @@ def summarize(config: Path, out: Path, received: list[bytes]) -> str:
         msg = message_from_bytes(digest, policy=policy.default)
         html = msg.get_body(("html",))
         (out / "digest.html").write_text(html.get_content() if html else "", encoding="utf-8")
+    (out / "chat.md").write_text(
+        "\n\n---\n\n".join(m.get("text", "") for m in chat) + "\n", encoding="utf-8")
     rel = (str(config.relative_to(Path.cwd())) if config.is_relative_to(Path.cwd())
            else str(config))
     return "\n".join([
@@ -289,12 +312,16 @@ def summarize(config: Path, out: Path, received: list[bytes]) -> str:
         f"{len(alerts)} alerts for {len({a['rule'] for a in alerts})} rules; "
         f"{len(received)} digest{'' if len(received) == 1 else 's'} mailed"
         + (f": {out / 'digest.eml'} and {out / 'digest.html'}" if digest else "") + ".",
+        f"The newsroom's chat room (a local Mattermost webhook) was told at once: "
+        f"{len(chat)} message{'' if len(chat) == 1 else 's'}, one per story, in "
+        f"{out / 'chat.md'}.",
         "",
         "Try next:",
         "",
         f"    .venv/bin/monitor --config {rel} stories list",
         f"    .venv/bin/monitor --config {rel} search 'diamond -drag'",
         f"    .venv/bin/monitor --config {rel} items list --status duplicate",
+        f"    .venv/bin/monitor --config {rel} channels list newsroom-chat",
         f"    .venv/bin/monitor --config {rel} web --listen 127.0.0.1:9464"
         "    # then open http://127.0.0.1:9464/",
         "",

@@ -32,7 +32,13 @@ def test_make_demo(tmp_path: Path) -> None:
     digest = message_from_bytes((out / "digest.eml").read_bytes(), policy=policy.default)
     assert digest["To"] == "desk@demo.example"
     assert "WeWork" in (out / "digest.html").read_text()
+    # The chat room was told once per story of the rules that notify it.
+    chat = (out / "chat.md").read_text()
+    assert "New story:" in chat and "WeWork" in chat, chat
+    told_chat = {a["story_id"] for a in alerts if a["rule"] in ("WeWork", "Paris heist")}
+    [room] = json_lines(config, "channels", "list")
+    assert (room["delivered"], room["dead"]) == (len(told_chat), 0), room
     summary = (out / "SUMMARY.md").read_text()
-    for hint in ("stories list", "search", "web --listen"):
+    for hint in ("stories list", "search", "web --listen", "channels list"):
         assert hint in summary
     assert summary in done.stdout
