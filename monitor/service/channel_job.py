@@ -9,13 +9,15 @@ the channel's timeout and a margin (the request cannot take longer); then it is 
 (:mod:`monitor.channels.payloads`), sent through the fetcher (timeouts, a cap on the
 answer read, no redirects) and the outcome recorded. A worker killed mid-request leaves
 the lease to lapse: the message is sent again, with the same key, by whoever claims it
-next. The daemon runs a round after every poll that stored alerts and every few
-seconds; ``run --once`` runs one at its end.
+next. The daemon runs a round every few seconds (a channel still busy with the last one
+is left to it); ``run --once`` runs one at its end, ``channels send`` one on demand.
 
-Outcomes: a 2xx is delivered. A timeout, a network error, 408, 425, 429 and 5xx are
-retried after ``retry`` seconds, doubled each time up to ``retry_max`` (longer when the
-answer's Retry-After asks; a 429 also pauses the whole channel that long). Any other
-answer (a 3xx, 4xx: the URL or token is wrong) makes the message dead at once:
+Outcomes: a 2xx is delivered. A timeout, a network error, 408, 425, 429 and 5xx are a
+failure of the channel: the message is retried after ``retry`` seconds, doubled each
+time up to ``retry_max`` (longer when the answer's Retry-After asks; a 429 also pauses
+the whole channel that long), and the channel's other due messages wait for the next
+round, so a receiver that is down costs one timeout a round, not one per message. Any
+other answer (a 3xx, 4xx: the URL or token is wrong) makes the message dead at once:
 ``monitor channels list`` shows it and ``monitor channels retry NAME`` sends it again
 once the config is mended. Secrets never reach the log: a channel is named with its
 kind and the scheme and host of its URL.
@@ -106,9 +108,8 @@ class ChannelJob:
                 log.exception("channel %s: making or claiming messages failed",
                               _named(channel))
                 return
-            if claimed is None:
-                return
-            await self._deliver(channel, claimed, done)
+            if claimed is None or not await self._deliver(channel, claimed, done):
+                return  # nothing due, or the channel failed: the rest waits a round
 
     def _claim(self, channel: ChannelSettings) -> int | None:
         now = self.clock()
@@ -137,42 +138,45 @@ class ChannelJob:
                            row.follow_up, reports, row.created_at)
 
     async def _deliver(self, channel: ChannelSettings, message_id: int,
-                       done: Delivered) -> None:
+                       done: Delivered) -> bool:
+        """Send one claimed message and record the outcome. Returns whether the channel
+        should be given its next due message now: not after a failure of the channel
+        itself (no answer, 408, 425, 429, 5xx) or of the database."""
         try:
             found = await asyncio.to_thread(self._notice, channel, message_id)
         except SQLAlchemyError as exc:
             log.error("channel %s: reading message %d failed: %s", _named(channel), message_id,
                       db.reason(exc))
-            return
+            return False
         if found is None:
-            return
+            return True
         row, notice = found
         if not notice.reports:  # retention removed its articles: nothing left to tell
-            await self._record(channel, row, None, "its alerts were removed by retention",
-                               None, done, give_up=True)
-            return
+            return await self._record(channel, row, None, "its alerts were removed by "
+                                      "retention", None, done, give_up=True)
         try:
             request = build(channel, notice, int(self.clock().timestamp()))
             answer = await self.fetcher.send(request.method, request.url, request.body,
                                              dict(request.headers), timeout=channel.timeout)
         except FetchError as exc:
             await self._record(channel, row, None, hide(channel, exc.reason), None, done)
-            return
+            return False
         except Exception as exc:  # a fault of ours: this message fails, not the round
             log.exception("channel %s: message %d could not be sent", _named(channel), row.id)
-            await self._record(channel, row, None, hide(channel, f"internal error: "
-                               f"{type(exc).__name__}: {exc}"), None, done)
-            return
+            return await self._record(channel, row, None, hide(channel, f"internal error: "
+                                      f"{type(exc).__name__}: {exc}"), None, done)
         if 200 <= answer.status < 300:
-            await self._record(channel, row, answer.status, None, None, done)
-            return
+            return await self._record(channel, row, answer.status, None, None, done)
         retried = answer.status in RETRIED_STATUSES or answer.status >= 500
-        await self._record(channel, row, answer.status, answer_error(channel, answer),
-                           answer.retry_after, done, give_up=not retried)
+        recorded = await self._record(channel, row, answer.status,
+                                      answer_error(channel, answer), answer.retry_after, done,
+                                      give_up=not retried)
+        return recorded and not retried
 
     async def _record(self, channel: ChannelSettings, row: chstore.MessageRow,
                       status: int | None, error: str | None, retry_after: str | None,
-                      done: Delivered, give_up: bool = False) -> None:
+                      done: Delivered, give_up: bool = False) -> bool:
+        """Record one attempt's outcome; returns whether the database took it."""
         now = self.clock()
         attempt = row.attempts + 1
         retry_at: datetime | None = None
@@ -191,7 +195,7 @@ class ChannelJob:
         except SQLAlchemyError as exc:  # the lease lapses and the message is sent again
             log.error("channel %s: recording message %d failed: %s", _named(channel), row.id,
                       db.reason(exc))
-            return
+            return False
         what = f"message {row.id} ({_plural(row.alerts, 'alert')}" + (
             f", story {row.story_id}" if row.story_id is not None else "") + ")"
         if error is None:
@@ -208,6 +212,7 @@ class ChannelJob:
             log.error("channel %s: %s is dead after %d attempts: %s (see `monitor channels "
                       "list`; `monitor channels retry %s` sends it again)", _named(channel),
                       what, attempt, error, channel.name)
+        return True
 
     def _write(self, channel: ChannelSettings, message_id: int, status: int | None,
                error: str | None, retry_at: datetime | None, pause_until: datetime | None,
