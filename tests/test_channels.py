@@ -457,3 +457,6 @@ def test_channels_test_sends_one_signed_sample_and_says_what_came_back(
     code, out = cli(cfg, "channels", "test", "gone")
     assert code == 1 and "gone: not delivered: HTTP 404: upstream unavailable" in out, out
     assert cli(cfg, "channels", "test", "nope")[0] == 2
+    assert cli(cfg, "db", "upgrade")[0] == 0
+    code, out = cli(cfg, "rules", "list")
+    assert "notifies: desk, gone" in out, out

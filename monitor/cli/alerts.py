@@ -18,10 +18,13 @@ def cmd_rules_list(settings: Settings, args: argparse.Namespace, out: TextIO) ->
         total, unsent = counts.get(r.name, (0, 0))
         if args.json:
             dump({"name": r.name, "query": r.query, "reads": str(r.parsed),
-                   "recipients": list(r.recipients), "alerts": total, "unsent": unsent}, out)
+                   "recipients": list(r.recipients), "notify": list(r.notify),
+                   "alerts": total, "unsent": unsent}, out)
         else:
-            out.write(f"{r.name}: {r.query}\n    reads: {r.parsed}\n    to: "
-                      f"{', '.join(r.recipients)}; {total} alerts, {unsent} not yet sent\n")
+            mailed = (f"to: {', '.join(r.recipients)}; {total} alerts, {unsent} not yet "
+                      "in a digest" if r.recipients else f"no digest; {total} alerts")
+            told = f"\n    notifies: {', '.join(r.notify)}" if r.notify else ""
+            out.write(f"{r.name}: {r.query}\n    reads: {r.parsed}\n    {mailed}{told}\n")
     return EXIT_OK
 
 

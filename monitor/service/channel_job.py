@@ -108,10 +108,12 @@ class ChannelJob:
                 log.exception("channel %s: making or claiming messages failed",
                               _named(channel))
                 return
-            if claimed is None or not await self._deliver(channel, claimed, done):
+            if claimed is None or not await self._deliver(channel, *claimed, done):
                 return  # nothing due, or the channel failed: the rest waits a round
 
-    def _claim(self, channel: ChannelSettings) -> int | None:
+    def _claim(self, channel: ChannelSettings) -> tuple[chstore.MessageRow, Notice] | None:
+        """Make the channel's messages, claim the next due one and read it, in one
+        transaction; None when nothing is due (or the budget is spent)."""
         now = self.clock()
         lease = timedelta(seconds=channel.timeout + LEASE_MARGIN)
         with self.sessions.begin() as s:
@@ -121,36 +123,23 @@ class ChannelJob:
                 log.info("channel %s: %d new messages", _named(channel), made)
             ids = chstore.claim_messages(s, state, self.owner, channel.per_minute, now,
                                          now + lease, limit=1)
-        return ids[0] if ids else None
+            found = chstore.message(s, ids[0]) if ids else None
+        return None if found is None else self._notice(channel, *found)
 
-    def _notice(self, channel: ChannelSettings, message_id: int
-                ) -> tuple[chstore.MessageRow, Notice] | None:
+    def _notice(self, channel: ChannelSettings, row: chstore.MessageRow,
+                alerts: list[chstore.MessageAlert]) -> tuple[chstore.MessageRow, Notice]:
         categories = {f.name: f.category for f in self.settings.feeds}
-        with self.sessions() as s:
-            found = chstore.message(s, message_id)
-        if found is None:
-            return None
-        row, alerts = found
         reports = tuple(Report(a.alert_id, a.rule, a.item_id, a.title, a.url, a.feed,
                                categories.get(a.feed), a.published_at, a.snippet, a.terms)
                         for a in alerts)
         return row, Notice(channel.name, row.key, row.story_id, row.story_title,
                            row.follow_up, reports, row.created_at)
 
-    async def _deliver(self, channel: ChannelSettings, message_id: int,
-                       done: Delivered) -> bool:
+    async def _deliver(self, channel: ChannelSettings, row: chstore.MessageRow,
+                       notice: Notice, done: Delivered) -> bool:
         """Send one claimed message and record the outcome. Returns whether the channel
         should be given its next due message now: not after a failure of the channel
         itself (no answer, 408, 425, 429, 5xx) or of the database."""
-        try:
-            found = await asyncio.to_thread(self._notice, channel, message_id)
-        except SQLAlchemyError as exc:
-            log.error("channel %s: reading message %d failed: %s", _named(channel), message_id,
-                      db.reason(exc))
-            return False
-        if found is None:
-            return True
-        row, notice = found
         if not notice.reports:  # retention removed its articles: nothing left to tell
             return await self._record(channel, row, None, "its alerts were removed by "
                                       "retention", None, done, give_up=True)

@@ -11,7 +11,7 @@ message is leased to one worker until its request has had time to end.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -86,21 +86,17 @@ def make_messages(session: Session, channel: str, batch: int, now: datetime) -> 
     for w in waiting:
         key = ("story", w.story_id) if w.story_id is not None else ("item", w.item_id)
         groups.setdefault(key, []).append(w)
+    last = _last_messages(session, channel, groups)
     made = 0
-    for (by, ident), members in groups.items():
-        column = ChannelMessage.story_id if by == "story" else ChannelMessage.item_id
-        prior = select(ChannelMessage.created_at, ChannelMessage.state).where(
-            ChannelMessage.channel == channel, column == ident)
-        if by == "item":
-            prior = prior.where(ChannelMessage.story_id.is_(None))
-        last = session.execute(prior.order_by(ChannelMessage.id.desc()).limit(1)).first()
-        if last is not None and (last.state == PENDING
-                                 or now - last.created_at < timedelta(seconds=batch)):
+    for key, members in groups.items():
+        prior = last.get(key)
+        if prior is not None and (prior[1] == PENDING
+                                  or now - prior[0] < timedelta(seconds=batch)):
             continue  # the later reports wait for a follow-up
         first = members[0]
         message = ChannelMessage(
             channel=channel, key=idempotency_key(channel, first.alert_id),
-            story_id=first.story_id, item_id=first.item_id, follow_up=last is not None,
+            story_id=first.story_id, item_id=first.item_id, follow_up=prior is not None,
             alerts=len(members), state=PENDING, attempts=0, next_attempt_at=now,
             created_at=now)
         session.add(message)
@@ -111,6 +107,29 @@ def make_messages(session: Session, channel: str, batch: int, now: datetime) -> 
             .values(message_id=message.id))
         made += 1
     return made
+
+
+def _last_messages(session: Session, channel: str, groups: Iterable[tuple[str, int]]
+                   ) -> dict[tuple[str, int], tuple[datetime, str]]:
+    """(made at, state) of the channel's latest message for each story ("story", id)
+    or, with no story, item ("item", id): two queries, whatever the number."""
+    out: dict[tuple[str, int], tuple[datetime, str]] = {}
+    keys = list(groups)
+    for by, column in (("story", ChannelMessage.story_id), ("item", ChannelMessage.item_id)):
+        idents = [ident for kind, ident in keys if kind == by]
+        for at in range(0, len(idents), 500):
+            latest = (select(func.max(ChannelMessage.id))
+                      .where(ChannelMessage.channel == channel,
+                             column.in_(idents[at:at + 500]))
+                      .group_by(column))
+            if by == "item":
+                latest = latest.where(ChannelMessage.story_id.is_(None))
+            for ident, made_at, state in session.execute(
+                    select(column, ChannelMessage.created_at, ChannelMessage.state)
+                    .where(ChannelMessage.id.in_(latest))):
+                if ident is not None:
+                    out[(by, ident)] = (made_at, state)
+    return out
 
 
 def claim_messages(session: Session, state: ChannelState, owner: str, per_minute: int,
@@ -140,12 +159,6 @@ def claim_messages(session: Session, state: ChannelState, owner: str, per_minute
         state.sent_in_window += len(ids)
     session.flush()
     return ids
-
-
-def next_due(session: Session, channel: str) -> datetime | None:
-    """When the channel's next pending message is due."""
-    return session.scalar(select(func.min(ChannelMessage.next_attempt_at)).where(
-        ChannelMessage.channel == channel, ChannelMessage.state == PENDING))
 
 
 @dataclass(frozen=True)
@@ -239,16 +252,6 @@ def mark_failed(session: Session, message_id: int, owner: str, *, error: str,
 def pause(session: Session, channel: str, until: datetime, now: datetime) -> None:
     """The channel asked to be left alone (a 429) until ``until``: no worker sends to it."""
     lock_channel(session, channel, now).paused_until = until
-
-
-def release(session: Session, message_ids: Sequence[int], owner: str) -> int:
-    """Give back claims not attempted (a stop), so they need not wait for their lease."""
-    if not message_ids:
-        return 0
-    result = session.execute(update(ChannelMessage).where(
-        ChannelMessage.id.in_(list(message_ids)), ChannelMessage.lease_owner == owner,
-        ChannelMessage.state == PENDING).values(lease_owner=None, lease_until=None))
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def retry_dead(session: Session, channel: str, now: datetime) -> int:
