@@ -24,7 +24,18 @@ from typing import Any
 
 import pytest
 from conftest import LocalServer, Route, fresh_database
-from helpers import ROOT, Daemon, Entry, article, cli, json_lines, rss, write_config
+from helpers import (
+    ROOT,
+    Daemon,
+    Entry,
+    Story,
+    article,
+    cli,
+    json_lines,
+    rss,
+    store_stories,
+    write_config,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func as sa_func
 from sqlalchemy import select, update
@@ -156,6 +167,14 @@ def hook(receiver: Receiver, name: str, path: str, **extra: object) -> dict[str,
             "retry": "1s", **extra}
 
 
+def queue(cfg: Path, numbers: range) -> None:
+    """Store one article per number (feed "Desk", each its own story) with the alerts the
+    config's rules raise on them, as the pipeline stores them: queued, nothing sent."""
+    store_stories(cfg, [Story(key=f"s{i}", feed="Desk", title=f"Story {i}",
+                              url=f"https://desk.example/{i}", text=article(i).decode())
+                        for i in numbers], datetime.now(UTC))
+
+
 def listing(cfg: Path, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     rows = json_lines(cfg, "channels", "list", name)
     return rows[0], [r["message"] for r in rows[1:]]
@@ -253,8 +272,6 @@ def test_a_429_pauses_the_channel_for_every_worker(
 def test_story_notifies_once_and_later_reports_come_batched(db_url: str, tmp_path: Path) -> None:
     """Store level, with the clock in hand: the first report makes a message; later ones
     wait while it is pending and for [[channels]] batch after it, then go together."""
-    from helpers import Story, store_stories
-
     cfg = write_config(tmp_path / "m.toml", db_url=db_url, feeds=[{"name": "Wire",
                        "url": "http://127.0.0.1:9/f"}],
                        rules=[{"name": "All", "query": "harbour OR council OR grain",
@@ -320,14 +337,10 @@ def test_processes_delivering_at_once_send_each_message_once(
         receiver: Receiver, pg_url: str, tmp_path: Path) -> None:
     """Twelve alerts queued (stored as the pipeline stores them), three processes
     delivering at once: each message is accepted once, by one of them."""
-    from helpers import Story, store_stories
-
     receiver.always["/hook"] = Answer(200, delay=0.1)
     cfg = config(tmp_path, pg_url, "http://127.0.0.1:9/feed.xml",
                  [hook(receiver, "desk", "/hook", per_minute=1000)])
-    store_stories(cfg, [Story(key=f"s{i}", feed="Desk", title=f"Story {i}",
-                              url=f"https://desk.example/{i}", text=article(i).decode())
-                        for i in range(12)], datetime.now(UTC))
+    queue(cfg, range(12))
     for p in _send_processes(cfg, 3):
         assert p.returncode == 0, p.stderr
     accepted = [r.headers["idempotency-key"] for r in receiver.requests("/hook")]
@@ -347,14 +360,10 @@ def test_the_per_minute_budget_holds_across_processes(
         receiver: Receiver, pg_url: str, tmp_path: Path) -> None:
     """Eight alerts queued (stored as the pipeline stores them, nothing sent yet), three
     processes delivering at once, a budget of three a minute: three go, in all."""
-    from helpers import Story, store_stories
-
     receiver.always["/hook"] = Answer(200, delay=0.2)
     cfg = config(tmp_path, pg_url, "http://127.0.0.1:9/feed.xml",
                  [hook(receiver, "desk", "/hook", per_minute=3)])
-    store_stories(cfg, [Story(key=f"s{i}", feed="Desk", title=f"Story {i}",
-                              url=f"https://desk.example/{i}", text=article(i).decode())
-                        for i in range(8)], datetime.now(UTC))
+    queue(cfg, range(8))
     for p in _send_processes(cfg, 3):
         assert p.returncode == 0, p.stderr
     assert len(receiver.requests("/hook")) == 3
@@ -396,8 +405,6 @@ def test_a_slow_channel_does_not_hold_up_the_others_in_the_daemon(
         receiver: Receiver, pg_url: str, tmp_path: Path) -> None:
     """A receiver that answers nothing for its whole timeout keeps its own channel busy;
     alerts stored meanwhile reach the other channel within the daemon's next rounds."""
-    from helpers import Story, store_stories
-
     receiver.always["/slow"] = Answer(200, delay=60)
     cfg = write_config(tmp_path / "monitor.toml", db_url=pg_url,
                        feeds=[{"name": "Desk", "url": "http://127.0.0.1:9/feed.xml"}],
@@ -407,19 +414,14 @@ def test_a_slow_channel_does_not_hold_up_the_others_in_the_daemon(
                                  hook(receiver, "good", "/good")],
                        daemon={"shutdown_timeout": "1s", "listen": "127.0.0.1:0"})
 
-    def stories(first: int, n: int) -> list[Story]:
-        return [Story(key=f"s{i}", feed="Desk", title=f"Story {i}",
-                      url=f"https://desk.example/{i}", text=article(i).decode())
-                for i in range(first, first + n)]
-
     daemon = Daemon(cfg, log=tmp_path / "daemon.log")
     try:
         assert daemon.wait_for_log("worker ", 60), daemon.log()
-        store_stories(cfg, stories(0, 2), datetime.now(UTC))
+        queue(cfg, range(2))
         assert daemon.wait_for(lambda: len(receiver.requests("/good")) == 2
                                and len(receiver.requests("/slow")) == 1, 30), daemon.log()
         slow_began = time.monotonic()
-        store_stories(cfg, stories(2, 1), datetime.now(UTC))
+        queue(cfg, range(2, 3))
         assert daemon.wait_for(lambda: len(receiver.requests("/good")) == 3, 20), daemon.log()
         assert time.monotonic() - slow_began < 30  # while the slow one still waits
         assert len(receiver.requests("/slow")) == 1

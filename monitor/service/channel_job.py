@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -127,11 +127,9 @@ class ChannelJob:
         return None if found is None else self._notice(channel, *found)
 
     def _notice(self, channel: ChannelSettings, row: chstore.MessageRow,
-                alerts: list[chstore.MessageAlert]) -> tuple[chstore.MessageRow, Notice]:
+                alerts: list[Report]) -> tuple[chstore.MessageRow, Notice]:
         categories = {f.name: f.category for f in self.settings.feeds}
-        reports = tuple(Report(a.alert_id, a.rule, a.item_id, a.title, a.url, a.feed,
-                               categories.get(a.feed), a.published_at, a.snippet, a.terms)
-                        for a in alerts)
+        reports = tuple(replace(a, category=categories.get(a.feed)) for a in alerts)
         return row, Notice(channel.name, row.key, row.story_id, row.story_title,
                            row.follow_up, reports, row.created_at)
 

@@ -20,7 +20,7 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from monitor.channels.payloads import idempotency_key
+from monitor.channels.payloads import Report, idempotency_key
 from monitor.models import (
     Alert,
     ChannelAlert,
@@ -162,21 +162,6 @@ def claim_messages(session: Session, state: ChannelState, owner: str, per_minute
 
 
 @dataclass(frozen=True)
-class MessageAlert:
-    """One alert of a message, as the channel is told of it."""
-
-    alert_id: int
-    rule: str
-    item_id: int
-    title: str | None
-    url: str | None
-    feed: str
-    published_at: datetime | None
-    snippet: str
-    terms: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class MessageRow:
     id: int
     channel: str
@@ -201,8 +186,9 @@ def _message_row(m: ChannelMessage, story_title: str | None) -> MessageRow:
                       m.last_status, m.last_error, m.created_at, m.delivered_at)
 
 
-def message(session: Session, message_id: int) -> tuple[MessageRow, list[MessageAlert]] | None:
-    """A message with the alerts it carries (those retention has not removed)."""
+def message(session: Session, message_id: int) -> tuple[MessageRow, list[Report]] | None:
+    """A message with the alerts it carries (those retention has not removed), as the
+    payloads take them (the feed's category is the config's: left for the caller)."""
     found = session.execute(
         select(ChannelMessage, Story.title).outerjoin(Story, Story.id == ChannelMessage.story_id)
         .where(ChannelMessage.id == message_id)).first()
@@ -215,8 +201,8 @@ def message(session: Session, message_id: int) -> tuple[MessageRow, list[Message
         .join(Rule, Rule.id == Alert.rule_id).join(Item, Item.id == Alert.item_id)
         .join(Feed, Feed.id == Item.feed_id)
         .where(ChannelAlert.message_id == message_id).order_by(Alert.id))
-    alerts = [MessageAlert(a, rule, item, title, canonical or url, feed, published, snippet,
-                           tuple(terms))
+    alerts = [Report(a, rule, item, title, canonical or url, feed, None, published, snippet,
+                     tuple(terms))
               for a, rule, item, title, canonical, url, feed, published, snippet, terms in rows]
     return _message_row(found[0], found[1]), alerts
 
