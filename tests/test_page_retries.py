@@ -14,7 +14,8 @@ from helpers import Entry, cli, json_lines, page_html, pages, rss, write_config
 SUMMARY = "The feed's own summary of the story, shorter than the article. " * 2
 
 
-def setup(server: LocalServer, db_url: str, tmp_path: Path, attempts: int) -> Path:
+def setup(server: LocalServer, db_url: str, tmp_path: Path, attempts: int,
+          retry: str = "1s") -> Path:
     server.routes["/f.rss"] = Route(content_type="application/rss+xml", etag='"v1"',
                                     body=rss("F", [Entry("Story", server.url("/a.html"),
                                                          guid="a", summary=SUMMARY),
@@ -23,13 +24,15 @@ def setup(server: LocalServer, db_url: str, tmp_path: Path, attempts: int) -> Pa
     server.routes["/gone.html"] = Route(status=404)
     return write_config(tmp_path / "m.toml", db_url=db_url,
                         feeds=[{"name": "F", "url": server.url("/f.rss")}],
-                        fetch={"page_attempts": attempts, "page_retry": "1s",
+                        fetch={"page_attempts": attempts, "page_retry": retry,
                                "page_retry_max": "1m"}, poll={"jitter": 0})
 
 
 def test_a_page_that_fails_twice_then_works_is_stored_from_the_page(
         server: LocalServer, db_url: str, tmp_path: Path) -> None:
-    config = setup(server, db_url, tmp_path, attempts=4)
+    # Retries after 2 s, then 4 s: a run --once under load (up to ~3 s) stays inside
+    # the window in which the second is not due yet.
+    config = setup(server, db_url, tmp_path, attempts=4, retry="2s")
     server.routes["/a.html"] = Route(status=503)
     code, out = cli(config, "run", "--once")
     assert code == 0, out
@@ -38,18 +41,18 @@ def test_a_page_that_fails_twice_then_works_is_stored_from_the_page(
     assert [(i["guid"], i["page_error"]) for i in json_lines(config, "items", "list")] \
         == [("g", "HTTP 404")]
 
-    time.sleep(1.2)  # the first retry waits 1 s
+    time.sleep(2.2)  # the first retry waits 2 s
     server.routes["/a.html"] = Route(status=500)
     code, out = cli(config, "run", "--once")
     assert code == 0 and "0 parsed, 1 not modified" in out, out  # a 304: retried all the same
     assert "1 entries wait" in out, out
 
-    time.sleep(0.5)  # the second waits 2 s: not due yet
+    time.sleep(0.5)  # the second waits 4 s: not due yet
     server.clear_log()
     assert cli(config, "run", "--once")[0] == 0
     assert server.hits("/a.html") == []
 
-    time.sleep(1.8)
+    time.sleep(3.8)
     page = pages()[0]
     server.routes["/a.html"] = Route(body=page_html(page))
     code, out = cli(config, "run", "--once")

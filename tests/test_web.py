@@ -144,7 +144,8 @@ def test_every_page_and_answer(site: Any) -> None:
     channel = page.decode().split("<h2>Alert channels</h2>", 1)[1].split("</table>", 1)[0]
     heists = {a["story_id"] for a in alerts if a["rule"] == "Heists"}
     assert "desk-room<div class=\"meta\">slack · http://127.0.0.1/…</div>" in channel
-    assert f'<td class="num">{len(heists)}<div class="meta">{len(heists)} retrying' in channel
+    # One attempt made (a channel that fails ends its round), the rest waiting behind it.
+    assert f'<td class="num">{len(heists)}<div class="meta">1 retrying' in channel
     assert "connection refused" in channel and "SECRET" not in page.decode()
     status, headers, body = c.get("/digests/preview?recipient=desk%40example.org")
     assert status == 200 and "sandbox" in headers["Content-Security-Policy"]
