@@ -214,6 +214,7 @@ SECTIONS: dict[str, list[str]] = {
     "alerts": ["max_age"],
     "stories": ["enabled", "window", "threshold"],
     "retention": ["duplicate_text", "original_text", "digest_bodies", "stopped_workers",
+                  "channel_messages",
                   "story_index", "every", "batch"],
     "web": ["auth"],
 }

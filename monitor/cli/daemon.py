@@ -160,8 +160,8 @@ def cmd_db_prune(settings: Settings, args: argparse.Namespace, out: TextIO) -> i
                 due = store.prunable(s, retention.cutoffs(r, utcnow()))
             out.write(f"would prune: {due.texts} texts ({retention.size(due.text_bytes)}), "
                       f"{due.digests} digest bodies ({retention.size(due.digest_bytes)}), "
-                      f"{due.workers} worker rows, the index of {due.stories} stories; "
-                      "nothing changed\n")
+                      f"{due.workers} worker rows, the index of {due.stories} stories, "
+                      f"{due.channel_messages} channel messages; nothing changed\n")
             return EXIT_OK
         done = retention.prune(sessions, Deduplicator.from_settings(settings), r, utcnow)
         with sessions() as s:

@@ -185,6 +185,8 @@ class RetentionSettings:
     original_text: int = 0  # an original's text (0: kept for ever)
     digest_bodies: int = 30 * 86400  # a sent or failed digest's message bytes
     stopped_workers: int = 30 * 86400  # the row of a worker stopped or lost this long
+    # An alert channel's message delivered or dead this long ago (its alerts stay).
+    channel_messages: int = 30 * 86400
     # A story no article joined for this long is no longer a candidate: its index rows go
     # (the lookup then costs what the recent stories cost, however many are stored).
     # At least [stories] window; an article published longer ago starts a story.
@@ -557,6 +559,7 @@ def _retention(doc: Table, stories: StorySettings) -> RetentionSettings:
         original_text=duration(t, "original_text", d.original_text, minimum=0),
         digest_bodies=duration(t, "digest_bodies", d.digest_bodies, minimum=0),
         stopped_workers=duration(t, "stopped_workers", d.stopped_workers, minimum=0),
+        channel_messages=duration(t, "channel_messages", d.channel_messages, minimum=0),
         story_index=story_index,
         every=duration(t, "every", d.every),
         batch=positive(t, "batch", d.batch),

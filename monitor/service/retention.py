@@ -7,7 +7,8 @@ copy of the story is still found (by hash, URL, GUID or band keys) and verified 
 (:meth:`monitor.dedup.index.Deduplicator.matches`). A copy's band keys go with its
 text: with neither text nor sketch they could find nothing, and its original carries
 the story's. Digests
-sent or failed keep their row and alerts but not their bytes; stopped workers' rows go.
+sent or failed keep their row and alerts but not their bytes; stopped workers' rows go;
+alert channel messages delivered or dead go (their alerts stay).
 Seeds are never pruned. A story no article joined for ``story_index`` loses its index
 rows: it is no longer a candidate, and the lookup costs what the recent stories cost,
 however many are stored. What was freed is recorded in ``meta`` for ``monitor status``.
@@ -29,6 +30,7 @@ from monitor.clock import Clock
 from monitor.config import RetentionSettings
 from monitor.dedup.fingerprint import sketch
 from monitor.dedup.index import Deduplicator
+from monitor.store.channels import prune_messages
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class Pruned:
     digest_bytes: int = 0
     workers: int = 0
     stories: int = 0  # stories whose index rows went (no longer candidates)
+    channel_messages: int = 0  # delivered or dead alert channel messages
 
     def __add__(self, other: Pruned) -> Pruned:
         return Pruned(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values(),
@@ -54,12 +57,13 @@ class Pruned:
         return self.text_bytes + self.digest_bytes
 
     def __bool__(self) -> bool:
-        return bool(self.texts or self.digests or self.workers or self.stories)
+        return bool(self.texts or self.digests or self.workers or self.stories
+                    or self.channel_messages)
 
     def render(self) -> str:
         return (f"{self.texts} texts ({size(self.text_bytes)}), {self.digests} digest bodies "
                 f"({size(self.digest_bytes)}), {self.workers} worker rows, the index of "
-                f"{self.stories} stories")
+                f"{self.stories} stories, {self.channel_messages} channel messages")
 
 
 def cutoffs(settings: RetentionSettings, now: datetime) -> store.Cutoffs:
@@ -68,7 +72,7 @@ def cutoffs(settings: RetentionSettings, now: datetime) -> store.Cutoffs:
 
     return store.Cutoffs(before(settings.duplicate_text), before(settings.original_text),
                          before(settings.digest_bodies), before(settings.stopped_workers),
-                         before(settings.story_index))
+                         before(settings.story_index), before(settings.channel_messages))
 
 
 def prune_batch(sessions: sessionmaker[Session], dedup: Deduplicator,
@@ -95,7 +99,9 @@ def prune_batch(sessions: sessionmaker[Session], dedup: Deduplicator,
     if c.story_index is not None:
         with sessions.begin() as s:
             stories = store.prune_story_index(s, c.story_index, settings.batch)
-    return Pruned(len(due), text_bytes, digests, digest_bytes, workers, stories)
+    with sessions.begin() as s:
+        messages = prune_messages(s, c.channel_messages, settings.batch)
+    return Pruned(len(due), text_bytes, digests, digest_bytes, workers, stories, messages)
 
 
 def prune(sessions: sessionmaker[Session], dedup: Deduplicator, settings: RetentionSettings,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -247,6 +247,28 @@ def retry_dead(session: Session, channel: str, now: datetime) -> int:
         .values(state=PENDING, attempts=0, next_attempt_at=now, lease_owner=None,
                 lease_until=None))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def channel_messages_due(session: Session, before: datetime) -> int:
+    """How many delivered or dead messages were made before ``before``."""
+    return session.scalar(select(func.count()).select_from(ChannelMessage).where(
+        ChannelMessage.state != PENDING, ChannelMessage.created_at < before)) or 0
+
+
+def prune_messages(session: Session, before: datetime | None, limit: int) -> int:
+    """Delete up to ``limit`` delivered or dead messages made before ``before``, with
+    their rows in channel_alerts (the alerts stay). A story whose last message goes
+    notifies as new if it is reported again. Returns how many went."""
+    if before is None:
+        return 0
+    ids = list(session.scalars(
+        select(ChannelMessage.id).where(ChannelMessage.state != PENDING,
+                                        ChannelMessage.created_at < before)
+        .order_by(ChannelMessage.id).limit(limit).with_for_update(skip_locked=True)))
+    if ids:
+        session.execute(delete(ChannelAlert).where(ChannelAlert.message_id.in_(ids)))
+        session.execute(delete(ChannelMessage).where(ChannelMessage.id.in_(ids)))
+    return len(ids)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, t
 from sqlalchemy.orm import Session
 
 from monitor.models import Digest, Item, ItemBand, ItemSketch, Worker
+from monitor.store.channels import channel_messages_due
 from monitor.store.leases import rowcount
 from monitor.store.search import reindex_items
 from monitor.store.stories import story_index_due
@@ -29,6 +30,7 @@ class Cutoffs:
     digest_bodies: datetime | None
     stopped_workers: datetime | None
     story_index: datetime | None = None  # stories last reported before: no longer candidates
+    channel_messages: datetime | None = None  # delivered or dead channel messages made before
 
 
 def _texts_due(c: Cutoffs) -> ColumnElement[bool] | None:
@@ -117,6 +119,7 @@ class Prunable:
     digest_bytes: int
     workers: int
     stories: int = 0  # stories whose index rows would go
+    channel_messages: int = 0
 
 
 def prunable(session: Session, cutoffs: Cutoffs) -> Prunable:
@@ -138,8 +141,10 @@ def prunable(session: Session, cutoffs: Cutoffs) -> Prunable:
             and_(Worker.stopped_at.is_(None), Worker.heartbeat_at < before)))) or 0
     stories = (story_index_due(session, cutoffs.story_index)
                if cutoffs.story_index is not None else 0)
+    messages = (channel_messages_due(session, cutoffs.channel_messages)
+                if cutoffs.channel_messages is not None else 0)
     return Prunable(int(texts), int(text_bytes), int(digests), int(digest_bytes), int(workers),
-                    stories)
+                    stories, messages)
 
 
 def database_size(session: Session) -> int | None:
