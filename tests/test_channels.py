@@ -10,6 +10,7 @@ import hmac
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -494,3 +495,36 @@ def test_retention_prunes_old_delivered_and_dead_messages_not_their_alerts(
             assert s.scalar(select(sa_func.count()).select_from(Alert)) == 3
     finally:
         engine.dispose()
+
+
+def test_a_channel_added_to_a_running_daemons_config_is_told_of_new_alerts(
+        server: LocalServer, receiver: Receiver, tmp_path: Path) -> None:
+    """Channels and notify apply live: SIGHUP, then what the daemon's next poll alerts
+    goes to the new room."""
+    db_url = f"sqlite:///{tmp_path}/m.db"
+    server.routes["/feed.xml"] = Route(body=rss("Desk", []), content_type="application/rss+xml")
+
+    def write(channels: list[dict[str, object]]) -> Path:
+        return write_config(tmp_path / "monitor.toml", db_url=db_url,
+                            feeds=[{"name": "Desk", "url": server.url("/feed.xml")}],
+                            rules=[{"name": "Stories", "query": "story",
+                                    "recipients": ["desk@example.org"],
+                                    "notify": [str(c["name"]) for c in channels]}],
+                            channels=channels)
+
+    cfg = write([])
+    daemon = Daemon(cfg, log=tmp_path / "daemon.log")
+    try:
+        assert daemon.wait_for_log("worker ", 60), daemon.log()
+        write([hook(receiver, "room", "/room")])
+        daemon.signal(signal.SIGHUP)
+        assert daemon.wait_for(lambda: "config reloaded" in daemon.log(), 20), daemon.log()
+        reloaded = daemon.log().split("config reloaded", 1)[1].split("\n", 1)[0]
+        assert "rules, channels changed" in reloaded, reloaded
+        site(server, 1)  # the feed now lists an article the rule matches
+        code, out = cli(cfg, "feeds", "poll", "Desk", "--wait", "30")
+        assert code == 0, out
+        assert daemon.wait_for(lambda: len(receiver.requests("/room")) == 1, 20), daemon.log()
+    finally:
+        assert daemon.stop() == 0
+    assert json.loads(receiver.requests("/room")[0].body)["articles"][0]["title"] == "Story 0"
