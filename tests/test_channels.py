@@ -255,6 +255,13 @@ def test_a_channel_that_never_accepts_dead_letters_and_blocks_nothing(
     assert (gone["delivered"], gone["dead"]) == (2, 0)
     keys = [r.headers["idempotency-key"] for r in receiver.requests("/gone")]
     assert sorted(keys[:2]) == sorted(keys[2:]) and len(set(keys)) == 2
+    # A channel taken out of the config: its messages stay listed, and are not sent.
+    cfg = config(tmp_path, db_url, site(server, 2), [hook(receiver, "good", "/good")])
+    code, out = cli(cfg, "channels", "list", "down")
+    assert code == 0 and out.startswith("down (no longer in the config: not delivered)\n  0 "
+                                        "delivered"), out
+    assert "good" not in out.split("messages, newest first:")[0]
+    assert cli(cfg, "channels", "list", "nowhere")[0] == 2
 
 
 def test_a_429_pauses_the_channel_for_every_worker(

@@ -1,3 +1,4 @@
-"""Alert channels: what a rule's ``notify`` channels are sent (pure: payloads, signatures,
-batching decisions). The sending is in :mod:`monitor.service.channel_job`, the SQL in
-:mod:`monitor.store.channels`."""
+"""Alert channels: what a rule's ``notify`` channels are sent (:mod:`.payloads`, pure:
+each kind's request for one message, signed and escaped). Which alerts go into which
+message, and the deliveries' state, are in :mod:`monitor.store.channels`; the sending
+in :mod:`monitor.service.channel_job`."""

@@ -26,13 +26,14 @@ def cmd_channels_list(settings: Settings, args: argparse.Namespace, out: TextIO)
     if args.name and args.name not in names and args.name not in counts:
         raise UsageError(f"no channel is called {args.name!r}: the config has "
                          f"{', '.join(names) or 'none'}")
-    gone = sorted(set(counts) - set(names))  # stored messages of channels since removed
+    # Channels since removed from the config whose messages are still stored.
+    gone = [n for n in sorted(set(counts) - set(names)) if args.name in (None, n)]
     shown = [c for c in settings.channels if args.name in (None, c.name)]
     if args.json:
         for c in shown:
             dump({**c.redacted(), **asdict(counts.get(c.name, chstore.ChannelCounts())),
                   "in_config": True}, out)
-        for name in gone if args.name in (None, *gone) else []:
+        for name in gone:
             dump({"name": name, **asdict(counts[name]), "in_config": False}, out)
         for m in messages:
             dump({"message": asdict(m)}, out)
@@ -48,7 +49,7 @@ def cmd_channels_list(settings: Settings, args: argparse.Namespace, out: TextIO)
                   + ("" if not c.missing else
                      f"; NOT READY: {', '.join('$' + v for v in c.missing)} unset") + "\n")
         out.write(_counts(n, now))
-    for name in gone if args.name in (None, *gone) else []:
+    for name in gone:
         out.write(f"{name} (no longer in the config: not delivered)\n{_counts(counts[name], now)}")
     if messages:
         out.write("messages, newest first:\n")
