@@ -523,6 +523,11 @@ def test_a_channel_added_to_a_running_daemons_config_is_told_of_new_alerts(
     daemon = Daemon(cfg, log=tmp_path / "daemon.log")
     try:
         assert daemon.wait_for_log("worker ", 60), daemon.log()
+        # A channel whose secret is not in the environment is refused, as at start.
+        write([hook(receiver, "room", "/room", secret_env="MONITOR_TEST_UNSET_SECRET")])
+        daemon.signal(signal.SIGHUP)
+        assert daemon.wait_for_log("unset environment variables: 'room' needs "
+                                   "$MONITOR_TEST_UNSET_SECRET", 20), daemon.log()
         write([hook(receiver, "room", "/room")])
         daemon.signal(signal.SIGHUP)
         assert daemon.wait_for(lambda: "config reloaded" in daemon.log(), 20), daemon.log()
