@@ -141,6 +141,11 @@ class FetchTimeout(FetchError):
     transient = True
 
 
+# HTTP statuses that say "not now" rather than "never": asked again later (a page, a
+# feed, an alert channel's message); any other failure status is final.
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
 class HTTPStatusError(FetchError):
     kind = "http"
 
@@ -148,7 +153,7 @@ class HTTPStatusError(FetchError):
         self.status = status
         self.retry_after = retry_after
         self.kind = "rate_limited" if status == 429 else f"http_{status // 100}xx"
-        self.transient = status in (408, 425, 429, 500, 502, 503, 504)
+        self.transient = status in TRANSIENT_STATUSES
         reason = f"HTTP {status}"
         if retry_after:
             reason += f" (Retry-After: {retry_after})"

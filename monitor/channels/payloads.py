@@ -203,7 +203,7 @@ def slack_body(notice: Notice, listed: Sequence[Article], more: int) -> dict[str
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
     if more:
         blocks.append({"type": "context", "elements": [
-            {"type": "mrkdwn", "text": f"and {_plural(more, 'more report')} not listed"}]})
+            {"type": "mrkdwn", "text": f"and {plural(more, 'more report')} not listed"}]})
     return {"text": _slack(head), "blocks": blocks}
 
 
@@ -216,7 +216,7 @@ def mattermost_text(notice: Notice, listed: Sequence[Article], more: int) -> str
                      f"rules: {_md(', '.join(a.rules))}" + (f"\n> {_md(a.snippet)}"
                                                            if a.snippet else ""))
     if more:
-        parts.append(f"_and {_plural(more, 'more report')} not listed_")
+        parts.append(f"_and {plural(more, 'more report')} not listed_")
     return "\n\n".join(parts)
 
 
@@ -232,8 +232,8 @@ def matrix_body(notice: Notice, listed: Sequence[Article], more: int) -> dict[st
         rich.append(f"<p><b>{link}</b><br>{html.escape(meta)}"
                     + (f"<br><i>{html.escape(a.snippet)}</i>" if a.snippet else "") + "</p>")
     if more:
-        plain.append(f"and {_plural(more, 'more report')} not listed")
-        rich.append(f"<p>and {_plural(more, 'more report')} not listed</p>")
+        plain.append(f"and {plural(more, 'more report')} not listed")
+        rich.append(f"<p>and {plural(more, 'more report')} not listed</p>")
     return {"msgtype": "m.notice", "body": "\n".join(plain),
             "format": "org.matrix.custom.html", "formatted_body": "".join(rich)}
 
@@ -242,7 +242,7 @@ def ntfy_body(topic: str, notice: Notice, listed: Sequence[Article],
               more: int) -> dict[str, Any]:
     lines = [f"{a.title} ({a.outlet})" for a in listed]
     if more:
-        lines.append(f"and {_plural(more, 'more report')}")
+        lines.append(f"and {plural(more, 'more report')}")
     body: dict[str, Any] = {"topic": topic, "title": _cut(headline(notice, listed), HEADER_MAX),
                             "message": "\n".join(lines), "tags": ["newspaper"]}
     first = next((a.url for a in listed if a.url), None)
@@ -281,7 +281,7 @@ def _when(moment: datetime | None) -> str:
     return f"{m.day} {m:%b %Y, %H:%M} UTC"
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 

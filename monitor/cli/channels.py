@@ -11,8 +11,8 @@ from typing import Any, TextIO
 
 from monitor.cli.common import EXIT_FAILURE, EXIT_OK, ago, at, dump, session_factory, stored
 from monitor.config import Settings
-from monitor.config.channels import missing_secrets
-from monitor.errors import ConfigError, FetchError, UsageError
+from monitor.config.channels import require_secrets
+from monitor.errors import FetchError, UsageError
 from monitor.store import channels as chstore
 
 
@@ -105,10 +105,7 @@ def cmd_channels_send(settings: Settings, args: argparse.Namespace, out: TextIO)
     from monitor.ingest.fetcher import Fetcher
     from monitor.service.channel_job import ChannelJob
 
-    missing = missing_secrets(settings.channels)
-    if missing:
-        raise ConfigError(str(settings.path), "channels", f"unset environment variables: "
-                          f"{missing}")
+    require_secrets(str(settings.path), settings.channels)
 
     async def round_() -> Any:
         async with Fetcher(settings.fetch) as fetcher:
@@ -132,9 +129,7 @@ def cmd_channels_test(settings: Settings, args: argparse.Namespace, out: TextIO)
     channel = next((c for c in settings.channels if c.name == args.name), None)
     if channel is None:
         raise UsageError(f"no channel is called {args.name!r} in {settings.path}")
-    if channel.missing:
-        raise ConfigError(str(settings.path), "channels", f"unset environment variables: "
-                          f"{missing_secrets((channel,))}")
+    require_secrets(str(settings.path), (channel,))
     now = datetime.now(UTC)
     notice = Notice(channel.name, f"monitor-test-{secrets.token_hex(8)}", None,
                     "monitor test message", False,

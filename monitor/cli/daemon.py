@@ -14,8 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor import db, store
 from monitor.cli.common import EXIT_OK
 from monitor.config import Settings, listen_problem, public_listen_problem
-from monitor.config.channels import missing_secrets
-from monitor.errors import ConfigError, MonitorError, UsageError
+from monitor.config.channels import require_secrets
+from monitor.errors import MonitorError, UsageError
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
@@ -26,10 +26,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
                         public_listen_problem(args.listen, settings.web)):
             if problem:
                 raise UsageError(f"--listen {args.listen}: {problem}")
-    missing = missing_secrets(settings.channels)
-    if missing:  # refused at start, not at the first alert
-        raise ConfigError(str(settings.path), "channels", f"unset environment variables: "
-                          f"{missing}")
+    require_secrets(str(settings.path), settings.channels)  # at start, not the first alert
     engine = db.make_engine(settings.database.url)
     processor = Processor.of(settings.extract)
     try:

@@ -5,7 +5,7 @@ A channel's URL, header values, HMAC secret and access token can all be secrets 
 incoming-webhook URL *is* one): they never reach ``repr``, logs or ``config show``, which
 print the URL's scheme and host only. Secrets come from the environment (``url_env``,
 ``secret_env``, ``token_env``, a header written ``"env:NAME"``), read once at load;
-:func:`missing_secrets` says which are unset, and ``monitor run`` refuses to start then.
+:func:`require_secrets` refuses a start or a reload while one is unset.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ MAX_CHANNEL_NAME = 100
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 9110 token
-# Set by monitor for every request; a [[channels]] header may not replace them.
+# Set by monitor for every webhook request; a [[channels]] header may not replace them.
 RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "idempotency-key",
-                              "x-monitor-signature", "x-monitor-timestamp",
-                              "x-monitor-event", "authorization"})
+                              "x-monitor-signature", "x-monitor-timestamp", "x-monitor-event"})
 _MATRIX_ROOM = re.compile(r"^![^:\s]+:[^\s]+$")
 _NTFY_TOPIC = re.compile(r"^[-_A-Za-z0-9]{1,64}$")
 
@@ -92,11 +91,13 @@ class ChannelSettings:
                 self.per_minute, self.batch, self.max_alerts]
 
 
-def missing_secrets(channels: tuple[ChannelSettings, ...]) -> str | None:
-    """Which channels' environment variables are unset, in words; None when all are set."""
+def require_secrets(file: str, channels: tuple[ChannelSettings, ...]) -> None:
+    """Raises ConfigError naming every channel whose environment variables are unset:
+    what sends to channels (a start, a reload, ``channels send``) checks this first."""
     gaps = [f"{c.name!r} needs {', '.join('$' + v for v in c.missing)}"
             for c in channels if c.missing]
-    return "; ".join(gaps) or None
+    if gaps:
+        raise ConfigError(file, "channels", f"unset environment variables: {'; '.join(gaps)}")
 
 
 def parse_channels(doc: Table, environ: Mapping[str, str]) -> tuple[ChannelSettings, ...]:

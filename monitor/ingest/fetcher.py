@@ -22,6 +22,7 @@ against httpx's ~0.95 ms (benchmarks in docs/performance.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -30,7 +31,7 @@ import ssl
 import time
 import urllib.request
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -189,14 +190,7 @@ class Fetcher:
         Only URLs the user chose (feeds in the config, a URL on the command line) are
         ``trusted``; any other URL and every redirect from it must pass the SSRF guard,
         or :class:`BlockedError` is raised before a connection is made."""
-        try:
-            parsed = URL(url)
-            host = parsed.host
-        except (ValueError, TypeError) as exc:  # UnicodeError too: "xn--zz" is no punycode
-            raise NetworkError(url, f"invalid URL: {exc}") from exc
-        if not host or parsed.scheme not in ("http", "https"):
-            raise NetworkError(url, "invalid URL: not an absolute http(s) URL")
-        _check_host(url, parsed)
+        host = _target(url).host or ""
         headers = {"Accept": accept}
         if etag:
             headers["If-None-Match"] = etag
@@ -217,32 +211,21 @@ class Fetcher:
         answer), the whole exchange is bounded by ``timeout`` and the answer's body by
         ``max_bytes`` (cut there: it is only read for an error message). Returns every
         status; raises FetchTimeout or NetworkError when no answer came."""
-        try:
-            target = URL(url)
-        except (ValueError, TypeError) as exc:
-            raise NetworkError(url, f"invalid URL: {exc}") from exc
-        host = target.host or ""
-        _check_host(url, target)
+        target = _target(url)
         proxy, proxy_auth = self._proxy(target)
         try:
-            async with asyncio.timeout(timeout), self._client().request(
-                    method, target, data=body, headers=headers, allow_redirects=False,
-                    proxy=proxy, proxy_auth=proxy_auth) as resp:
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in resp.content.iter_chunked(_CHUNK):
-                    if size < max_bytes:
-                        chunks.append(chunk[:max_bytes - size])
-                    size += len(chunk)
-                return Answer(resp.status, b"".join(chunks), resp.headers.get("Retry-After"))
-        except TimeoutError as exc:
-            raise FetchTimeout(url, f"no complete answer within {timeout:g}s") from exc
-        except aiohttp.ServerTimeoutError as exc:
-            raise FetchTimeout(url, f"{type(exc).__name__}: {exc or 'timed out'}") from exc
-        except (aiohttp.InvalidURL, UnicodeError) as exc:
-            raise NetworkError(url, f"invalid URL: {exc}") from exc
-        except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
-            raise NetworkError(url, _describe_network_error(exc, host)) from exc
+            with _failures(url, target.host or "", timeout):
+                async with asyncio.timeout(timeout), self._client().request(
+                        method, target, data=body, headers=headers, allow_redirects=False,
+                        proxy=proxy, proxy_auth=proxy_auth) as resp:
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in resp.content.iter_chunked(_CHUNK):
+                        if size < max_bytes:
+                            chunks.append(chunk[:max_bytes - size])
+                        size += len(chunk)
+                    return Answer(resp.status, b"".join(chunks),
+                                  resp.headers.get("Retry-After"))
         finally:
             self.last_done = time.monotonic()
 
@@ -288,21 +271,9 @@ class Fetcher:
 
     async def _guarded(self, url: str, host: str, headers: dict[str, str],
                        max_bytes: int, trusted: bool) -> FetchResult:
-        try:
+        with _failures(url, host, self.settings.timeout):
             async with asyncio.timeout(self.settings.timeout):
                 return await self._get(url, headers, max_bytes, trusted)
-        except aiohttp.ServerTimeoutError as exc:  # connecting took too long
-            raise FetchTimeout(url, f"{type(exc).__name__}: {exc or 'timed out'}") from exc
-        except TimeoutError as exc:
-            raise FetchTimeout(url, f"no complete answer within {self.settings.timeout:g}s") from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise NetworkError(url, f"body could not be decoded: {exc}") from exc
-        except (aiohttp.InvalidURL, UnicodeError) as exc:  # a host aiohttp cannot encode
-            raise NetworkError(url, f"invalid URL: {exc}") from exc
-        except _Refused as exc:  # the caller logs it, with the feed and the entry's link
-            raise BlockedError(url, exc.reason) from exc
-        except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
-            raise NetworkError(url, _describe_network_error(exc, host)) from exc
 
     async def _get(self, url: str, headers: dict[str, str], max_bytes: int,
                    trusted: bool) -> FetchResult:
@@ -401,6 +372,38 @@ class _GuardedResolver(aiohttp.abc.AbstractResolver):
 
     async def close(self) -> None:
         pass
+
+
+def _target(url: str) -> URL:
+    """``url`` parsed; NetworkError when it is no absolute http(s) URL a request can go to."""
+    try:
+        parsed = URL(url)
+        host = parsed.host
+    except (ValueError, TypeError) as exc:  # UnicodeError too: "xn--zz" is no punycode
+        raise NetworkError(url, f"invalid URL: {exc}") from exc
+    if not host or parsed.scheme not in ("http", "https"):
+        raise NetworkError(url, "invalid URL: not an absolute http(s) URL")
+    _check_host(url, parsed)
+    return parsed
+
+
+@contextlib.contextmanager
+def _failures(url: str, host: str, timeout: float) -> Iterator[None]:
+    """The client's exceptions, inside, as the FetchError each is, naming ``url``."""
+    try:
+        yield
+    except aiohttp.ServerTimeoutError as exc:  # connecting took too long
+        raise FetchTimeout(url, f"{type(exc).__name__}: {exc or 'timed out'}") from exc
+    except TimeoutError as exc:
+        raise FetchTimeout(url, f"no complete answer within {timeout:g}s") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise NetworkError(url, f"body could not be decoded: {exc}") from exc
+    except (aiohttp.InvalidURL, UnicodeError) as exc:  # a host aiohttp cannot encode
+        raise NetworkError(url, f"invalid URL: {exc}") from exc
+    except _Refused as exc:  # the caller logs it, with the feed and the entry's link
+        raise BlockedError(url, exc.reason) from exc
+    except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+        raise NetworkError(url, _describe_network_error(exc, host)) from exc
 
 
 def _is_address(host: str) -> bool:

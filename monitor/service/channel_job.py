@@ -12,15 +12,16 @@ the lease to lapse: the message is sent again, with the same key, by whoever cla
 next. The daemon runs a round every few seconds (a channel still busy with the last one
 is left to it); ``run --once`` runs one at its end, ``channels send`` one on demand.
 
-Outcomes: a 2xx is delivered. A timeout, a network error, 408, 425, 429 and 5xx are a
-failure of the channel: the message is retried after ``retry`` seconds, doubled each
-time up to ``retry_max`` (longer when the answer's Retry-After asks; a 429 also pauses
-the whole channel that long), and the channel's other due messages wait for the next
-round, so a receiver that is down costs one timeout a round, not one per message. Any
-other answer (a 3xx, 4xx: the URL or token is wrong) makes the message dead at once:
-``monitor channels list`` shows it and ``monitor channels retry NAME`` sends it again
-once the config is mended. Secrets never reach the log: a channel is named with its
-kind and the scheme and host of its URL.
+Outcomes: a 2xx is delivered. A timeout, a network error and the statuses page fetches
+retry too (:data:`monitor.errors.TRANSIENT_STATUSES`: 408, 425, 429, 500, 502, 503,
+504) are a failure of the channel: the message is retried after ``retry`` seconds,
+doubled each time up to ``retry_max`` (longer when the answer's Retry-After asks; a 429
+also pauses the whole channel that long), and the channel's other due messages wait for
+the next round, so a receiver that is down costs one timeout a round, not one per
+message. Any other answer (a 3xx; a 4xx: the URL or token is wrong; a 501) makes the
+message dead at once: ``monitor channels list`` shows it and ``monitor channels retry
+NAME`` sends it again once the config is mended. Secrets never reach the log: a channel
+is named with its kind and the scheme and host of its URL.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor import db
-from monitor.channels.payloads import Notice, Report, build
+from monitor.channels.payloads import Notice, Report, build, plural
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.config.channels import ChannelSettings
-from monitor.errors import FetchError
+from monitor.errors import TRANSIENT_STATUSES, FetchError
 from monitor.ingest.cadence import retry_after_seconds
 from monitor.ingest.fetcher import Answer, Fetcher
 from monitor.store import channels as chstore
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL_CHECK_SECONDS = 5.0  # how often the daemon looks for due messages and retries
 LEASE_MARGIN = 10.0  # seconds past the channel's timeout a claim holds
-RETRIED_STATUSES = frozenset({408, 425, 429})
 
 
 @dataclass
@@ -78,11 +78,13 @@ class ChannelJob:
     owner: str
     stopping: Callable[[], bool] = field(default=lambda: False)
     _busy: set[str] = field(default_factory=set, init=False)  # channels being delivered
+    _categories: dict[str, str | None] = field(default_factory=dict, init=False)  # by feed
 
     async def run(self) -> Delivered:
         """One round: every channel not already being delivered (a slow one, still at
         its previous round, is left to it: it holds up no other channel's round)."""
         done = Delivered()
+        self._categories = {f.name: f.category for f in self.settings.feeds}
         channels = [c for c in self.settings.channels if c.name not in self._busy]
         self._busy.update(c.name for c in channels)
         await asyncio.gather(*(self._channel(c, done) for c in channels))
@@ -97,9 +99,11 @@ class ChannelJob:
             self._busy.discard(channel.name)
 
     async def _deliver_all(self, channel: ChannelSettings, done: Delivered) -> None:
+        first = True  # messages are made once a round: alerts stored meanwhile wait for the next
         while not self.stopping():
             try:
-                claimed = await asyncio.to_thread(self._claim, channel)
+                claimed = await asyncio.to_thread(self._claim, channel, first)
+                first = False
             except SQLAlchemyError as exc:
                 log.error("channel %s: claiming messages failed: %s", _named(channel),
                           db.reason(exc))
@@ -111,14 +115,15 @@ class ChannelJob:
             if claimed is None or not await self._deliver(channel, *claimed, done):
                 return  # nothing due, or the channel failed: the rest waits a round
 
-    def _claim(self, channel: ChannelSettings) -> tuple[chstore.MessageRow, Notice] | None:
-        """Make the channel's messages, claim the next due one and read it, in one
-        transaction; None when nothing is due (or the budget is spent)."""
+    def _claim(self, channel: ChannelSettings,
+               make: bool) -> tuple[chstore.MessageRow, Notice] | None:
+        """Make the channel's messages (when ``make``), claim the next due one and read
+        it, in one transaction; None when nothing is due (or the budget is spent)."""
         now = self.clock()
         lease = timedelta(seconds=channel.timeout + LEASE_MARGIN)
         with self.sessions.begin() as s:
             state = chstore.lock_channel(s, channel.name, now)
-            made = chstore.make_messages(s, channel.name, channel.batch, now)
+            made = chstore.make_messages(s, channel.name, channel.batch, now) if make else 0
             if made:
                 log.info("channel %s: %d new messages", _named(channel), made)
             ids = chstore.claim_messages(s, state, self.owner, channel.per_minute, now,
@@ -128,8 +133,7 @@ class ChannelJob:
 
     def _notice(self, channel: ChannelSettings, row: chstore.MessageRow,
                 alerts: list[Report]) -> tuple[chstore.MessageRow, Notice]:
-        categories = {f.name: f.category for f in self.settings.feeds}
-        reports = tuple(replace(a, category=categories.get(a.feed)) for a in alerts)
+        reports = tuple(replace(a, category=self._categories.get(a.feed)) for a in alerts)
         return row, Notice(channel.name, row.key, row.story_id, row.story_title,
                            row.follow_up, reports, row.created_at)
 
@@ -137,7 +141,7 @@ class ChannelJob:
                        notice: Notice, done: Delivered) -> bool:
         """Send one claimed message and record the outcome. Returns whether the channel
         should be given its next due message now: not after a failure of the channel
-        itself (no answer, 408, 425, 429, 5xx) or of the database."""
+        itself (no answer, a transient status) or of the database."""
         if not notice.reports:  # retention removed its articles: nothing left to tell
             return await self._record(channel, row, None, "its alerts were removed by "
                                       "retention", None, done, give_up=True)
@@ -154,7 +158,7 @@ class ChannelJob:
                                       f"{type(exc).__name__}: {exc}"), None, done)
         if 200 <= answer.status < 300:
             return await self._record(channel, row, answer.status, None, None, done)
-        retried = answer.status in RETRIED_STATUSES or answer.status >= 500
+        retried = answer.status in TRANSIENT_STATUSES
         recorded = await self._record(channel, row, answer.status,
                                       answer_error(channel, answer), answer.retry_after, done,
                                       give_up=not retried)
@@ -183,7 +187,7 @@ class ChannelJob:
             log.error("channel %s: recording message %d failed: %s", _named(channel), row.id,
                       db.reason(exc))
             return False
-        what = f"message {row.id} ({_plural(row.alerts, 'alert')}" + (
+        what = f"message {row.id} ({plural(row.alerts, 'alert')}" + (
             f", story {row.story_id}" if row.story_id is not None else "") + ")"
         if error is None:
             done.delivered += 1
@@ -232,5 +236,3 @@ def answer_error(channel: ChannelSettings, answer: Answer) -> str:
     return hide(channel, f"HTTP {answer.status}" + (f": {said}" if said else ""))
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"

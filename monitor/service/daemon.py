@@ -46,7 +46,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor import __version__, db, logs, store
 from monitor.clock import Clock, utcnow
 from monitor.config import Settings, public_listen_problem, split_listen
-from monitor.config.channels import missing_secrets
+from monitor.config.channels import require_secrets
 from monitor.dedup.index import Deduplicator
 from monitor.digest.mailer import Mailer, SmtpMailer
 from monitor.errors import ConfigError, StoreError
@@ -403,19 +403,14 @@ class Daemon:
         with self._quiet_when_stopping():
             try:
                 loaded = await asyncio.to_thread(self.config.changed)
+                if loaded is not None:  # as at start: a channel without its secret is refused
+                    require_secrets(str(loaded.path), loaded.channels)
             except ConfigError as exc:
                 self.metrics.reloads.labels("rejected").inc()
                 log.error("config not reloaded, the running config stays: %s", exc)
                 return
-            if loaded is None:
-                return
-            missing = missing_secrets(loaded.channels)
-            if missing:  # as at start: a channel without its secret is refused
-                self.metrics.reloads.labels("rejected").inc()
-                log.error("config not reloaded, the running config stays: %s: channels: "
-                          "unset environment variables: %s", loaded.path, missing)
-                return
-            await self._apply(loaded)
+            if loaded is not None:
+                await self._apply(loaded)
 
     async def _apply(self, loaded: Settings) -> None:
         running = self.settings

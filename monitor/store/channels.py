@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.channels.payloads import Report, idempotency_key
@@ -31,15 +30,11 @@ from monitor.models import (
     Rule,
     Story,
 )
+from monitor.store.sql import insert
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 RATE_WINDOW = timedelta(seconds=60)
 GROUP_BATCH = 1000  # waiting alerts looked at per channel and round
-
-
-def _insert(session: Session, table: Any) -> Any:
-    return (postgresql.insert if session.get_bind().dialect.name == "postgresql"
-            else sqlite.insert)(table)
 
 
 def enqueue(session: Session, alert_id: int, channels: Iterable[str], now: datetime) -> None:
@@ -48,19 +43,18 @@ def enqueue(session: Session, alert_id: int, channels: Iterable[str], now: datet
     rows = [{"channel": c, "alert_id": alert_id, "message_id": None, "created_at": now}
             for c in channels]
     if rows:
-        session.execute(_insert(session, ChannelAlert).values(rows).on_conflict_do_nothing())
+        session.execute(insert(session, ChannelAlert).values(rows).on_conflict_do_nothing())
 
 
 def lock_channel(session: Session, channel: str, now: datetime) -> ChannelState:
     """The channel's state row, made when missing and locked until the transaction ends."""
-    session.execute(_insert(session, ChannelState).values(
+    session.execute(insert(session, ChannelState).values(
         channel=channel, window_start=now, sent_in_window=0, paused_until=None)
         .on_conflict_do_nothing())
     q = select(ChannelState).where(ChannelState.channel == channel)
     if session.get_bind().dialect.name == "postgresql":
         q = q.with_for_update()
-    state = session.scalars(q.execution_options(populate_existing=True)).one()
-    return state
+    return session.scalars(q.execution_options(populate_existing=True)).one()
 
 
 @dataclass(frozen=True)

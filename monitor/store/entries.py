@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.models import Entry, Feed
+from monitor.store.sql import insert
 
 
 @dataclass(frozen=True)
@@ -111,9 +111,8 @@ def record_entries(session: Session, feed_id: int, entries: Iterable[WaitingEntr
              "last_status": None, "created_at": now, "backlog": e.backlog} for e in entries]
     if not rows:
         return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     for start in range(0, len(rows), 200):
-        session.execute(dialect.insert(Entry).on_conflict_do_nothing(), rows[start:start + 200])
+        session.execute(insert(session, Entry).on_conflict_do_nothing(), rows[start:start + 200])
     soonest = min(e.next_attempt_at for e in entries)
     session.execute(update(Feed).where(
         Feed.id == feed_id,

@@ -10,11 +10,10 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Date, cast, exists, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from monitor.models import Alert, AlertFeedback, Digest, Item, Meta, Rule, Story
+from monitor.store.sql import insert
 
 WEB_SECRET_KEY = "web.secret"  # noqa: S105 (a meta row name): the key signing the review page's cookies
 
@@ -34,8 +33,7 @@ def set_feedback(session: Session, alert_id: int, relevant: bool, by: str,
     when there is no such alert."""
     if session.get(Alert, alert_id) is None:
         return False
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(AlertFeedback).values(alert_id=alert_id, relevant=relevant, by=by, at=now)
+    stmt = insert(session, AlertFeedback).values(alert_id=alert_id, relevant=relevant, by=by, at=now)
     session.execute(stmt.on_conflict_do_update(
         index_elements=[AlertFeedback.alert_id],
         set_={"relevant": relevant, "by": by, "at": now}))
@@ -145,8 +143,7 @@ def web_secret(session: Session) -> str:
     found = session.scalar(select(Meta.value).where(Meta.name == WEB_SECRET_KEY))
     if found:
         return found
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(Meta).values(name=WEB_SECRET_KEY, value=secrets.token_hex(32))
+    session.execute(insert(session, Meta).values(name=WEB_SECRET_KEY, value=secrets.token_hex(32))
                     .on_conflict_do_nothing(index_elements=[Meta.name]))
     value = session.scalar(select(Meta.value).where(Meta.name == WEB_SECRET_KEY))
     assert value is not None

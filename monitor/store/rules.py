@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Insert, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from monitor.config import RuleSettings
 from monitor.models import Alert, Feed, Item, Rule
 from monitor.store import channels
+from monitor.store.sql import insert
 
 
 def sync_rules(session: Session, rules: Sequence[RuleSettings], now: datetime) -> None:
@@ -57,9 +57,8 @@ class NewAlert:
 
 def _insert_ignoring_duplicates(session: Session) -> Insert:
     """INSERT ... ON CONFLICT (rule_id, item_id) DO NOTHING, in the session's dialect."""
-    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
-              else sqlite.insert)
-    return insert(Alert).on_conflict_do_nothing(index_elements=[Alert.rule_id, Alert.item_id])
+    return insert(session, Alert).on_conflict_do_nothing(  # type: ignore[no-any-return]
+        index_elements=[Alert.rule_id, Alert.item_id])
 
 
 def add_alerts(session: Session, item_id: int, alerts: Sequence[NewAlert],
